@@ -1,0 +1,174 @@
+"""gRPC server bootstrap shared by every stage.
+
+``serve()`` adds to a stage's servicer what every hpe3d server has: gRPC health checking,
+reflection, an interceptor that logs every call with its job id, maps domain errors to status
+codes and records Prometheus metrics, and a graceful shutdown on SIGTERM/SIGINT that marks the
+server NOT_SERVING and lets in-flight calls finish.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import Counter, Histogram, start_http_server
+
+from .errors import status_code_for
+from .logs import job_id_var
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+RPC_SECONDS = Histogram("hpe3d_rpc_seconds", "Duration of a gRPC call", ["method", "code"],
+                        buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600))
+RPC_TOTAL = Counter("hpe3d_rpc_total", "gRPC calls by method and status code", ["method", "code"])
+
+
+def _job_id(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-job-id":
+            return value
+    return ""
+
+
+class StageInterceptor(grpc.ServerInterceptor):
+    """Logs each call, tags it with the caller's job id and turns domain errors into statuses."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(("/grpc.health", "/grpc.reflection")):
+            return handler
+        method = handler_call_details.method
+
+        def guard(context, started):
+            def finish(code: grpc.StatusCode) -> None:
+                elapsed = time.perf_counter() - started
+                RPC_SECONDS.labels(method, code.name).observe(elapsed)
+                RPC_TOTAL.labels(method, code.name).inc()
+                log.info("%s -> %s in %.3fs", method, code.name, elapsed)
+            return finish
+
+        def fail(exc: BaseException, context, finish) -> None:
+            code = status_code_for(exc)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("%s failed", method)
+            else:
+                log.warning("%s failed: %s", method, exc)
+            finish(code)
+            context.abort(code, str(exc) or type(exc).__name__)
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            def unary(request, context):
+                token = job_id_var.set(_job_id(context))
+                finish = guard(context, time.perf_counter())
+                try:
+                    reply = inner(request, context)
+                    finish(grpc.StatusCode.OK)
+                    return reply
+                except Exception as exc:  # noqa: BLE001 - mapped to a status code
+                    if isinstance(exc, grpc.RpcError) or context.code() not in (None, grpc.StatusCode.OK):
+                        raise
+                    fail(exc, context, finish)
+                finally:
+                    job_id_var.reset(token)
+            return grpc.unary_unary_rpc_method_handler(
+                unary, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+
+        if handler.unary_stream:
+            inner_stream = handler.unary_stream
+
+            def stream(request, context):
+                token = job_id_var.set(_job_id(context))
+                finish = guard(context, time.perf_counter())
+                try:
+                    yield from inner_stream(request, context)
+                    finish(grpc.StatusCode.OK)
+                except Exception as exc:  # noqa: BLE001
+                    if isinstance(exc, grpc.RpcError) or context.code() not in (None, grpc.StatusCode.OK):
+                        raise
+                    fail(exc, context, finish)
+                finally:
+                    job_id_var.reset(token)
+            return grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return handler
+
+
+class StageServer:
+    """A started gRPC server with health and reflection; ``stop()`` drains it."""
+
+    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer, port: int,
+                 service_names: list[str]):
+        self.server = server
+        self.health = health_servicer
+        self.port = port
+        self.service_names = service_names
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        for name in self.service_names + [""]:
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server.stop(grace_s).wait()
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()
+
+
+def start_server(register: Callable[[grpc.Server], None], service_names: list[str], port: int,
+                 host: str = "0.0.0.0", max_workers: int = 8) -> StageServer:
+    """Start a server on ``host:port`` (port 0 picks a free one) with ``register`` adding the stage
+    servicer. ``service_names`` are the full names (``hpe3d.v1.Decoder``) for health/reflection."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                         interceptors=[StageInterceptor()], options=CHANNEL_OPTIONS)
+    register(server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        service_names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"could not bind gRPC port {host}:{port}")
+    server.start()
+    for name in service_names + [""]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return StageServer(server, health_servicer, bound, service_names)
+
+
+def serve_forever(register: Callable[[grpc.Server], None], service_names: list[str], port: int,
+                  metrics_port: int = 0, grace_s: float = 30.0) -> None:
+    """Run a stage until SIGTERM/SIGINT, then finish in-flight calls (up to ``grace_s``)."""
+    if metrics_port:
+        start_http_server(metrics_port)
+    stage = start_server(register, service_names, port)
+    log.info("serving %s on port %d", ", ".join(service_names), stage.port)
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("signal %d: draining", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stopping.wait()
+    stage.stop(grace_s)
+    log.info("stopped")
+
+
+def channel(addr: str) -> grpc.Channel:
+    """A client channel with the message-size limits every hpe3d server accepts."""
+    return grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)

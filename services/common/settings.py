@@ -1,0 +1,73 @@
+"""One settings object, read from environment variables.
+
+The same names are used by the local stack and by the Kubernetes manifests. Every variable has a
+default that suits the local stack, so a service starts with none set.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Object storage (S3 API: MinIO in Kubernetes, SeaweedFS in the local stack)
+    s3_endpoint: str = "127.0.0.1:9000"      # HPE3D_S3_ENDPOINT, host:port
+    s3_access_key: str = "hpe3d"              # HPE3D_S3_ACCESS_KEY
+    s3_secret_key: str = "hpe3d-secret"       # HPE3D_S3_SECRET_KEY
+    s3_secure: bool = False                   # HPE3D_S3_SECURE (true for https)
+    s3_bucket: str = "hpe3d"                  # HPE3D_S3_BUCKET
+    # Triton Inference Server (gRPC)
+    triton_url: str = "127.0.0.1:8001"        # HPE3D_TRITON_URL
+    # Stage addresses (gRPC, host:port)
+    decoder_addr: str = "127.0.0.1:50051"     # HPE3D_DECODER_ADDR
+    pose2d_addr: str = "127.0.0.1:50052"      # HPE3D_POSE2D_ADDR
+    lifter3d_addr: str = "127.0.0.1:50053"    # HPE3D_LIFTER3D_ADDR
+    renderer_addr: str = "127.0.0.1:50054"    # HPE3D_RENDERER_ADDR
+    # Port a stage server listens on (each service reads its own)
+    grpc_port: int = 0                        # HPE3D_GRPC_PORT; 0 = the port of its *_ADDR
+    metrics_port: int = 0                     # HPE3D_METRICS_PORT; 0 = no Prometheus endpoint
+    # Pipeline limits and defaults
+    segment_frames: int = 128                 # HPE3D_SEGMENT_FRAMES
+    working_size: int = 640                   # HPE3D_WORKING_SIZE, longer side of decoded frames
+    max_upload_mb: int = 500                  # HPE3D_MAX_UPLOAD_MB
+    max_duration_s: float = 600.0             # HPE3D_MAX_DURATION_S
+    max_persons: int = 2                      # HPE3D_MAX_PERSONS
+    stage_concurrency: int = 4                # HPE3D_STAGE_CONCURRENCY, segments in flight per job
+    stage_timeout_s: float = 600.0            # HPE3D_STAGE_TIMEOUT_S, deadline of one stage call
+    stage_retries: int = 2                    # HPE3D_STAGE_RETRIES for UNAVAILABLE / transient errors
+    lifter_weights: str = ""                  # HPE3D_LIFTER_WEIGHTS; "" = the shipped weights
+    log_level: str = "INFO"                   # HPE3D_LOG_LEVEL
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        values = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"HPE3D_{f.name.upper()}")
+            if raw is None:
+                continue
+            if f.type in ("bool", bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("float", float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        return cls(**values)
+
+    def env(self) -> dict[str, str]:
+        """The settings as environment variables, for starting child processes."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f"HPE3D_{f.name.upper()}"] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return out
+
+    def listen_port(self, own_addr: str) -> int:
+        """The port a stage server binds: HPE3D_GRPC_PORT, else the port of its own address."""
+        return self.grpc_port or int(own_addr.rsplit(":", 1)[1])
