@@ -1,0 +1,83 @@
+"""Lifter3D gRPC server: wires ``Lift`` to ``video_lift.lift_frames``."""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+import grpc
+
+from hpe3d.v1 import common_pb2, lifter3d_pb2, lifter3d_pb2_grpc
+from services.common.grpc_server import serve_forever
+from services.common.logs import configure_logging
+from services.common.settings import Settings
+from services.common.storage import ObjectStore
+
+from .lift import Lifter, load_lifter
+from .video_lift import lift_frames
+
+log = logging.getLogger(__name__)
+SERVICE = "hpe3d.v1.Lifter3D"
+
+
+class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
+    def __init__(self, store: ObjectStore, settings: Settings, lifter: Lifter):
+        self.store = store
+        self.settings = settings
+        self.lifter = lifter
+
+    def _gather_frames(self, request: lifter3d_pb2.LiftRequest) -> list[common_pb2.FramePoses2D]:
+        frames = list(request.frames)
+        for ref in request.segments:
+            frames.extend(self.store.get_message(ref, common_pb2.Poses2D).frames)
+        return frames
+
+    def Lift(self, request: lifter3d_pb2.LiftRequest, context: grpc.ServicerContext):
+        updates: queue.Queue = queue.Queue()
+        yield lifter3d_pb2.LiftUpdate(progress=common_pb2.Progress(
+            stage="lift", done=0, total=len(request.segments), message="reading 2D keypoints"))
+        frames = self._gather_frames(request)
+
+        def report(done: int, total: int, message: str) -> None:
+            updates.put(common_pb2.Progress(stage="lift", done=done, total=total, message=message))
+
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                outcome["poses"] = lift_frames(frames, request.width, request.height, self.lifter,
+                                               request.min_track_frames, report)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the handler thread
+                outcome["error"] = exc
+            finally:
+                updates.put(None)
+
+        threading.Thread(target=work, daemon=True).start()
+        while (item := updates.get()) is not None:
+            yield lifter3d_pb2.LiftUpdate(progress=item)
+        if "error" in outcome:
+            raise outcome["error"]
+        reply = lifter3d_pb2.LiftReply(poses=outcome["poses"])
+        if request.output.key:
+            self.store.put_message(request.output.key, outcome["poses"])
+            reply.stored.CopyFrom(self.store.ref(request.output.key))
+        yield lifter3d_pb2.LiftUpdate(result=reply)
+
+
+def register(server: grpc.Server, store: ObjectStore, settings: Settings, lifter: Lifter | None = None) -> None:
+    lifter = lifter or load_lifter(settings.lifter_weights or None)
+    lifter3d_pb2_grpc.add_Lifter3DServicer_to_server(Lifter3DServicer(store, settings, lifter), server)
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure_logging("lifter3d", settings.log_level)
+    store = ObjectStore.from_settings(settings)
+    lifter = load_lifter(settings.lifter_weights or None)  # fails here, with the file to supply, if absent
+    log.info("lifter weights: %s", lifter.name)
+    serve_forever(lambda s: register(s, store, settings, lifter), [SERVICE],
+                  settings.listen_port(settings.lifter3d_addr), settings.metrics_port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Lifting a whole video's 2D detections: link tracks, then lift each track with the temporal model."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hpe3d.v1 import common_pb2
+from services.common.arrays import to_proto
+from services.common.errors import InvalidInput, NoPersonFound
+
+from .lift import Lifter, lift_sequence
+from .tracking import detections_from_frames, link_tracks
+
+DEFAULT_MIN_TRACK_FRAMES = 5
+
+
+def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, lifter: Lifter,
+                min_track_frames: int = 0,
+                progress: Callable[[int, int, str], None] | None = None) -> common_pb2.Poses3D:
+    """Lift every person track of a video to 3D.
+
+    Args:
+        frames: 2D detections per frame (any order; frame indices may have holes).
+        width, height: size of the frames the 2D coordinates refer to, in pixels.
+        lifter: a loaded temporal lifter (``lift.load_lifter``).
+        min_track_frames: tracks with fewer detected frames are dropped (0 = default of 5).
+        progress: called with (tracks done, tracks total, message).
+
+    Raises:
+        InvalidInput: frame size missing or coordinates malformed.
+        NoPersonFound: no track long enough to lift.
+    """
+    if width <= 0 or height <= 0:
+        raise InvalidInput(f"frame size must be positive, got {width}x{height}")
+    min_frames = min_track_frames or DEFAULT_MIN_TRACK_FRAMES
+    try:
+        detections = detections_from_frames(frames)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    frame_count = max((f.frame_index for f in frames), default=-1) + 1
+    tracks = [t for t in link_tracks(detections, frame_count) if t.detected_frames >= min_frames]
+    if not tracks:
+        raise NoPersonFound(
+            f"no person found: {len(detections)} of {frame_count} frames had a detection, "
+            f"and no track reached {min_frames} frames")
+    result = common_pb2.Poses3D(model=lifter.name)
+    for done, track in enumerate(tracks):
+        if progress:
+            progress(done, len(tracks), f"lifting track {track.track_id} ({track.frame_count} frames)")
+        lifted = lift_sequence(track.as_array(), width, height, lifter)
+        result.tracks.append(common_pb2.Track3D(
+            track_id=track.track_id, first_frame=track.first_frame, frame_count=track.frame_count,
+            root_relative=to_proto(lifted.root_relative), grounded=to_proto(lifted.grounded),
+            keypoints2d=to_proto(lifted.keypoints2d)))
+    if progress:
+        progress(len(tracks), len(tracks), "lifted")
+    return result
