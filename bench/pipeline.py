@@ -1,0 +1,125 @@
+"""Per-stage and end-to-end frames per second of the whole local stack on one clip.
+
+    .venv/bin/python bench/pipeline.py [VIDEO] [--frames N]
+
+Starts the local stack (SeaweedFS, Triton host, the four stages, the gateway), then
+1. calls each stage directly over gRPC, one stage after the other, and prints its frames/s
+   (decode and pose2d run segment by segment, as the gateway does, but sequentially);
+2. submits the same clip through the REST gateway and prints end-to-end frames/s (upload to
+   artefacts ready, stages overlapping as the gateway runs them).
+The default clip is ../shared/data/video/two_people_office.avi (1920x1080, 30 fps, 87 frames).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
+
+from gateway.local_stack import LocalStack  # noqa: E402
+from hpe3d.v1 import (common_pb2, decoder_pb2, decoder_pb2_grpc, lifter3d_pb2,  # noqa: E402
+                      lifter3d_pb2_grpc, pose2d_pb2, pose2d_pb2_grpc, renderer_pb2,
+                      renderer_pb2_grpc)
+from services.common.grpc_server import channel  # noqa: E402
+from services.common.storage import ObjectStore  # noqa: E402
+
+DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "video" / "two_people_office.avi"
+
+
+def _drain(stream):
+    result = None
+    for update in stream:
+        if update.HasField("result"):
+            result = update.result
+    return result
+
+
+def bench_stages(stack: LocalStack, video: Path) -> dict[str, float]:
+    s = stack.settings
+    store = ObjectStore.from_settings(s)
+    job = "bench-stages"
+    video_ref = store.put_file(f"jobs/{job}/input/{video.name}", str(video))
+    decoder = decoder_pb2_grpc.DecoderStub(channel(s.decoder_addr))
+    pose2d = pose2d_pb2_grpc.Pose2DStub(channel(s.pose2d_addr))
+    lifter = lifter3d_pb2_grpc.Lifter3DStub(channel(s.lifter3d_addr))
+    renderer = renderer_pb2_grpc.RendererStub(channel(s.renderer_addr))
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    info = decoder.Probe(decoder_pb2.ProbeRequest(video=video_ref), timeout=300)
+    timings["probe_s"] = time.perf_counter() - t
+    frames = info.frame_count
+    starts = range(0, frames, s.segment_frames)
+
+    t = time.perf_counter()
+    segments = [decoder.Decode(decoder_pb2.DecodeRequest(
+        job_id=job, index=i, video=video_ref, start_frame=start,
+        frame_count=min(s.segment_frames, frames - start), working_size=s.working_size,
+        output=store.ref(f"jobs/{job}/segments/{i:05d}/frames.pb")), timeout=600)
+        for i, start in enumerate(starts)]
+    timings["decode"] = frames / (time.perf_counter() - t)
+
+    t = time.perf_counter()
+    poses = []
+    for seg in segments:
+        out = store.ref(f"jobs/{job}/segments/{seg.index:05d}/poses2d.pb")
+        pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=seg, output=out), timeout=600)
+        poses.append(out)
+    timings["pose2d"] = frames / (time.perf_counter() - t)
+
+    t = time.perf_counter()
+    out3d = store.ref(f"jobs/{job}/poses3d.pb")
+    _drain(lifter.Lift(lifter3d_pb2.LiftRequest(job_id=job, width=info.width, height=info.height,
+                                                segments=poses, output=out3d), timeout=600))
+    timings["lift3d"] = frames / (time.perf_counter() - t)
+
+    t = time.perf_counter()
+    _drain(renderer.Render(renderer_pb2.RenderRequest(
+        job_id=job, video=video_ref, video_info=info, poses2d=poses, poses3d=out3d,
+        output_prefix=f"jobs/{job}/output/", bucket=store.bucket), timeout=600))
+    timings["render"] = frames / (time.perf_counter() - t)
+    timings["frames"] = frames
+    return timings
+
+
+def bench_end_to_end(stack: LocalStack, video: Path, frames: int) -> float:
+    with httpx.Client(base_url=stack.gateway_url, timeout=600) as http:
+        t = time.perf_counter()
+        with open(video, "rb") as fh:
+            job = http.post("/v1/jobs", files={"file": (video.name, fh, "video/mp4")}).json()
+        while True:
+            state = http.get(f"/v1/jobs/{job['id']}").json()
+            if state["state"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - t
+    if state["state"] != "succeeded":
+        raise SystemExit(f"end-to-end job ended {state['state']}: {state.get('error')}")
+    return frames / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video", nargs="?", type=Path, default=DEFAULT_CLIP)
+    args = parser.parse_args()
+    if not args.video.exists():
+        raise SystemExit(f"{args.video} not found: pass a 720p or 1080p clip")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}")
+    with LocalStack() as stack:
+        stages = bench_stages(stack, args.video)
+        e2e = bench_end_to_end(stack, args.video, int(stages["frames"]))
+    print(f"clip: {args.video.name}, {int(stages['frames'])} frames")
+    for name in ("decode", "pose2d", "lift3d", "render"):
+        print(f"{name:>10}: {stages[name]:7.1f} frames/s")
+    print(f"{'end-to-end':>10}: {e2e:7.1f} frames/s (REST upload to artefacts ready)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""gRPC wiring of the decoder: ``Probe`` and ``Decode`` over ``probe_video`` / ``decode_segment``."""
+from __future__ import annotations
+
+import grpc
+
+from hpe3d.v1 import common_pb2, decoder_pb2_grpc
+from services.common.errors import InvalidInput
+from services.common.grpc_server import serve_forever
+from services.common.logs import configure_logging
+from services.common.settings import Settings
+from services.common.storage import ObjectStore
+
+from .object_cache import DownloadedVideos
+from .probe import probe_video
+from .segments import decode_segment
+
+
+class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
+    def __init__(self, store: ObjectStore, settings: Settings):
+        self.store = store
+        self.settings = settings
+        self.videos = DownloadedVideos(store)
+
+    def Probe(self, request, context) -> common_pb2.VideoInfo:
+        if not request.video.key:
+            raise InvalidInput("video.key is empty")
+        return probe_video(self.videos.path_of(request.video)).to_proto()
+
+    def Decode(self, request, context) -> common_pb2.SegmentRef:
+        if not request.video.key or not request.output.key:
+            raise InvalidInput("video.key and output.key are required")
+        path = self.videos.path_of(request.video)
+        working_size = request.working_size or self.settings.working_size
+        segment = decode_segment(path, request.start_frame, request.frame_count, working_size)
+        if request.output.bucket not in ("", self.store.bucket):
+            raise InvalidInput(f"output.bucket must be {self.store.bucket!r} (this server's bucket)")
+        stored = self.store.put_message(request.output.key, segment)
+        return common_pb2.SegmentRef(job_id=request.job_id, index=request.index,
+                                     start_frame=segment.start_frame, frame_count=len(segment.jpeg),
+                                     frames=stored)
+
+
+def register(server: grpc.Server, store: ObjectStore, settings: Settings) -> DecoderServicer:
+    servicer = DecoderServicer(store, settings)
+    decoder_pb2_grpc.add_DecoderServicer_to_server(servicer, server)
+    return servicer
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure_logging("decoder", settings.log_level)
+    store = ObjectStore.from_settings(settings)
+    serve_forever(lambda s: register(s, store, settings), ["hpe3d.v1.Decoder"],
+                  settings.listen_port(settings.decoder_addr), settings.metrics_port)
+
+
+if __name__ == "__main__":
+    main()

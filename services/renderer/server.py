@@ -1,0 +1,45 @@
+"""gRPC wiring of the renderer: ``Render`` streams progress, then the artefacts."""
+from __future__ import annotations
+
+import grpc
+
+from hpe3d.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
+from services.common.grpc_server import serve_forever
+from services.common.logs import configure_logging
+from services.common.settings import Settings
+from services.common.storage import ObjectStore
+
+from .render_job import render_job
+
+
+class RendererServicer(renderer_pb2_grpc.RendererServicer):
+    def __init__(self, store: ObjectStore, settings: Settings):
+        self.store = store
+        self.settings = settings
+
+    def Render(self, request, context):
+        for update in render_job(self.store, request):
+            if isinstance(update, list):
+                yield renderer_pb2.RenderUpdate(result=renderer_pb2.RenderReply(artifacts=update))
+            else:
+                done, total, message = update
+                yield renderer_pb2.RenderUpdate(progress=common_pb2.Progress(
+                    stage="renderer", done=done, total=total, message=message))
+
+
+def register(server: grpc.Server, store: ObjectStore, settings: Settings) -> RendererServicer:
+    servicer = RendererServicer(store, settings)
+    renderer_pb2_grpc.add_RendererServicer_to_server(servicer, server)
+    return servicer
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure_logging("renderer", settings.log_level)
+    store = ObjectStore.from_settings(settings)
+    serve_forever(lambda s: register(s, store, settings), ["hpe3d.v1.Renderer"],
+                  settings.listen_port(settings.renderer_addr), settings.metrics_port)
+
+
+if __name__ == "__main__":
+    main()
