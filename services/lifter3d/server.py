@@ -8,13 +8,13 @@ import threading
 import grpc
 
 from hpe3d.v1 import common_pb2, lifter3d_pb2, lifter3d_pb2_grpc
+from services.common.errors import WeightsMissing
 from services.common.grpc_server import serve_forever
 from services.common.logs import configure_logging
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
-from .lift import Lifter, load_lifter
-from .video_lift import lift_frames
+from .video_lift import Lifter, lift_frames, load_service_lifter
 
 log = logging.getLogger(__name__)
 SERVICE = "hpe3d.v1.Lifter3D"
@@ -65,7 +65,7 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
 
 
 def register(server: grpc.Server, store: ObjectStore, settings: Settings, lifter: Lifter | None = None) -> None:
-    lifter = lifter or load_lifter(settings.lifter_weights or None)
+    lifter = lifter or load_service_lifter(settings.lifter_weights)
     lifter3d_pb2_grpc.add_Lifter3DServicer_to_server(Lifter3DServicer(store, settings, lifter), server)
 
 
@@ -73,7 +73,11 @@ def main() -> None:
     settings = Settings.from_env()
     configure_logging("lifter3d", settings.log_level)
     store = ObjectStore.from_settings(settings)
-    lifter = load_lifter(settings.lifter_weights or None)  # fails here, with the file to supply, if absent
+    try:
+        lifter = load_service_lifter(settings.lifter_weights)
+    except WeightsMissing as exc:  # say which file to supply, then stop: never serve random weights
+        log.error("%s", exc)
+        raise SystemExit(2) from exc
     log.info("lifter weights: %s", lifter.name)
     serve_forever(lambda s: register(s, store, settings, lifter), [SERVICE],
                   settings.listen_port(settings.lifter3d_addr), settings.metrics_port)

@@ -2,15 +2,41 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from hpe3d.v1 import common_pb2
 from services.common.arrays import to_proto
-from services.common.errors import InvalidInput, NoPersonFound
+from services.common.errors import InvalidInput, NoPersonFound, WeightsMissing
 
-from .lift import Lifter, lift_sequence
+import torch
+
+from .lift import DEFAULT_WEIGHTS, lift_sequence, load_lifter
 from .tracking import detections_from_frames, link_tracks
 
 DEFAULT_MIN_TRACK_FRAMES = 5
+
+
+@dataclass
+class Lifter:
+    """A loaded temporal lifter and the name of its weights file."""
+
+    model: torch.nn.Module
+    name: str
+
+
+def load_service_lifter(weights_path: str | Path | None = None) -> Lifter:
+    """Load the lifter a service runs: ``weights_path`` or the shipped weights.
+
+    Raises:
+        WeightsMissing: the file is absent; the message says which file to supply and where.
+    """
+    path = Path(weights_path) if weights_path else DEFAULT_WEIGHTS
+    try:
+        model = load_lifter(path)
+    except FileNotFoundError as exc:
+        raise WeightsMissing(str(exc)) from exc
+    return Lifter(model, path.name)
 
 
 def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, lifter: Lifter,
@@ -21,7 +47,7 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
     Args:
         frames: 2D detections per frame (any order; frame indices may have holes).
         width, height: size of the frames the 2D coordinates refer to, in pixels.
-        lifter: a loaded temporal lifter (``lift.load_lifter``).
+        lifter: from ``load_service_lifter``.
         min_track_frames: tracks with fewer detected frames are dropped (0 = default of 5).
         progress: called with (tracks done, tracks total, message).
 
@@ -46,11 +72,11 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
     for done, track in enumerate(tracks):
         if progress:
             progress(done, len(tracks), f"lifting track {track.track_id} ({track.frame_count} frames)")
-        lifted = lift_sequence(track.as_array(), width, height, lifter)
+        lifted = lift_sequence(track.as_array(), width, height, lifter.model)
         result.tracks.append(common_pb2.Track3D(
             track_id=track.track_id, first_frame=track.first_frame, frame_count=track.frame_count,
-            root_relative=to_proto(lifted.root_relative), grounded=to_proto(lifted.grounded),
-            keypoints2d=to_proto(lifted.keypoints2d)))
+            root_relative=to_proto(lifted.world), grounded=to_proto(lifted.grounded),
+            keypoints2d=to_proto(lifted.keypoints_2d)))
     if progress:
         progress(len(tracks), len(tracks), "lifted")
     return result

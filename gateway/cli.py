@@ -1,0 +1,207 @@
+"""``hpe3d``: run the pipeline on a video locally, serve the local stack, submit to a running
+gateway, or lift a 2D keypoint file to 3D without any server."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .client import GatewayClient, GatewayError
+from .events import ProgressEvent
+from .keypoints_io import KeypointFormatError, LiftedTrack, lifted_document, parse_size, read_keypoints
+from .manifest import STAGE_NAMES
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+class ProgressPrinter:
+    """One plain-text line whenever a stage's progress changes (works without a TTY)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[int, int]] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        for stage in STAGE_NAMES:
+            p = event.progress.get(stage)
+            if p is None or p.total == 0 or self.last.get(stage) == (p.done, p.total):
+                continue
+            self.last[stage] = (p.done, p.total)
+            say(f"{stage:>7}: {p.done}/{p.total} ({100 * p.done // p.total}%)")
+
+
+def submit_and_collect(url: str, video: Path, out_dir: Path, options: dict[str, str]) -> int:
+    """Upload, follow to the end, download the artefacts; the process exit code."""
+    client = GatewayClient(url)
+    try:
+        job = client.submit(video, options)
+        say(f"job {job.id} accepted: {url}{job.links.self}")
+        done = client.follow(job.id, ProgressPrinter())
+        if done.state.value != "succeeded":
+            error = done.error
+            say(f"job {job.id} {done.state.value}" + (f" in {error.stage}: {error.message}" if error else ""))
+            return EXIT_FAILED
+        paths = client.download_artifacts(client.job(job.id), out_dir)
+        say(f"job {job.id} succeeded; {len(paths)} artefacts:")
+        for path in paths:
+            say(f"  {path}")
+        return 0
+    except GatewayError as exc:
+        say(f"error: {exc}")
+        return EXIT_FAILED
+    finally:
+        client.close()
+
+
+def _options(args: argparse.Namespace) -> dict[str, str]:
+    out = {}
+    if args.max_persons is not None:
+        out["max_persons"] = str(args.max_persons)
+    if args.working_size is not None:
+        out["working_size"] = str(args.working_size)
+    if args.no_render:
+        out["render"] = "false"
+    return out
+
+
+def _check_video(path: Path) -> None:
+    if not path.is_file():
+        raise SystemExit(f"error: {path} is not a file")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .local_stack import LocalStack
+    _check_video(args.video)
+    if args.keep_stack_logs:
+        os.environ["HPE3D_KEEP_STACK_DIR"] = "1"
+    stack = LocalStack(quiet=True)
+    try:
+        say("starting the local stack")
+        stack.start(progress=say)
+        say(f"gateway ready at {stack.gateway_url}")
+        return submit_and_collect(stack.gateway_url, args.video, args.output, _options(args))
+    except KeyboardInterrupt:
+        say("interrupted; stopping the stack")
+        return EXIT_INTERRUPTED
+    finally:
+        stack.stop()
+        if args.keep_stack_logs:
+            say(f"stack logs kept in {stack.workdir}")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .local_stack import LocalStack
+    stack = LocalStack()
+    if args.port:
+        stack.ports["gateway"] = args.port
+        stack.gateway_url = f"http://127.0.0.1:{args.port}"
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        say("starting the local stack")
+        stack.start(progress=say)
+        say(f"gateway: {stack.gateway_url}/")
+        say(f"API docs: {stack.gateway_url}/docs")
+        say("press Ctrl-C to stop")
+        while not stopping.wait(0.5):
+            pass
+        return 0
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    finally:
+        say("stopping the stack")
+        stack.stop()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    _check_video(args.video)
+    try:
+        return submit_and_collect(args.url, args.video, args.output, _options(args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def cmd_lift(args: argparse.Namespace) -> int:
+    try:
+        size = parse_size(args.size) if args.size else None
+        doc = json.loads(args.keypoints.read_text())
+        parsed = read_keypoints(doc, size)
+    except (OSError, json.JSONDecodeError) as exc:
+        say(f"error: cannot read {args.keypoints}: {exc}")
+        return EXIT_USAGE
+    except KeypointFormatError as exc:
+        say(f"error: {exc}")
+        return EXIT_USAGE
+    from services.lifter3d.lift import DEFAULT_WEIGHTS, lift_sequence, load_lifter
+    weights = args.weights or DEFAULT_WEIGHTS
+    try:
+        model = load_lifter(weights)
+    except (FileNotFoundError, ValueError) as exc:
+        say(f"error: {exc}")
+        return EXIT_USAGE
+    lifted = []
+    for track in parsed.tracks:
+        result = lift_sequence(track.keypoints, parsed.width, parsed.height, model)
+        lifted.append(LiftedTrack(track.track_id, track.first_frame, result.world, result.grounded))
+        say(f"track {track.track_id}: {len(track.keypoints)} frames lifted")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(lifted_document(parsed, lifted, Path(weights).name), separators=(",", ":")))
+    say(f"wrote {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpe3d", description="Monocular video to 3D human motion.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def job_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--max-persons", type=int, help="most persons tracked per frame (server default if unset)")
+        p.add_argument("--working-size", type=int, help="longer side of decoded frames in pixels")
+        p.add_argument("--no-render", action="store_true", help="only the exports, no rendered MP4")
+
+    run = sub.add_parser("run", help="start the local stack, process VIDEO, download the results")
+    run.add_argument("video", type=Path)
+    run.add_argument("-o", "--output", type=Path, required=True, help="directory for the artefacts")
+    run.add_argument("--keep-stack-logs", action="store_true", help="keep the stack's working directory and logs")
+    job_options(run)
+    run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="start the local stack and wait (Ctrl-C stops it)")
+    serve.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
+    serve.set_defaults(func=cmd_serve)
+
+    submit = sub.add_parser("submit", help="process VIDEO on a running gateway")
+    submit.add_argument("video", type=Path)
+    submit.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
+    submit.add_argument("-o", "--output", type=Path, required=True, help="directory for the artefacts")
+    job_options(submit)
+    submit.set_defaults(func=cmd_submit)
+
+    lift = sub.add_parser("lift", help="lift a 2D keypoint JSON (ours or GAST-Net's) to 3D, no server")
+    lift.add_argument("keypoints", type=Path)
+    lift.add_argument("-o", "--output", type=Path, required=True, help="output JSON")
+    lift.add_argument("--size", help="frame size WIDTHxHEIGHT (required for GAST-Net files)")
+    lift.add_argument("--weights", type=Path, help="lifter weights (default: the shipped ones)")
+    lift.set_defaults(func=cmd_lift)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

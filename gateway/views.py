@@ -1,0 +1,69 @@
+"""The REST API's response models, built from manifests (what clients see, not how it is stored)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from .manifest import JobError, JobManifest, JobOptions, JobState, StageProgress, VideoSummary
+
+API = "/v1"
+
+
+class ArtifactLink(BaseModel):
+    name: str
+    url: str
+    content_type: str
+    size_bytes: int
+
+
+class JobLinks(BaseModel):
+    self: str
+    events: str
+    artifacts: list[ArtifactLink] = Field(default_factory=list)
+
+
+class JobView(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    state: JobState
+    input_name: str
+    input_bytes: int
+    options: JobOptions
+    progress: dict[str, StageProgress] = Field(description="per stage (decode, pose2d, lift, render): done/total")
+    error: JobError | None = None
+    video: VideoSummary | None = None
+    links: JobLinks
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: JobManifest) -> "JobView":
+        base = f"{API}/jobs/{job.id}"
+        artifacts = [ArtifactLink(name=name, url=f"{base}/artifacts/{name}", content_type=a.content_type,
+                                  size_bytes=a.size_bytes) for name, a in sorted(job.artifacts.items())]
+        return cls(id=job.id, state=job.state, input_name=job.input_name, input_bytes=job.input_bytes,
+                   options=job.options, progress=job.progress, error=job.error, video=job.video,
+                   links=JobLinks(self=base, events=f"{base}/events", artifacts=artifacts),
+                   created_at=job.created_at, updated_at=job.updated_at)
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+
+
+class Problem(BaseModel):
+    """Every error answer: a message a person can act on."""
+
+    detail: str
+
+
+class DependencyStatus(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    dependencies: dict[str, DependencyStatus]

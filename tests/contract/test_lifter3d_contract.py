@@ -1,0 +1,83 @@
+"""Lifter3D over real gRPC on loopback, with a real SeaweedFS and the shipped weights."""
+import grpc
+import numpy as np
+import pytest
+
+from hpe3d.v1 import common_pb2, lifter3d_pb2, lifter3d_pb2_grpc
+from services.common.arrays import from_proto, to_proto
+from services.common.grpc_server import channel, start_server
+from services.lifter3d.server import register
+from services.lifter3d.video_lift import load_service_lifter
+
+from ..unit.test_lifter_tracking import _pose
+
+
+@pytest.fixture(scope="module")
+def lifter_stub(store, settings):
+    lifter = load_service_lifter(settings.lifter_weights)
+    stage = start_server(lambda s: register(s, store, settings, lifter), ["hpe3d.v1.Lifter3D"], port=0)
+    yield lifter3d_pb2_grpc.Lifter3DStub(channel(f"127.0.0.1:{stage.port}"))
+    stage.stop(0)
+
+
+def _standing_person(frames: int) -> list[common_pb2.FramePoses2D]:
+    # a plausible upright COCO-17 person, 1080p frame, swaying slowly
+    base = np.array([[960, 300], [975, 285], [945, 285], [990, 295], [930, 295], [1030, 380], [890, 380],
+                     [1050, 480], [870, 480], [1060, 570], [860, 570], [1000, 580], [920, 580], [1005, 720],
+                     [915, 720], [1010, 860], [910, 860]], dtype=np.float32)
+    out = []
+    for f in range(frames):
+        kp = np.concatenate([base + [10 * np.sin(f / 10), 0], np.full((17, 1), 0.9)], axis=1)
+        out.append(common_pb2.FramePoses2D(frame_index=f, persons=[
+            common_pb2.Person2D(track_id=0, score=0.9, coco17=to_proto(kp))]))
+    return out
+
+
+def _lift(stub, request):
+    updates = list(stub.Lift(request, timeout=120))
+    assert all(u.HasField("progress") for u in updates[:-1])
+    assert updates[-1].HasField("result")
+    return updates[-1].result
+
+
+def test_lift_stored_segments_gives_a_grounded_pose_per_frame(lifter_stub, store):
+    frames = _standing_person(40)
+    refs = []
+    for i, chunk in enumerate((frames[:25], frames[25:])):
+        refs.append(store.put_message(f"jobs/lift-contract/segments/{i:05d}/poses2d.pb",
+                                      common_pb2.Poses2D(start_frame=chunk[0].frame_index, frame_count=len(chunk),
+                                                         frames=chunk)))
+    result = _lift(lifter_stub, lifter3d_pb2.LiftRequest(
+        job_id="lift-contract", width=1920, height=1080, segments=refs,
+        output=store.ref("jobs/lift-contract/poses3d.pb")))
+    assert len(result.poses.tracks) == 1  # one person across the segment seam
+    track = result.poses.tracks[0]
+    grounded = from_proto(track.grounded)
+    assert grounded.shape == (40, 17, 3)
+    assert np.allclose(grounded[:, [3, 6], 1].min(axis=1), 0, atol=1e-4)  # feet on y = 0
+    head_above_feet = grounded[:, 10, 1] - grounded[:, [3, 6], 1].mean(axis=1)
+    assert np.all((head_above_feet > 1.0) & (head_above_feet < 2.3))  # an upright person, metres
+    stored = store.get_message(result.stored, common_pb2.Poses3D)
+    assert stored == result.poses
+
+
+def test_no_person_is_failed_precondition(lifter_stub):
+    empty = [common_pb2.FramePoses2D(frame_index=f) for f in range(30)]
+    with pytest.raises(grpc.RpcError) as err:
+        _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="x", width=640, height=360, frames=empty))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no person found" in err.value.details()
+
+
+def test_bad_frame_size_is_invalid_argument(lifter_stub):
+    frames = [common_pb2.FramePoses2D(frame_index=0, persons=[common_pb2.Person2D(coco17=to_proto(_pose(1, 1)))])]
+    with pytest.raises(grpc.RpcError) as err:
+        _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="x", width=0, height=0, frames=frames))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_missing_segment_object_is_not_found(lifter_stub, store):
+    with pytest.raises(grpc.RpcError) as err:
+        _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="x", width=640, height=360,
+                                                    segments=[store.ref("jobs/nope/poses2d.pb")]))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

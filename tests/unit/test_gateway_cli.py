@@ -1,0 +1,98 @@
+"""The CLI's keypoint parsing (GAST-Net demo JSON, our poses.json), --size handling and SSE parsing."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import require_shared
+from gateway.cli import main
+from gateway.client import ServerSentEvent, parse_sse
+from gateway.keypoints_io import (KeypointFormatError, LiftedTrack, lifted_document, parse_size,
+                                  read_keypoints)
+
+
+def gastnet_doc(frames: int = 4, persons_in_frame=lambda i: 1) -> dict:
+    data = []
+    for i in range(frames):
+        skeletons = [{"pose": [[100.0 + i + p, 200.0 + j] for j in range(17)], "score": [[0.9]] * 17,
+                      "bbox": [0, 0, 10, 10]} for p in range(persons_in_frame(i))]
+        data.append({"frame_index": i + 1, "skeleton": skeletons})
+    return {"label": "demo", "label_index": 0, "data": data}
+
+
+def test_gastnet_json_needs_a_size():
+    with pytest.raises(KeypointFormatError, match="--size WIDTHxHEIGHT"):
+        read_keypoints(gastnet_doc())
+
+
+def test_gastnet_json_is_parsed_into_tracks():
+    parsed = read_keypoints(gastnet_doc(5, lambda i: 2 if i in (1, 2) else 1), size=(1280, 720))
+    assert parsed.source_format == "gastnet" and parsed.frame_count == 5
+    assert (parsed.width, parsed.height) == (1280, 720)
+    first, second = parsed.tracks
+    assert first.keypoints.shape == (5, 17, 3) and first.first_frame == 0
+    assert np.allclose(first.keypoints[3, 4], [103.0, 204.0, 0.9])
+    assert second.first_frame == 1 and second.keypoints.shape == (2, 17, 3)
+
+
+def test_shared_gastnet_demo_file_parses():
+    path = require_shared("keypoints/baseball_hrnet_coco17.json")
+    parsed = read_keypoints(json.loads(path.read_text()), size=parse_size("1920x1080"))
+    assert parsed.frame_count == 277 and parsed.tracks[0].keypoints.shape == (277, 17, 3)
+
+
+def test_our_export_carries_its_size():
+    doc = {"schema_version": "1.0", "video": {"width": 640, "height": 360},
+           "frames": [{"index": 0, "persons": [{"track_id": 7, "keypoints_2d": [[1, 2, 0.5]] * 17}]},
+                      {"index": 1, "persons": [{"track_id": 7, "keypoints_2d": None}]}]}
+    parsed = read_keypoints(doc)
+    assert (parsed.width, parsed.height) == (640, 360)
+    assert [t.track_id for t in parsed.tracks] == [7] and parsed.tracks[0].keypoints.shape == (1, 17, 3)
+
+
+@pytest.mark.parametrize("text", ["1920", "0x10", "axb", ""])
+def test_bad_sizes(text):
+    with pytest.raises(KeypointFormatError):
+        parse_size(text)
+
+
+def test_lift_command_without_size_exits_with_a_clear_error(tmp_path, capsys):
+    src = tmp_path / "gast.json"
+    src.write_text(json.dumps(gastnet_doc()))
+    assert main(["lift", str(src), "-o", str(tmp_path / "out.json")]) == 2
+    assert "--size WIDTHxHEIGHT" in capsys.readouterr().out
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_lifted_document_lists_frames_and_joints():
+    parsed = read_keypoints(gastnet_doc(3), size=(100, 100))
+    track = LiftedTrack(0, 0, np.zeros((3, 17, 3)), np.ones((3, 17, 3)))
+    doc = lifted_document(parsed, [track], "w.pt")
+    assert doc["schema_version"] and doc["units"]["keypoints_3d"] == "metres" and len(doc["joints_3d"]) == 17
+    assert len(doc["frames"]) == 3 and doc["frames"][2]["persons"][0]["keypoints_3d_grounded"][0] == [1.0] * 3
+
+
+def test_sse_parsing():
+    lines = ["event: progress", 'data: {"a": 1}', "", ": keep-alive", "", "event: done", "data: x", ""]
+    assert list(parse_sse(iter(lines))) == [ServerSentEvent("progress", '{"a": 1}'), ServerSentEvent("done", "x")]
+
+
+def test_lift_command_writes_3d_for_every_frame(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from services.lifter3d.model import build_model
+    config = {"kind": "gastnet", "channels": 16, "filter_widths": (3, 3)}
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    torch.save({"model": build_model(config).state_dict(), "config": config}, weights)
+    src = tmp_path / "gast.json"
+    src.write_text(json.dumps(gastnet_doc(12, lambda i: 2 if i >= 6 else 1)))
+    out = tmp_path / "out.json"
+    assert main(["lift", str(src), "-o", str(out), "--size", "640x480", "--weights", str(weights)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["model"] == "tiny.pt" and len(doc["frames"]) == 12
+    assert [len(f["persons"]) for f in doc["frames"]] == [1] * 6 + [2] * 6
+    person = doc["frames"][0]["persons"][0]
+    assert np.asarray(person["keypoints_3d_root_relative"]).shape == (17, 3)
+    assert np.allclose(person["keypoints_3d_root_relative"][0], 0.0, atol=1e-3)  # pelvis at the origin

@@ -1,0 +1,202 @@
+"""The orchestration module against fake stage stubs (in-process) and a real SeaweedFS store."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+
+from gateway.events import EventHub
+from gateway.journal import JobJournal
+from gateway.manifest import JobManifest, JobState, new_job_id, segment_keys
+from gateway.pipeline import JobPipeline, RetryPolicy
+from hpe3d.v1 import common_pb2, lifter3d_pb2, pose2d_pb2, renderer_pb2
+
+
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+
+
+@dataclass
+class FakeStages:
+    """Stand-ins for the four stubs: they record calls, write the objects a real stage writes and
+    fail on request (a list of errors raised by the next calls of a method)."""
+
+    store: object
+    frame_count: int = 300
+    duration_s: float = 12.0
+    failures: dict[str, list[grpc.aio.AioRpcError]] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, job id from metadata)
+    decoded: list[int] = field(default_factory=list)
+
+    def _enter(self, method: str, metadata) -> None:
+        self.calls.append((method, dict(metadata).get("x-job-id", "")))
+        pending = self.failures.get(method)
+        if pending:
+            raise pending.pop(0)
+
+    # Decoder
+    async def Probe(self, request, metadata=(), timeout=None):
+        self._enter("Probe", metadata)
+        return common_pb2.VideoInfo(width=640, height=360, fps=25.0, frame_count=self.frame_count,
+                                    duration_s=self.duration_s, codec="h264")
+
+    async def Decode(self, request, metadata=(), timeout=None):
+        self._enter("Decode", metadata)
+        self.decoded.append(request.index)
+        self.store.put_message(request.output.key, common_pb2.FrameSegment(start_frame=request.start_frame))
+        return common_pb2.SegmentRef(job_id=request.job_id, index=request.index, start_frame=request.start_frame,
+                                     frame_count=request.frame_count, frames=request.output)
+
+    # Pose2D
+    async def Estimate(self, request, metadata=(), timeout=None):
+        self._enter("Estimate", metadata)
+        assert self.store.exists(request.segment.frames)
+        poses = common_pb2.Poses2D(start_frame=request.segment.start_frame, frame_count=request.segment.frame_count)
+        self.store.put_message(request.output.key, poses)
+        return pose2d_pb2.EstimateReply(poses=poses, stored=request.output)
+
+    # Lifter3D
+    async def _lift(self, request, metadata):
+        self._enter("Lift", metadata)
+        assert len(request.segments) == -(-self.frame_count // 128)
+        for done in (1, 2):
+            yield lifter3d_pb2.LiftUpdate(progress=common_pb2.Progress(stage="lift", done=done, total=2))
+        self.store.put_message(request.output.key, common_pb2.Poses3D(model="fake"))
+        yield lifter3d_pb2.LiftUpdate(result=lifter3d_pb2.LiftReply(stored=request.output))
+
+    def Lift(self, request, metadata=(), timeout=None):
+        return self._lift(request, metadata)
+
+    # Renderer
+    async def _render(self, request, metadata):
+        self._enter("Render", metadata)
+        key = request.output_prefix + "poses.json"
+        self.store.put_bytes(key, b"{}", "application/json")
+        yield renderer_pb2.RenderUpdate(progress=common_pb2.Progress(stage="render", done=5, total=10))
+        yield renderer_pb2.RenderUpdate(result=renderer_pb2.RenderReply(artifacts=[renderer_pb2.Artifact(
+            name="poses.json", ref=common_pb2.ObjectRef(bucket=request.bucket, key=key),
+            content_type="application/json", size_bytes=2)]))
+
+    def Render(self, request, metadata=(), timeout=None):
+        return self._render(request, metadata)
+
+
+@dataclass
+class FakeClients:
+    decoder: FakeStages
+    pose2d: FakeStages
+    lifter3d: FakeStages
+    renderer: FakeStages
+
+
+def make_pipeline(settings, store, fake: FakeStages, hub: EventHub | None = None) -> JobPipeline:
+    s = dataclasses.replace(settings, segment_frames=128, stage_concurrency=2, stage_retries=2, max_duration_s=60)
+    journal = JobJournal(store, hub or EventHub())
+    return JobPipeline(s, store, FakeClients(fake, fake, fake, fake), journal, RetryPolicy(s.stage_retries, 0.01))
+
+
+def new_job(store) -> JobManifest:
+    job_id = new_job_id()
+    key = f"jobs/{job_id}/input/clip.mp4"
+    store.put_bytes(key, b"video")
+    return JobManifest(id=job_id, input_key=key, input_name="clip.mp4", input_bytes=5)
+
+
+def test_job_runs_every_stage_and_records_progress(store, settings):
+    fake = FakeStages(store)
+    hub = EventHub()
+    job = new_job(store)
+
+    async def run():
+        queue = hub.subscribe(job.id)
+        result = await make_pipeline(settings, store, fake, hub).run(job)
+        events = []
+        while not queue.empty():
+            events.append(queue.get_nowait())
+        return result, events
+
+    result, events = asyncio.run(run())
+    assert result.state == JobState.succeeded, result.error
+    assert sorted(fake.decoded) == [0, 1, 2]
+    assert {job_id for _, job_id in fake.calls} == {job.id}
+    assert result.progress["decode"].done == result.progress["pose2d"].done == 300
+    assert result.progress["lift"].done == result.progress["lift"].total == 2
+    assert result.progress["render"].done == result.progress["render"].total
+    assert result.video.frame_count == 300 and len(result.poses2d_keys) == 3
+    assert set(result.artifacts) == {"poses.json"}
+    stored = JobManifest.from_json(store.get_bytes(job.key))
+    assert stored.state == JobState.succeeded and stored.artifacts == result.artifacts
+    assert events[-1].name == "done" and events[-1].payload.state == JobState.succeeded
+    assert any(e.name == "progress" and e.payload.stage == "lift" for e in events)
+
+
+def test_resumed_job_skips_segments_whose_output_exists(store, settings):
+    fake = FakeStages(store)
+    job = new_job(store)
+    store.put_message(segment_keys(job.id, 0)[1], common_pb2.Poses2D())
+    store.put_message(segment_keys(job.id, 1)[0], common_pb2.FrameSegment())
+    result = asyncio.run(make_pipeline(settings, store, fake).run(job))
+    assert result.state == JobState.succeeded
+    assert fake.decoded == [2]  # 0 had its 2D, 1 had its frames
+    assert [m for m, _ in fake.calls].count("Estimate") == 2
+
+
+def test_unavailable_stage_is_retried(store, settings):
+    fake = FakeStages(store, failures={"Estimate": [rpc_error(grpc.StatusCode.UNAVAILABLE, "triton down")] * 2})
+    result = asyncio.run(make_pipeline(settings, store, fake).run(new_job(store)))
+    assert result.state == JobState.succeeded
+
+
+def test_unavailable_after_retries_fails_the_job(store, settings):
+    fake = FakeStages(store, failures={"Lift": [rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused")] * 3})
+    result = asyncio.run(make_pipeline(settings, store, fake).run(new_job(store)))
+    assert result.state == JobState.failed
+    assert result.error.stage == "lift" and result.error.code == "UNAVAILABLE"
+    assert result.error.message.startswith("dependency unavailable")
+    assert [m for m, _ in fake.calls].count("Lift") == 3
+
+
+@pytest.mark.parametrize("method, code, message", [
+    ("Probe", grpc.StatusCode.INVALID_ARGUMENT, "not a video: no video stream"),
+    ("Lift", grpc.StatusCode.FAILED_PRECONDITION, "no person found in any frame"),
+])
+def test_stage_errors_become_the_job_error(store, settings, method, code, message):
+    fake = FakeStages(store, failures={method: [rpc_error(code, message)]})
+    result = asyncio.run(make_pipeline(settings, store, fake).run(new_job(store)))
+    assert result.state == JobState.failed
+    assert result.error.code == code.name and result.error.message == message
+    assert [m for m, _ in fake.calls].count(method) == 1  # not retried
+    assert "Render" not in [m for m, _ in fake.calls]
+
+
+def test_too_long_video_fails_before_decoding(store, settings):
+    fake = FakeStages(store, duration_s=3600.0)
+    result = asyncio.run(make_pipeline(settings, store, fake).run(new_job(store)))
+    assert result.state == JobState.failed and result.error.code == "VIDEO_TOO_LONG"
+    assert "3600" in result.error.message and fake.decoded == []
+
+
+def test_cancelled_job_stops_calling_stages(store, settings):
+    fake = FakeStages(store, frame_count=128 * 6)
+    job = new_job(store)
+
+    async def run():
+        pipeline = make_pipeline(settings, store, fake)
+        original = fake.Estimate
+
+        async def slow_estimate(request, metadata=(), timeout=None):
+            await asyncio.sleep(10)
+            return await original(request, metadata, timeout)
+        fake.Estimate = slow_estimate
+        task = asyncio.create_task(pipeline.run(job))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(run())
+    assert job.state == JobState.cancelled
+    assert len(fake.decoded) <= 2  # concurrency 2: no segment scheduled after the cancel
+    assert JobManifest.from_json(store.get_bytes(job.key)).state == JobState.cancelled
