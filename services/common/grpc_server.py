@@ -29,6 +29,14 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
+# Clients spread calls over every address a (headless) Service name resolves to...
+CLIENT_OPTIONS = CHANNEL_OPTIONS + [("grpc.lb_policy_name", "round_robin")]
+# ...and servers close connections now and then, so clients notice new replicas after a scale-up.
+# The grace period lets the longest stage call (a render) finish on the old connection.
+SERVER_OPTIONS = CHANNEL_OPTIONS + [
+    ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+    ("grpc.max_connection_age_grace_ms", 15 * 60 * 1000),
+]
 
 RPC_SECONDS = Histogram("hpe3d_rpc_seconds", "Duration of a gRPC call", ["method", "code"],
                         buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600))
@@ -133,7 +141,7 @@ def start_server(register: Callable[[grpc.Server], None], service_names: list[st
     """Start a server on ``host:port`` (port 0 picks a free one) with ``register`` adding the stage
     servicer. ``service_names`` are the full names (``hpe3d.v1.Decoder``) for health/reflection."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                         interceptors=[StageInterceptor()], options=CHANNEL_OPTIONS)
+                         interceptors=[StageInterceptor()], options=SERVER_OPTIONS)
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -169,6 +177,13 @@ def serve_forever(register: Callable[[grpc.Server], None], service_names: list[s
     log.info("stopped")
 
 
+def client_target(addr: str) -> str:
+    """``host:port`` as a DNS target, so every address the name resolves to (one per replica behind
+    a headless Kubernetes Service) gets calls; use it with ``CLIENT_OPTIONS``."""
+    return addr if "://" in addr or addr.startswith("dns:") else f"dns:///{addr}"
+
+
 def channel(addr: str) -> grpc.Channel:
-    """A client channel with the message-size limits every hpe3d server accepts."""
-    return grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
+    """A blocking client channel with the message-size limits every hpe3d server accepts, balancing
+    calls round-robin over the stage's replicas."""
+    return grpc.insecure_channel(client_target(addr), options=CLIENT_OPTIONS)

