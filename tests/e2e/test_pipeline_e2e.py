@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, TEST_DATA
+from tests.conftest import ROOT, TEST_DATA
 
 pytestmark = pytest.mark.e2e
 

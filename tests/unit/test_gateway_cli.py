@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import require_shared
+from tests.conftest import require_shared
 from gateway.cli import main
 from gateway.client import ServerSentEvent, parse_sse
 from gateway.keypoints_io import (KeypointFormatError, LiftedTrack, lifted_document, parse_size,
