@@ -1,0 +1,172 @@
+"""Pose2D throughput: frames/s of ``Pose2D.Estimate`` through Triton on a 720p clip.
+
+    .venv/bin/python bench/pose2d.py [--video PATH] [--size 1280x720] [--max-persons 1]
+                                     [--concurrency 1] [--repeat 3] [--modes grpc,direct,local]
+
+The clip (default ../shared/data/video/two_people_office.avi, 1920x1080, 87 frames) is decoded and
+resized to ``--size`` first, then turned into one FrameSegment as the decoder stores it (JPEG q90
+at the 640 px working size, source size = ``--size``): none of that is timed. Timed, per mode:
+
+* grpc    Estimate over gRPC to a real pose2d server process, reading the segment from SeaweedFS
+          (S3) and calling the PyTriton host: what the gateway sees (output not stored).
+* direct  ``estimate_segment`` in this process against the same Triton host (no gRPC, no S3).
+* local   ``estimate_segment`` with the models in this process (LiteRT, no Triton): the floor.
+
+With ``--concurrency N`` N segments run at once (the gateway keeps several in flight; Triton's
+dynamic batcher merges their requests). Prints frames/s per mode (best of ``--repeat``) and the CPU
+time per frame of every process involved (this one, the pose2d server, the Triton host with its
+tritonserver and backend stubs), a figure that other load on the machine disturbs less.
+Skips with a message when the clip is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+
+from hpe3d.v1 import common_pb2  # noqa: E402
+
+CLIP = ROOT.parent / "shared" / "data" / "video" / "two_people_office.avi"
+
+
+def make_segment(video: str, size: tuple[int, int], working: int, frames: int) -> common_pb2.FrameSegment:
+    """Decode, resize to ``size`` (the '720p clip'), then JPEG at the working size, as the decoder does."""
+    w, h = size
+    scale = working / max(w, h)
+    ww, wh = round(w * scale / 2) * 2, round(h * scale / 2) * 2
+    seg = common_pb2.FrameSegment(start_frame=0, width=ww, height=wh, source_width=w, source_height=h)
+    with av.open(video) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i >= frames:
+                break
+            image = cv2.resize(frame.to_ndarray(format="bgr24"), (w, h), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(image, (ww, wh), interpolation=cv2.INTER_AREA)
+            seg.jpeg.append(cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+            seg.timestamps_s.append(i / 30)
+    return seg
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """User + system CPU time of the processes ``roots`` and all their descendants (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, used = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid in used:
+        p = pid
+        while p > 1 and p not in roots:
+            p = parent.get(p, 0)
+        if p in roots:
+            total += used[pid]
+    return total
+
+
+def timed(run, segments: int, concurrency: int, repeat: int, roots: list[int]) -> tuple[float, float]:
+    """Best wall time of running ``run()`` ``segments`` times with ``concurrency`` in flight, and
+    the CPU time all processes of ``roots`` spent during that run."""
+    best = (float("inf"), 0.0)
+    for _ in range(repeat):
+        cpu = cpu_seconds(roots)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(lambda _: run(), range(segments)))
+        wall = time.perf_counter() - started
+        best = min(best, (wall, cpu_seconds(roots) - cpu))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", default=str(CLIP))
+    parser.add_argument("--size", default="1280x720", help="resize the clip to this first (the source size)")
+    parser.add_argument("--working-size", type=int, default=640, help="long side of the segment's JPEGs")
+    parser.add_argument("--frames", type=int, default=128)
+    parser.add_argument("--max-persons", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--modes", default="grpc,direct,local")
+    parser.add_argument("--no-heatmap", action="store_true", help="skip the heatmap refinement (less data)")
+    args = parser.parse_args()
+    if not Path(args.video).exists():
+        print(f"skipped: {args.video} is not present (development data beside the checkout)")
+        return
+    from services.pose2d.models import missing_model_files
+    if missing_model_files():
+        print(f"skipped: {missing_model_files()[0]} is missing; run `make models`")
+        return
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    segment = make_segment(args.video, size, args.working_size, args.frames)
+    frames = len(segment.jpeg)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    load = os.getloadavg()
+    print(f"pose2d bench: {frames} frames of {size[0]}x{size[1]} as {segment.width}x{segment.height} JPEGs, "
+          f"max_persons={args.max_persons}, concurrency={args.concurrency}, heatmap={not args.no_heatmap}, "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start", flush=True)
+
+    from services.pose2d.estimator import EstimatorOptions
+    from services.pose2d.segment import estimate_segment
+    options = EstimatorOptions(max_persons=args.max_persons, refine_with_heatmap=not args.no_heatmap)
+    results = {}
+    if "local" in modes:
+        from services.pose2d.client import LocalBlazePose
+        local = LocalBlazePose()
+        estimate_segment(common_pb2.FrameSegment(start_frame=0, width=segment.width, height=segment.height,
+                                                 jpeg=segment.jpeg[:2]), local, options)
+        results["local"] = timed(lambda: estimate_segment(segment, local, options), args.concurrency,
+                                 args.concurrency, args.repeat, [os.getpid()])
+    if "grpc" in modes or "direct" in modes:
+        from gateway.local_stack import LocalStack
+        components = ("s3", "triton", "pose2d") if "grpc" in modes else ("triton",)
+        started = time.perf_counter()
+        with LocalStack(components=components) as stack:
+            print(f"stack ({', '.join(components)}) ready in {time.perf_counter() - started:.1f}s", flush=True)
+            serving = [c.process.pid for c in stack.running if c.name in ("triton", "pose2d")]
+            if "direct" in modes:
+                from services.pose2d.client import TritonBlazePose
+                triton = TritonBlazePose(stack.settings.triton_url)
+                estimate_segment(common_pb2.FrameSegment(start_frame=0, width=segment.width, height=segment.height,
+                                                         jpeg=segment.jpeg[:2]), triton, options)
+                results["direct"] = timed(lambda: estimate_segment(segment, triton, options), args.concurrency,
+                                          args.concurrency, args.repeat, [os.getpid()] + serving)
+            if "grpc" in modes:
+                from hpe3d.v1 import pose2d_pb2, pose2d_pb2_grpc
+                from services.common.grpc_server import channel
+                from services.common.storage import ObjectStore
+                store = ObjectStore.from_settings(stack.settings)
+                ref = store.put_message("bench/pose2d/segment.pb", segment)
+                request = pose2d_pb2.EstimateRequest(
+                    segment=common_pb2.SegmentRef(job_id="bench", frames=ref, frame_count=frames),
+                    max_persons=args.max_persons)
+                with channel(stack.settings.pose2d_addr) as ch:
+                    stub = pose2d_pb2_grpc.Pose2DStub(ch)
+                    stub.Estimate(request, timeout=600)  # warm-up (connections, first segment)
+                    results["grpc"] = timed(lambda: stub.Estimate(request, timeout=600), args.concurrency,
+                                            args.concurrency, args.repeat, [os.getpid()] + serving)
+    total = frames * args.concurrency
+    for mode in ("grpc", "direct", "local"):
+        if mode in results:
+            wall, cpu = results[mode]
+            print(f"  {mode:6s} {total / wall:6.1f} frames/s  ({wall * 1000 / total:.1f} ms/frame wall, "
+                  f"{cpu * 1000 / total:.1f} ms/frame CPU over all its processes)")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end (other work on this machine slows the wall-clock figures)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+../../litert_runner.py

@@ -1,0 +1,90 @@
+"""gRPC wiring of the pose2d stage: ``Pose2D.Estimate`` over ``estimate_segment``, models on Triton.
+
+    python -m services.pose2d.server      # HPE3D_TRITON_URL, HPE3D_S3_*, HPE3D_GRPC_PORT, ...
+
+Idempotent on (job, segment): the result is a pure function of the stored segment, and when the
+``output`` object already exists (a retried call whose first reply was lost) it is returned as
+stored instead of being computed again.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+from hpe3d.v1 import common_pb2, pose2d_pb2, pose2d_pb2_grpc
+from services.common.errors import InvalidInput
+from services.common.grpc_server import serve_forever
+from services.common.logs import configure_logging
+from services.common.settings import Settings
+from services.common.storage import ObjectStore
+
+from .client import BlazePoseModels, TritonBlazePose
+from .estimator import EstimatorOptions
+from .segment import estimate_segment, frames_with_person
+
+log = logging.getLogger(__name__)
+
+MAX_PERSONS_LIMIT = 16
+FRAMES = Counter("hpe3d_pose2d_frames_total", "Frames through Pose2D.Estimate")
+PERSONS = Counter("hpe3d_pose2d_persons_total", "Persons found, summed over frames")
+FRAME_SECONDS = Histogram("hpe3d_pose2d_segment_seconds_per_frame", "Estimate time per frame of a segment",
+                          buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1))
+
+
+class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
+    def __init__(self, store: ObjectStore, settings: Settings, models: BlazePoseModels | None = None):
+        self.store = store
+        self.settings = settings
+        self.models = models or TritonBlazePose(settings.triton_url)
+
+    def Estimate(self, request: pose2d_pb2.EstimateRequest, context) -> pose2d_pb2.EstimateReply:
+        if not request.segment.frames.key:
+            raise InvalidInput("segment.frames.key is empty")
+        if not 0 <= request.max_persons <= MAX_PERSONS_LIMIT:
+            raise InvalidInput(f"max_persons must be 0..{MAX_PERSONS_LIMIT}, got {request.max_persons}")
+        if request.output.key and request.output.bucket not in ("", self.store.bucket):
+            raise InvalidInput(f"output.bucket must be {self.store.bucket!r} (this server's bucket)")
+        if request.output.key and self.store.exists(request.output):
+            poses = self.store.get_message(request.output, common_pb2.Poses2D)
+            log.info("segment %d: result already stored at %s, returned as is", request.segment.index,
+                     request.output.key)
+            return pose2d_pb2.EstimateReply(poses=poses, stored=self.store.ref(request.output.key),
+                                            frames_with_person=frames_with_person(poses))
+        segment = self.store.get_message(request.segment.frames, common_pb2.FrameSegment)
+        options = EstimatorOptions(max_persons=request.max_persons or self.settings.max_persons)
+        started = time.perf_counter()
+        poses = estimate_segment(segment, self.models, options)
+        elapsed = time.perf_counter() - started
+        found = frames_with_person(poses)
+        if poses.frames:
+            FRAMES.inc(len(poses.frames))
+            PERSONS.inc(sum(len(f.persons) for f in poses.frames))
+            FRAME_SECONDS.observe(elapsed / len(poses.frames))
+        log.info("segment %d: %d frames, %d with a person, %.1f frames/s", request.segment.index,
+                 len(poses.frames), found, len(poses.frames) / elapsed if elapsed > 0 else 0.0)
+        reply = pose2d_pb2.EstimateReply(poses=poses, frames_with_person=found)
+        if request.output.key:
+            reply.stored.CopyFrom(self.store.put_message(request.output.key, poses))
+        return reply
+
+
+def register(server: grpc.Server, store: ObjectStore, settings: Settings,
+             models: BlazePoseModels | None = None) -> Pose2DServicer:
+    servicer = Pose2DServicer(store, settings, models)
+    pose2d_pb2_grpc.add_Pose2DServicer_to_server(servicer, server)
+    return servicer
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure_logging("pose2d", settings.log_level)
+    store = ObjectStore.from_settings(settings)
+    serve_forever(lambda s: register(s, store, settings), ["hpe3d.v1.Pose2D"],
+                  settings.listen_port(settings.pose2d_addr), settings.metrics_port)
+
+
+if __name__ == "__main__":
+    main()
