@@ -1,6 +1,6 @@
 """Per-stage and end-to-end frames per second of the whole local stack on one clip.
 
-    .venv/bin/python bench/pipeline.py [VIDEO] [--frames N]
+    .venv/bin/python bench/pipeline.py [VIDEO] [--max-persons N]
 
 Starts the local stack (SeaweedFS, Triton host, the four stages, the gateway), then
 1. calls each stage directly over gRPC, one stage after the other, and prints its frames/s
@@ -108,14 +108,17 @@ def bench_end_to_end(stack: LocalStack, video: Path, frames: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", nargs="?", type=Path, default=DEFAULT_CLIP)
+    parser.add_argument("--max-persons", type=int, default=0,
+                        help="persons tracked per frame (default: HPE3D_MAX_PERSONS, 2)")
     args = parser.parse_args()
     if not args.video.exists():
         raise SystemExit(f"{args.video} not found: pass a 720p or 1080p clip")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}")
-    with LocalStack() as stack:
+    overrides = {"max_persons": args.max_persons} if args.max_persons else {}
+    with LocalStack(settings_overrides=overrides) as stack:
         stages = bench_stages(stack, args.video)
         e2e = bench_end_to_end(stack, args.video, int(stages["frames"]))
-    print(f"clip: {args.video.name}, {int(stages['frames'])} frames")
+    print(f"clip: {args.video.name}, {int(stages['frames'])} frames, max_persons={stack.settings.max_persons}")
     for name in ("decode", "pose2d", "lift3d", "render"):
         print(f"{name:>10}: {stages[name]:7.1f} frames/s")
     print(f"{'end-to-end':>10}: {e2e:7.1f} frames/s (REST upload to artefacts ready)")
