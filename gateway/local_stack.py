@@ -7,7 +7,6 @@ The processes and environment variables are the ones the Kubernetes manifests ru
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import os
 import shutil

@@ -20,7 +20,9 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
 from .errors import status_code_for
-from .logs import job_id_var
+from .logs import configure_logging, job_id_var
+from .settings import Settings
+from .storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +189,13 @@ def channel(addr: str) -> grpc.Channel:
     """A blocking client channel with the message-size limits every hpe3d server accepts, balancing
     calls round-robin over the stage's replicas."""
     return grpc.insecure_channel(client_target(addr), options=CLIENT_OPTIONS)
+
+
+def run_stage(stage: str, service: str, register: Callable[..., object]) -> None:
+    """The ``main()`` of a stage server: settings from the environment, JSON logs, the object store,
+    then ``register(server, store, settings)`` served on the port of ``<stage>_addr`` until stopped."""
+    settings = Settings.from_env()
+    configure_logging(stage, settings.log_level)
+    store = ObjectStore.from_settings(settings)
+    serve_forever(lambda server: register(server, store, settings), [service],
+                  settings.listen_port(getattr(settings, f"{stage}_addr")), settings.metrics_port)

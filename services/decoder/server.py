@@ -5,8 +5,7 @@ import grpc
 
 from hpe3d.v1 import common_pb2, decoder_pb2_grpc
 from services.common.errors import InvalidInput
-from services.common.grpc_server import serve_forever
-from services.common.logs import configure_logging
+from services.common.grpc_server import run_stage
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
@@ -47,11 +46,7 @@ def register(server: grpc.Server, store: ObjectStore, settings: Settings) -> Dec
 
 
 def main() -> None:
-    settings = Settings.from_env()
-    configure_logging("decoder", settings.log_level)
-    store = ObjectStore.from_settings(settings)
-    serve_forever(lambda s: register(s, store, settings), ["hpe3d.v1.Decoder"],
-                  settings.listen_port(settings.decoder_addr), settings.metrics_port)
+    run_stage("decoder", "hpe3d.v1.Decoder", register)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,20 @@
 """Lifter3D gRPC server: wires ``Lift`` to ``video_lift.lift_frames``."""
 from __future__ import annotations
 
-import logging
 import queue
+import sys
 import threading
 
 import grpc
 
 from hpe3d.v1 import common_pb2, lifter3d_pb2, lifter3d_pb2_grpc
 from services.common.errors import WeightsMissing
-from services.common.grpc_server import serve_forever
-from services.common.logs import configure_logging
+from services.common.grpc_server import run_stage
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
 from .video_lift import Lifter, lift_frames, load_service_lifter
 
-log = logging.getLogger(__name__)
 SERVICE = "hpe3d.v1.Lifter3D"
 
 
@@ -70,17 +68,12 @@ def register(server: grpc.Server, store: ObjectStore, settings: Settings, lifter
 
 
 def main() -> None:
-    settings = Settings.from_env()
-    configure_logging("lifter3d", settings.log_level)
-    store = ObjectStore.from_settings(settings)
     try:
-        lifter = load_service_lifter(settings.lifter_weights)
+        lifter = load_service_lifter(Settings.from_env().lifter_weights)
     except WeightsMissing as exc:  # say which file to supply, then stop: never serve random weights
-        log.error("%s", exc)
+        print(f"lifter3d: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    log.info("lifter weights: %s", lifter.name)
-    serve_forever(lambda s: register(s, store, settings, lifter), [SERVICE],
-                  settings.listen_port(settings.lifter3d_addr), settings.metrics_port)
+    run_stage("lifter3d", SERVICE, lambda server, store, settings: register(server, store, settings, lifter))
 
 
 if __name__ == "__main__":

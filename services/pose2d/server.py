@@ -16,8 +16,7 @@ from prometheus_client import Counter, Histogram
 
 from hpe3d.v1 import common_pb2, pose2d_pb2, pose2d_pb2_grpc
 from services.common.errors import InvalidInput
-from services.common.grpc_server import serve_forever
-from services.common.logs import configure_logging
+from services.common.grpc_server import run_stage
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
@@ -79,11 +78,7 @@ def register(server: grpc.Server, store: ObjectStore, settings: Settings,
 
 
 def main() -> None:
-    settings = Settings.from_env()
-    configure_logging("pose2d", settings.log_level)
-    store = ObjectStore.from_settings(settings)
-    serve_forever(lambda s: register(s, store, settings), ["hpe3d.v1.Pose2D"],
-                  settings.listen_port(settings.pose2d_addr), settings.metrics_port)
+    run_stage("pose2d", "hpe3d.v1.Pose2D", register)
 
 
 if __name__ == "__main__":

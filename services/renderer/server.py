@@ -4,8 +4,7 @@ from __future__ import annotations
 import grpc
 
 from hpe3d.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
-from services.common.grpc_server import serve_forever
-from services.common.logs import configure_logging
+from services.common.grpc_server import run_stage
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
@@ -34,11 +33,7 @@ def register(server: grpc.Server, store: ObjectStore, settings: Settings) -> Ren
 
 
 def main() -> None:
-    settings = Settings.from_env()
-    configure_logging("renderer", settings.log_level)
-    store = ObjectStore.from_settings(settings)
-    serve_forever(lambda s: register(s, store, settings), ["hpe3d.v1.Renderer"],
-                  settings.listen_port(settings.renderer_addr), settings.metrics_port)
+    run_stage("renderer", "hpe3d.v1.Renderer", register)
 
 
 if __name__ == "__main__":
