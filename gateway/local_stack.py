@@ -29,6 +29,9 @@ STAGE_SERVICES = {"decoder": "hpe3d.v1.Decoder", "pose2d": "hpe3d.v1.Pose2D",
                   "lifter3d": "hpe3d.v1.Lifter3D", "renderer": "hpe3d.v1.Renderer"}
 
 
+STOP_GRACE_S = 20.0
+
+
 class StackError(RuntimeError):
     """A component did not start; the message names it and the tail of its log."""
 
@@ -128,13 +131,19 @@ class LocalStack:
             raise
 
     def stop(self) -> None:
+        """SIGTERM to everything, newest first; the gateway and the stages get ``STOP_GRACE_S`` to
+        finish in-flight calls, storage (whose own shutdown is slow and holds nothing in flight once
+        its clients are gone) a few seconds; whatever is left is killed."""
         for comp in reversed(self.running):
             if comp.process.poll() is None:
                 comp.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + STOP_GRACE_S
         for comp in reversed(self.running):
+            grace = deadline - time.monotonic()
+            if comp.name == "s3":
+                grace = min(grace, 3.0)
             try:
-                comp.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                comp.process.wait(timeout=max(0.1, grace))
             except subprocess.TimeoutExpired:
                 comp.process.kill()
                 comp.process.wait()
