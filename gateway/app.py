@@ -27,7 +27,7 @@ from .events import EventHub, done_event, progress_event
 from .jobs import JobService
 from .journal import JobJournal
 from .manifest import JobManifest, JobState, is_job_id, new_job_id, safe_filename
-from .pipeline import JobPipeline
+from .pipeline import JobFailed, JobPipeline
 from .ranges import RangeNotSatisfiable, parse_range
 from .readiness import ReadinessProbe
 from .stages import StageClients
@@ -111,7 +111,10 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
     @app.post(f"{API}/jobs", status_code=202, response_model=JobView, tags=["jobs"],
               summary="Submit a video; the job runs in the background",
               responses={413: {"model": Problem, "description": "upload over HPE3D_MAX_UPLOAD_MB"},
-                         422: {"model": Problem, "description": "empty upload or invalid options"}},
+                         422: {"model": Problem, "description": (
+                             "empty upload, invalid options, a file that is not a video or a video over "
+                             "HPE3D_MAX_DURATION_S; for the last two the job exists, failed with the reason, "
+                             "and the body also carries it as `job`")}},
               openapi_extra=UPLOAD_BODY)
     async def submit_job(request: Request, response: Response) -> JobView:
         limit = settings.max_upload_mb * 1024 * 1024
@@ -127,8 +130,14 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
         job = JobManifest(id=job_id, options=upload.options, input_key=key, input_name=name, input_bytes=size)
         gateway = gw(request)
         await gateway.journal.save(job, "", "queued")
-        gateway.jobs.start(job)
         response.headers["Location"] = f"{API}/jobs/{job_id}"
+        try:
+            info = await gateway.pipeline.admit(job)
+        except JobFailed as failed:
+            return JSONResponse(status_code=422, headers={"Location": f"{API}/jobs/{job_id}"},
+                                content={"detail": failed.error.message,
+                                         "job": JobView.of(job).model_dump(mode="json")})
+        gateway.jobs.start(job, info)
         return JobView.of(job)
 
     @app.get(f"{API}/jobs", response_model=JobList, tags=["jobs"], summary="List recent jobs, newest first")

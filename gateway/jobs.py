@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from hpe3d.v1 import common_pb2
 from services.common.storage import ObjectStore
 
 from .journal import JobJournal
@@ -21,10 +22,11 @@ class JobService:
         self._tasks: dict[str, asyncio.Task] = {}
         self._live: dict[str, JobManifest] = {}
 
-    def start(self, job: JobManifest) -> None:
-        """Run ``job`` in the background; its manifest object stays live here until it finishes."""
+    def start(self, job: JobManifest, info: common_pb2.VideoInfo | None = None) -> None:
+        """Run ``job`` in the background; its manifest object stays live here until it finishes.
+        ``info``: the video's facts when they are known already (from ``JobPipeline.admit``)."""
         self._live[job.id] = job
-        task = asyncio.create_task(self.pipeline.run(job), name=f"job-{job.id}")
+        task = asyncio.create_task(self.pipeline.run(job, info), name=f"job-{job.id}")
         self._tasks[job.id] = task
         task.add_done_callback(lambda _t, job_id=job.id: self._finished(job_id))
 

@@ -30,6 +30,8 @@ from .stages import StageClients
 log = logging.getLogger(__name__)
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# Job error codes that mean the upload itself is unusable: answered 422 at submission.
+INPUT_ERRORS = ("INVALID_ARGUMENT", "VIDEO_TOO_LONG")
 SHUTDOWN = "gateway shutdown"  # cancel message: stop the job but leave it resumable
 
 
@@ -73,14 +75,32 @@ class JobPipeline:
         self.retry = retry or RetryPolicy(settings.stage_retries)
 
     # -- the job --------------------------------------------------------------------------------
-    async def run(self, job: JobManifest) -> JobManifest:
-        """Run ``job`` to a final state; the manifest is saved after every step. Re-raises
-        cancellation after recording the job as cancelled."""
+    async def admit(self, job: JobManifest) -> common_pb2.VideoInfo | None:
+        """Probe the upload before the job is accepted, so that a file that is not a video, or a
+        video over the duration limit, is refused at once. Such a job is saved as failed with the
+        reason and ``JobFailed`` is raised. Returns the video's facts, or None when the probe
+        could not run (decoder down): the job's run then probes again, with retries."""
+        token = job_id_var.set(job.id)
+        try:
+            return await self._probe(job)
+        except JobFailed as failed:
+            if failed.error.code not in INPUT_ERRORS:
+                return None
+            job.state, job.error = JobState.failed, failed.error
+            await self.journal.save(job)
+            raise
+        finally:
+            job_id_var.reset(token)
+
+    async def run(self, job: JobManifest, info: common_pb2.VideoInfo | None = None) -> JobManifest:
+        """Run ``job`` to a final state; the manifest is saved after every step. ``info`` is the
+        probe's answer when ``admit`` already has it. Re-raises cancellation after recording the
+        job as cancelled."""
         token = job_id_var.set(job.id)
         try:
             job.state, job.error = JobState.running, None
             await self.journal.save(job, "decode", "started")
-            info = await self._probe(job)
+            info = info or await self._probe(job)
             poses2d = await self._segments(job, info)
             await self._lift(job, poses2d)
             await self._render(job, info, poses2d)

@@ -74,8 +74,10 @@ def test_good_clip_succeeds_beside_bad_inputs(gateway: httpx.Client, tmp_path: P
 
     empty = submit(gateway, "empty.mp4", b"")
     assert empty.status_code == 422 and "empty upload" in empty.json()["detail"]
+    text = submit(gateway, "notes.mp4", b"this is a text file, not a video\n" * 20)
+    assert text.status_code == 422 and "not a video" in text.json()["detail"].lower()
     bad = {
-        "text": submit(gateway, "notes.mp4", b"this is a text file, not a video\n" * 20).json()["id"],
+        "text": text.json()["job"]["id"],
         "nobody": submit(gateway, NOBODY.name, NOBODY.read_bytes()).json()["id"],
         "truncated": submit(gateway, TRUNCATED.name, TRUNCATED.read_bytes()).json()["id"],
     }

@@ -11,7 +11,7 @@ import pytest
 from gateway.events import EventHub
 from gateway.journal import JobJournal
 from gateway.manifest import JobManifest, JobState, new_job_id, segment_keys
-from gateway.pipeline import JobPipeline, RetryPolicy
+from gateway.pipeline import JobFailed, JobPipeline, RetryPolicy
 from hpe3d.v1 import common_pb2, lifter3d_pb2, pose2d_pb2, renderer_pb2
 
 
@@ -177,6 +177,33 @@ def test_too_long_video_fails_before_decoding(store, settings):
     result = asyncio.run(make_pipeline(settings, store, fake).run(new_job(store)))
     assert result.state == JobState.failed and result.error.code == "VIDEO_TOO_LONG"
     assert "3600" in result.error.message and fake.decoded == []
+
+
+def test_admit_refuses_unusable_uploads_and_records_the_failed_job(store, settings):
+    fake = FakeStages(store, failures={"Probe": [rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "not a video: x")]})
+    pipeline = make_pipeline(settings, store, fake)
+    job = new_job(store)
+    with pytest.raises(JobFailed) as failed:
+        asyncio.run(pipeline.admit(job))
+    assert failed.value.error.message == "not a video: x"
+    saved = asyncio.run(pipeline.journal.load(job.id))
+    assert saved.state == JobState.failed and saved.error.message == "not a video: x"
+
+    too_long = make_pipeline(settings, store, FakeStages(store, duration_s=3600.0))
+    with pytest.raises(JobFailed) as failed:
+        asyncio.run(too_long.admit(new_job(store)))
+    assert failed.value.error.code == "VIDEO_TOO_LONG"
+
+
+def test_admit_leaves_a_down_decoder_to_the_run(store, settings):
+    fake = FakeStages(store, failures={"Probe": [rpc_error(grpc.StatusCode.UNAVAILABLE, "down")] * 3})
+    pipeline = make_pipeline(settings, store, fake)
+    job = new_job(store)
+    assert asyncio.run(pipeline.admit(job)) is None
+    assert job.state == JobState.queued
+    info = asyncio.run(make_pipeline(settings, store, FakeStages(store)).admit(job))
+    result = asyncio.run(make_pipeline(settings, store, FakeStages(store)).run(job, info))
+    assert result.state == JobState.succeeded
 
 
 def test_cancelled_job_stops_calling_stages(store, settings):
