@@ -9,7 +9,7 @@ REGISTRY ?= hpe3d
 TAG      ?= 0.1.0
 MODELS := services/pose2d/models/blazepose/pose_detection.tflite services/pose2d/models/blazepose/pose_landmark_full.tflite
 
-.PHONY: setup proto models test test-unit test-e2e bench clean kubectl deploy-check images
+.PHONY: setup run proto models test test-unit test-e2e bench clean kubectl deploy-check images
 
 setup: $(VENV)/.installed proto models
 
@@ -29,6 +29,12 @@ proto/hpe3d/v1/%_pb2.py: proto/hpe3d/v1/%.proto $(VENV)/.installed
 models: $(MODELS)
 $(MODELS): $(VENV)/.installed
 	$(PY) -m services.pose2d.models.fetch_blazepose
+
+# The whole pipeline on one video, on a local stack started and stopped for it.
+VIDEO ?= tests/data/two_people_office_24f.mp4
+OUT   ?= out
+run: setup
+	$(VENV)/bin/hpe3d run "$(VIDEO)" -o "$(OUT)"
 
 test: setup $(KUBECTL)
 	$(PY) -m pytest -q
