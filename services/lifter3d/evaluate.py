@@ -1,7 +1,8 @@
 """Validation of lifters on the held-out Bandai takes: MPJPE and P-MPJPE in millimetres.
 
 Every validation take is cut into 5-second clips (150 frames), each filmed by its own virtual camera drawn like
-in training from a generator seeded with ``seed``, the take and the clip, so the numbers are reproducible. "clean" feeds exact projections, "noisy" feeds detector-like noise
+in training from a generator seeded with ``seed``, the take and the clip, so the numbers are reproducible and
+every model, clean or noisy, sees the same cameras. "clean" feeds exact projections, "noisy" feeds detector-like noise
 (:func:`services.lifter3d.dataset.add_detector_noise`) after the same clean-up inference applies. The sequence
 is edge-padded by the receptive field so every frame gets a prediction and the mirrored input is averaged in,
 as :mod:`services.lifter3d.lift` does (without its bone-length fixing).
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from services.common.skeletons import H36M17
-from services.lifter3d.dataset import MocapData, make_batch
+from services.lifter3d.dataset import MocapData, make_batch, sample_cameras
 from services.lifter3d.model import TemporalLifterBase
 
 EVAL_SEED = 1234
@@ -78,7 +79,7 @@ def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | Non
     Each take is cut into consecutive clips of ``clip`` frames (the last one may be shorter; a take shorter
     than ``clip`` is one clip); every clip is a separate "video" with its own virtual camera framing the person
     (drawn like in training, from a generator seeded by ``seed``, the take and the clip), so every frame of
-    every take counts once. Returns ``{"overall": {"mpjpe", "p_mpjpe", "frames"}, "per_action": {...}}``;
+    every take counts once. The clean and the noisy run see the same cameras. Returns ``{"overall": {"mpjpe", "p_mpjpe", "frames"}, "per_action": {...}}``;
     frames weight the means.
     """
     takes = data.takes(validation=True) if takes is None else takes
@@ -86,11 +87,14 @@ def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | Non
     for i in takes:
         n = int(data.lengths[i])
         for c, start in enumerate(range(0, n, clip)):
-            rng = np.random.default_rng([seed, int(i), c, int(noisy)])
             sl = slice(start, min(n, start + clip))
             coco = data.take(i, "coco17")[None, sl].astype(np.float64)
             h36 = data.take(i, "h36m17")[None, sl]
-            batch = make_batch(rng, coco, h36, noisy=noisy, augment=False)
+            # the camera depends only on (seed, take, clip): clean and noisy runs, and all models, share it
+            points = np.concatenate([coco, h36[:, :, [H36M17.index(j) for j in ("spine", "thorax", "head_top")]]], 2)
+            cams = sample_cameras(np.random.default_rng([seed, int(i), c]), points)
+            rng = np.random.default_rng([seed, int(i), c, 1])
+            batch = make_batch(rng, coco, h36, noisy=noisy, augment=False, cams=cams)
             pred = predict(model, batch.inputs, device)[0]
             pred = pred - pred[:, :1]
             gt = batch.targets[0]
