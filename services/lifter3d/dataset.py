@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from services.lifter3d.placement import detector_placement
 from services.common.skeletons import COCO17, H36M17, coco17_to_h36m17
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -359,7 +360,8 @@ class Batch:
 
 
 def make_batch(rng: np.random.Generator, coco_world: np.ndarray, h36m_world: np.ndarray, noisy: bool,
-               augment: bool = True, noise: NoiseConfig = NoiseConfig(), cams: Cameras | None = None) -> Batch:
+               augment: bool = True, noise: NoiseConfig = NoiseConfig(), cams: Cameras | None = None,
+               placement_prob: float = 0.0) -> Batch:
     """Turn world-space windows into a training/validation batch.
 
     Args:
@@ -370,6 +372,8 @@ def make_batch(rng: np.random.Generator, coco_world: np.ndarray, h36m_world: np.
         augment: apply bone-length scaling and random horizontal flips.
         noise: noise parameters.
         cams: fixed cameras to use instead of sampling new ones.
+        placement_prob: share of samples whose projected COCO shoulders and hips are moved to where 2D
+            detectors put them (``placement.detector_placement``); the 3D targets stay as they are.
     """
     from services.lifter3d.keypoints2d import fill_low_confidence, smooth_time
 
@@ -387,7 +391,13 @@ def make_batch(rng: np.random.Generator, coco_world: np.ndarray, h36m_world: np.
     if cams is None:
         cams = sample_cameras(rng, pts)
     cam_pts = cams.to_camera(pts)
-    pix = cams.project(cam_pts[:, :, :17])
+    coco_cam = cam_pts[:, :, :17]
+    if placement_prob > 0:
+        moved = rng.random(b) < placement_prob
+        if moved.any():
+            coco_cam = coco_cam.copy()
+            coco_cam[moved] = detector_placement(rng, coco_cam[moved])
+    pix = cams.project(coco_cam)
     if noisy:
         kp = add_detector_noise(rng, pix, noise)
         kp = smooth_time(fill_low_confidence(kp, threshold=0.3), sigma=1.0)

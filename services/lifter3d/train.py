@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (AdamW)")
     p.add_argument("--lr-final", type=float, default=5e-5, help="learning rate at the last epoch (cosine)")
     p.add_argument("--noisy-frac", type=float, default=0.6, help="share of windows with detector noise")
+    p.add_argument("--placement-prob", type=float, default=0.0,
+                   help="share of windows whose 2D shoulders and hips sit where detectors put them")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout probability")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the machine is shared)")
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         for _ in bar:
             coco, h36 = sampler.sample(rng, args.batch)
             noisy = rng.random() < args.noisy_frac
-            batch = make_batch(rng, coco, h36, noisy=noisy, augment=True, noise=NoiseConfig())
+            batch = make_batch(rng, coco, h36, noisy=noisy, augment=True, noise=NoiseConfig(),
+                               placement_prob=args.placement_prob)
             x = torch.from_numpy(batch.inputs).to(device)
             y = torch.from_numpy(batch.targets[:, offset:offset + args.frames_out]).to(device)
             pred = model(x)
