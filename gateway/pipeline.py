@@ -217,51 +217,49 @@ class JobPipeline:
                                                 size_bytes=a.size_bytes) for a in result.artifacts}
 
     # -- calls with retries ---------------------------------------------------------------------
-    async def _unary(self, stage: str, method: str, call: Callable[..., Awaitable[Any]], request: Any, job_id: str) -> Any:
-        for attempt in range(self.retry.retries + 1):
+    async def _with_retries(self, stage: str, method: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``attempt`` (one stage call), retrying UNAVAILABLE / DEADLINE_EXCEEDED with back-off;
+        any other gRPC error, or the last retryable one, fails the job."""
+        for n in range(self.retry.retries + 1):
             started, code = time.perf_counter(), "OK"
             try:
-                return await call(request, metadata=(("x-job-id", job_id),), timeout=self.settings.stage_timeout_s)
+                return await attempt()
             except grpc.aio.AioRpcError as exc:
                 code = exc.code().name
-                if exc.code() not in RETRYABLE or attempt == self.retry.retries:
+                if exc.code() not in RETRYABLE or n == self.retry.retries:
                     raise JobFailed(error_from_rpc(stage, exc)) from exc
-                log.warning("%s.%s %s (attempt %d), retrying", stage, method, code, attempt + 1)
+                log.warning("%s.%s %s (attempt %d), retrying", stage, method, code, n + 1)
             finally:
                 metrics.STAGE_CALL_SECONDS.labels(stage, method, code).observe(time.perf_counter() - started)
-            await asyncio.sleep(self.retry.delay(attempt))
+            await asyncio.sleep(self.retry.delay(n))
         raise AssertionError("unreachable")
+
+    async def _unary(self, stage: str, method: str, call: Callable[..., Awaitable[Any]], request: Any, job_id: str) -> Any:
+        return await self._with_retries(stage, method, lambda: call(
+            request, metadata=(("x-job-id", job_id),), timeout=self.settings.stage_timeout_s))
 
     async def _streaming(self, stage: str, method: str, call: Callable[..., AsyncIterator[Any]], request: Any,
                          job: JobManifest) -> Any:
         """Call a server-streaming stage (LiftUpdate / RenderUpdate), forwarding its Progress to the
         manifest; returns the ``result`` of the last update."""
         progress = job.progress[stage]
-        for attempt in range(self.retry.retries + 1):
-            started, code = time.perf_counter(), "OK"
-            try:
-                result = None
-                async for update in call(request, metadata=(("x-job-id", job.id),), timeout=self.settings.stage_timeout_s):
-                    if update.HasField("progress"):
-                        progress.done, progress.total = update.progress.done, update.progress.total
-                        await self.journal.save(job, stage, update.progress.message)
-                    elif update.HasField("result"):
-                        result = update.result
-                if result is None:
-                    raise JobFailed(JobError(stage=stage, code="INTERNAL",
-                                             message=f"{stage} ended its stream without a result"))
-                progress.total = max(progress.total, 1)
-                progress.done = progress.total
-                return result
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code().name
-                if exc.code() not in RETRYABLE or attempt == self.retry.retries:
-                    raise JobFailed(error_from_rpc(stage, exc)) from exc
-                log.warning("%s.%s %s (attempt %d), retrying", stage, method, code, attempt + 1)
-            finally:
-                metrics.STAGE_CALL_SECONDS.labels(stage, method, code).observe(time.perf_counter() - started)
-            await asyncio.sleep(self.retry.delay(attempt))
-        raise AssertionError("unreachable")
+
+        async def attempt() -> Any:
+            result = None
+            async for update in call(request, metadata=(("x-job-id", job.id),), timeout=self.settings.stage_timeout_s):
+                if update.HasField("progress"):
+                    progress.done, progress.total = update.progress.done, update.progress.total
+                    await self.journal.save(job, stage, update.progress.message)
+                elif update.HasField("result"):
+                    result = update.result
+            if result is None:
+                raise JobFailed(JobError(stage=stage, code="INTERNAL",
+                                         message=f"{stage} ended its stream without a result"))
+            progress.total = max(progress.total, 1)
+            progress.done = progress.total
+            return result
+
+        return await self._with_retries(stage, method, attempt)
 
 
 async def _all_or_first_error(tasks: list[asyncio.Task]) -> list:
