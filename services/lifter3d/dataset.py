@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -378,7 +377,6 @@ def make_batch(rng: np.random.Generator, coco_world: np.ndarray, h36m_world: np.
     from services.lifter3d.keypoints2d import fill_low_confidence, smooth_time
 
     b = coco_world.shape[0]
-    c = COCO17.index
     h = H36M17.index
     pts = np.concatenate([coco_world, h36m_world[:, :, [h("spine"), h("thorax"), h("head_top")]]], axis=2)
     if augment:
