@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from services.common.skeletons import H36M17_PARENTS
 from services.lifter3d.dataset import MocapData, NoiseConfig, WindowSampler, make_batch
 from services.lifter3d.evaluate import evaluate
 from services.lifter3d.model import build_model
@@ -44,6 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--placement-prob", type=float, default=0.0,
                    help="share of windows whose 2D shoulders and hips sit where detectors put them")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout probability")
+    p.add_argument("--bone-weight", type=float, default=0.0,
+                   help="weight of the bone-length loss (mean |predicted - true| length of the 16 bones, every frame)")
+    p.add_argument("--snapshots", action="store_true",
+                   help="also keep each epoch's weights as <out>.eNNN.pt (for averaging with export)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the machine is shared)")
     p.add_argument("--val-stride", type=int, default=3, help="validate on every n-th validation take per epoch")
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         for group in opt.param_groups:
             group["lr"] = lr
         model.train()
-        t0, losses = time.time(), []
+        t0, losses, mpjpes = time.time(), [], []
         bar = tqdm(range(args.steps), desc=f"epoch {epoch + 1}/{args.epochs}", mininterval=5, ncols=100)
         for _ in bar:
             coco, h36 = sampler.sample(rng, args.batch)
@@ -121,17 +126,22 @@ def main(argv: list[str] | None = None) -> None:
             x = torch.from_numpy(batch.inputs).to(device)
             y = torch.from_numpy(batch.targets[:, offset:offset + args.frames_out]).to(device)
             pred = model(x)
-            loss = torch.linalg.vector_norm(pred - y, dim=-1).mean()
+            mpjpe = torch.linalg.vector_norm(pred - y, dim=-1).mean()
+            loss = mpjpe
+            if args.bone_weight > 0:
+                loss = mpjpe + args.bone_weight * (bone_lengths(pred) - bone_lengths(y)).abs().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             losses.append(loss.item())
-            bar.set_postfix(loss_mm=f"{1000 * np.mean(losses[-50:]):.1f}", lr=f"{lr:.1e}")
+            mpjpes.append(mpjpe.item())
+            bar.set_postfix(mpjpe_mm=f"{1000 * np.mean(mpjpes[-50:]):.1f}", lr=f"{lr:.1e}")
         train_s = time.time() - t0
         clean = evaluate(model, data, val_takes, noisy=False, device=device)["overall"]
         noisy_res = evaluate(model, data, val_takes, noisy=True, device=device)["overall"]
-        record = {"epoch": epoch + 1, "lr": lr, "train_mpjpe_mm": 1000 * float(np.mean(losses)),
+        record = {"epoch": epoch + 1, "lr": lr, "train_mpjpe_mm": 1000 * float(np.mean(mpjpes)),
+                  "train_loss_mm": 1000 * float(np.mean(losses)),
                   "val_clean_mpjpe": clean["mpjpe"], "val_clean_pmpjpe": clean["p_mpjpe"],
                   "val_noisy_mpjpe": noisy_res["mpjpe"], "val_noisy_pmpjpe": noisy_res["p_mpjpe"],
                   "train_s": train_s, "val_s": time.time() - t0 - train_s}
@@ -146,7 +156,19 @@ def main(argv: list[str] | None = None) -> None:
             torch.save({"model": model.state_dict(), "config": config, "epoch": epoch + 1,
                         "val": record, "format": "hpe3d-lifter-v1"}, args.out)
             print(f"saved best -> {args.out}", flush=True)
+        if args.snapshots:
+            torch.save({"model": model.state_dict(), "config": config, "epoch": epoch + 1, "val": record,
+                        "format": "hpe3d-lifter-v1"}, args.out.with_suffix(f".e{epoch + 1:03d}.pt"))
         save_last()
+
+
+def bone_lengths(joints: torch.Tensor) -> torch.Tensor:
+    """``[..., 17, 3]`` Human3.6M joints -> ``[..., 16]`` lengths of the skeleton's bones."""
+    return torch.linalg.vector_norm(joints[..., _BONE_CHILDREN, :] - joints[..., _BONE_PARENTS, :], dim=-1)
+
+
+_BONE_CHILDREN = [c for c, p in enumerate(H36M17_PARENTS) if p >= 0]
+_BONE_PARENTS = [p for p in H36M17_PARENTS if p >= 0]
 
 
 if __name__ == "__main__":
