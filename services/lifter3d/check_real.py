@@ -1,6 +1,7 @@
 """Sanity check of the lifter on real HRNet keypoints (GAST-Net's baseball demo, 277 frames, COCO-17).
 
     python -m services.lifter3d.check_real [--weights W] [--keypoints K] [--width 1920 --height 1080]
+        [--picture OUT.jpg [--reference VIDEO] [--frames 60,130,170,230]]
 
 The JSON (GAST-Net demo format: ``{"data": [{"frame_index", "skeleton": [{"pose", "score", "bbox"}]}]}``) records
 no frame size; its coordinates span about x 384-894, y 157-798 px, which fits the 1920x1080 frame GAST-Net's
@@ -10,6 +11,10 @@ demo assumes, so that is the default. Prints:
   below 5 % of the mean), and
 * how well the feet sit on one ground plane when the whole sequence gets a single vertical offset
   (``ground_mode="sequence"``): height of the lower ankle above the plane per frame.
+
+``--picture`` also writes a comparison image: for each listed frame (1-based, as in the JSON), the frame of a
+reference video (default: GAST-Net's own published render of these keypoints) on the left and our grounded 3D
+pose of the same frame, drawn by the renderer's 3D view, on the right.
 """
 from __future__ import annotations
 
@@ -17,13 +22,17 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from services.common.skeletons import H36M17
 from services.lifter3d.lift import DEFAULT_WEIGHTS, ground, lift_sequence, load_lifter
+from services.renderer.draw import View3D
 
-DEFAULT_KEYPOINTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "keypoints" / "baseball_hrnet_coco17.json"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DEFAULT_KEYPOINTS = SHARED_DATA / "keypoints" / "baseball_hrnet_coco17.json"
+DEFAULT_REFERENCE = SHARED_DATA / "reference" / "gastnet_baseball_render.mp4"
 
 
 def load_demo_json(path: str | Path) -> np.ndarray:
@@ -46,6 +55,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--keypoints", default=str(DEFAULT_KEYPOINTS), help="GAST-Net demo keypoint JSON")
     p.add_argument("--width", type=float, default=1920, help="frame width in pixels")
     p.add_argument("--height", type=float, default=1080, help="frame height in pixels")
+    p.add_argument("--picture", type=Path, default=None, help="write the reference-vs-ours comparison image here")
+    p.add_argument("--reference", default=str(DEFAULT_REFERENCE), help="reference video for --picture")
+    p.add_argument("--frames", default="60,130,170,230", help="1-based frame numbers for --picture")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     kp = load_demo_json(args.keypoints)
@@ -83,7 +95,40 @@ def main(argv: list[str] | None = None) -> dict:
           f"frames within 5 cm {100 * (lowest < 5).mean():.0f}%")
     frame = res.grounded[:, ankles, 1].min(axis=1)
     print(f"grounded output (per-frame foot contact): lower ankle height max {100 * np.abs(frame).max():.2f} cm")
+    if args.picture is not None:
+        frames = [int(f) for f in args.frames.split(",")]
+        write_comparison(args.picture, args.reference, res.grounded, frames)
+        print(f"comparison picture (reference | ours) of frames {frames} -> {args.picture}")
     return report
+
+
+def write_comparison(path: Path, reference: str | Path, grounded: np.ndarray, frames: list[int]) -> None:
+    """One row per frame: the reference video's frame, then our grounded 3D pose ``grounded[frame - 1]``
+    in a square panel as tall as the reference frame, with the same fixed view for every row."""
+    capture = cv2.VideoCapture(str(reference))
+    if not capture.isOpened():
+        raise FileNotFoundError(f"cannot open the reference video {reference}")
+    rows = []
+    try:
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        centre = np.median(grounded[:, 0, [0, 2]], axis=0)
+        view = View3D(height, centre_xz=(float(centre[0]), float(centre[1])), extent_m=2.4, height_m=0.9)
+        for number in frames:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, number - 1)
+            ok, left = capture.read()
+            if not ok:
+                raise ValueError(f"{reference} has no frame {number}")
+            right = view.render([(0, grounded[number - 1])])
+            cv2.putText(right, f"hpe3d, frame {number}", (10, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+                        (220, 220, 220), 1, cv2.LINE_AA)
+            cv2.putText(left, "reference", (10, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1,
+                        cv2.LINE_AA)
+            rows.append(np.concatenate([left, right], axis=1))
+    finally:
+        capture.release()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.concatenate(rows, axis=0), [cv2.IMWRITE_JPEG_QUALITY, 88]):
+        raise OSError(f"could not write {path}")
 
 
 if __name__ == "__main__":
