@@ -5,7 +5,8 @@ in training from a generator seeded with ``seed``, the take and the clip, so the
 every model, clean or noisy, sees the same cameras. "clean" feeds exact projections, "noisy" feeds detector-like noise
 (:func:`services.lifter3d.dataset.add_detector_noise`) after the same clean-up inference applies. The sequence
 is edge-padded by the receptive field so every frame gets a prediction and the mirrored input is averaged in,
-as :mod:`services.lifter3d.lift` does (without its bone-length fixing).
+as :mod:`services.lifter3d.lift` does. ``--fix-bones`` also applies lift's bone-length fixing (every bone set to
+its median length over the clip), which is what the service outputs; without it the raw network output is scored.
 Errors are over all 17 Human3.6M joints after root (pelvis) alignment.
 
     python -m services.lifter3d.evaluate --weights services/lifter3d/weights/gastnet_bandai_27f.pt \
@@ -73,15 +74,18 @@ def predict(model: TemporalLifterBase, inputs: np.ndarray, device: str = "cpu", 
 
 
 def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | None = None, noisy: bool = False,
-             seed: int = EVAL_SEED, device: str = "cpu", clip: int = CLIP_FRAMES) -> dict:
+             seed: int = EVAL_SEED, device: str = "cpu", clip: int = CLIP_FRAMES, fix_bones: bool = False) -> dict:
     """MPJPE / P-MPJPE (mm) of ``model`` on ``takes`` (default: all validation takes).
 
     Each take is cut into consecutive clips of ``clip`` frames (the last one may be shorter; a take shorter
     than ``clip`` is one clip); every clip is a separate "video" with its own virtual camera framing the person
     (drawn like in training, from a generator seeded by ``seed``, the take and the clip), so every frame of
     every take counts once. The clean and the noisy run see the same cameras. Returns ``{"overall": {"mpjpe", "p_mpjpe", "frames"}, "per_action": {...}}``;
-    frames weight the means.
+    frames weight the means. ``fix_bones`` scores the output of :func:`services.lifter3d.lift.fix_bone_lengths`
+    (per clip) instead of the raw network output.
     """
+    from services.lifter3d.lift import fix_bone_lengths
+
     takes = data.takes(validation=True) if takes is None else takes
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
     for i in takes:
@@ -97,6 +101,8 @@ def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | Non
             batch = make_batch(rng, coco, h36, noisy=noisy, augment=False, cams=cams)
             pred = predict(model, batch.inputs, device)[0]
             pred = pred - pred[:, :1]
+            if fix_bones:
+                pred = fix_bone_lengths(pred)
             gt = batch.targets[0]
             e = mpjpe(pred, gt) * 1000
             pe = mpjpe(procrustes_align(pred, gt), gt) * 1000
@@ -122,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", action="append", required=True, help="checkpoint(s) to evaluate")
     parser.add_argument("--seed", type=int, default=EVAL_SEED, help="camera/noise seed")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--fix-bones", action="store_true",
+                        help="score the bone-length-fixed output (as the service returns) instead of the raw one")
     parser.add_argument("--json", type=Path, default=None, help="also write all figures to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -130,12 +138,13 @@ def main(argv: list[str] | None = None) -> None:
     for path in args.weights:
         model = load_for_eval(path)
         for noisy in (False, True):
-            res = evaluate(model, data, noisy=noisy, seed=args.seed)
+            res = evaluate(model, data, noisy=noisy, seed=args.seed, fix_bones=args.fix_bones)
             results[f"{Path(path).name}|{'noisy' if noisy else 'clean'}"] = res
     names = list(results)
     actions = list(next(iter(results.values()))["per_action"])
     header = f"{'action':32s}" + "".join(f" | {n.split('|')[0][:22]:>22s} {n.split('|')[1]:>5s}" for n in names)
-    print("MPJPE / P-MPJPE in mm, validation takes, root-aligned, 17 joints")
+    print(f"MPJPE / P-MPJPE in mm, validation takes, root-aligned, 17 joints; "
+          f"{'bone-length-fixed output' if args.fix_bones else 'raw network output'}")
     print(header)
     for a in actions + ["OVERALL"]:
         row = f"{a:32s}"
