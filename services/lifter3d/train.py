@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dropout", type=float, default=0.1, help="dropout probability")
     p.add_argument("--bone-weight", type=float, default=0.0,
                    help="weight of the bone-length loss (mean |predicted - true| length of the 16 bones, every frame)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from these weights (same model shape; e.g. the non-causal file for a causal run); "
+                        "ignored when resuming from <out>.last.pt")
     p.add_argument("--snapshots", action="store_true",
                    help="also keep each epoch's weights as <out>.eNNN.pt (for averaging with export)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -82,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {last} at epoch {start_epoch} (best noisy val MPJPE {best:.1f} mm)")
+    elif args.init is not None:
+        model.load_state_dict(torch.load(args.init, map_location=device, weights_only=True)["model"])
+        print(f"initialised from {args.init}")
 
     data = MocapData.load()
     rf, offset = model.receptive_field(), model.output_offset()

@@ -59,3 +59,19 @@ def test_train_writes_logs_snapshots_and_resumes(tmp_path, monkeypatch):
     assert [r["epoch"] for r in log] == [1, 2, 3]
     lifter = load_lifter(out)
     assert lifter.receptive_field() == 27
+
+
+def test_train_can_start_a_causal_run_from_non_causal_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(train.MocapData, "load", classmethod(lambda cls: _tiny_mocap()))
+    common = ["--channels", "8", "--steps", "1", "--batch", "2", "--frames-out", "4", "--threads", "1",
+              "--epochs", "1"]
+    train.main(common + ["--out", str(tmp_path / "centre.pt")])
+    centre = torch.load(tmp_path / "centre.pt", weights_only=True)["model"]
+    train.main(common + ["--out", str(tmp_path / "causal.pt"), "--causal", "--init", str(tmp_path / "centre.pt"),
+                         "--lr", "0"])
+    causal = torch.load(tmp_path / "causal.pt", weights_only=True)
+    assert causal["config"]["causal"] is True
+    # with a zero learning rate the weights are exactly the initial ones (batch-norm statistics aside)
+    for key, value in centre.items():
+        if "running" not in key and "num_batches" not in key:
+            assert torch.equal(causal["model"][key], value), key
