@@ -24,6 +24,7 @@ import torch
 
 from services.common.skeletons import H36M17
 from services.lifter3d.dataset import MocapData, make_batch, sample_cameras
+from services.lifter3d.lift import fix_bone_lengths, load_lifter
 from services.lifter3d.model import TemporalLifterBase
 
 EVAL_SEED = 1234
@@ -84,8 +85,6 @@ def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | Non
     frames weight the means. ``fix_bones`` scores the output of :func:`services.lifter3d.lift.fix_bone_lengths`
     (per clip) instead of the raw network output.
     """
-    from services.lifter3d.lift import fix_bone_lengths
-
     takes = data.takes(validation=True) if takes is None else takes
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
     for i in takes:
@@ -116,13 +115,6 @@ def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | Non
     return {"overall": overall, "per_action": dict(sorted(table.items()))}
 
 
-def load_for_eval(path: str | Path) -> TemporalLifterBase:
-    """Load our checkpoint (or an official GAST-Net one) for evaluation."""
-    from services.lifter3d.lift import load_lifter
-
-    return load_lifter(path)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", action="append", required=True, help="checkpoint(s) to evaluate")
@@ -136,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     data = MocapData.load()
     results = {}
     for path in args.weights:
-        model = load_for_eval(path)
+        model = load_lifter(path)  # ours or an official GAST-Net checkpoint
         for noisy in (False, True):
             res = evaluate(model, data, noisy=noisy, seed=args.seed, fix_bones=args.fix_bones)
             results[f"{Path(path).name}|{'noisy' if noisy else 'clean'}"] = res

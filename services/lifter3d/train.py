@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from services.common.skeletons import H36M17_PARENTS
+from services.common.skeletons import H36M17
 from services.lifter3d.dataset import MocapData, NoiseConfig, WindowSampler, make_batch
 from services.lifter3d.evaluate import evaluate
 from services.lifter3d.model import build_model
@@ -157,24 +157,21 @@ def main(argv: list[str] | None = None) -> None:
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         epoch_box["epoch"] = epoch + 1
+        weights = {"model": model.state_dict(), "config": config, "epoch": epoch + 1, "val": record,
+                   "format": "hpe3d-lifter-v1"}
         if noisy_res["mpjpe"] < best:
             best = noisy_res["mpjpe"]
-            torch.save({"model": model.state_dict(), "config": config, "epoch": epoch + 1,
-                        "val": record, "format": "hpe3d-lifter-v1"}, args.out)
+            torch.save(weights, args.out)
             print(f"saved best -> {args.out}", flush=True)
         if args.snapshots:
-            torch.save({"model": model.state_dict(), "config": config, "epoch": epoch + 1, "val": record,
-                        "format": "hpe3d-lifter-v1"}, args.out.with_suffix(f".e{epoch + 1:03d}.pt"))
+            torch.save(weights, args.out.with_suffix(f".e{epoch + 1:03d}.pt"))
         save_last()
 
 
 def bone_lengths(joints: torch.Tensor) -> torch.Tensor:
-    """``[..., 17, 3]`` Human3.6M joints -> ``[..., 16]`` lengths of the skeleton's bones."""
-    return torch.linalg.vector_norm(joints[..., _BONE_CHILDREN, :] - joints[..., _BONE_PARENTS, :], dim=-1)
-
-
-_BONE_CHILDREN = [c for c, p in enumerate(H36M17_PARENTS) if p >= 0]
-_BONE_PARENTS = [p for p in H36M17_PARENTS if p >= 0]
+    """``[..., 17, 3]`` Human3.6M joints -> ``[..., 16]`` lengths of the bones in ``H36M17.bones``."""
+    parents, children = zip(*H36M17.bones)
+    return torch.linalg.vector_norm(joints[..., list(children), :] - joints[..., list(parents), :], dim=-1)
 
 
 if __name__ == "__main__":
