@@ -55,7 +55,7 @@ def load_lifter(weights_path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu",
 
     Args:
         weights_path: our checkpoint (``{"model": state_dict, "config": {...}}`` written by
-            :mod:`services.lifter3d.train`) or an official GAST-Net file (``{"model_pos": state_dict, ...}``,
+            :mod:`training.train`) or an official GAST-Net file (``{"model_pos": state_dict, ...}``,
             e.g. ``27_frame_model.bin``: filter widths and channels are read from the tensor shapes).
         device: torch device to put the model on.
         causal: for official checkpoints only -- build the causal variant (``27_frame_model_causal.bin``);
@@ -71,7 +71,7 @@ def load_lifter(weights_path: str | Path = DEFAULT_WEIGHTS, device: str = "cpu",
         raise FileNotFoundError(
             f"3D lifter weights not found: {path}. Supply one of: (a) our trained checkpoint "
             f"services/lifter3d/weights/gastnet_bandai_27f.pt (ships with the repository; re-create it with "
-            f"`python -m services.lifter3d.train --out {DEFAULT_WEIGHTS.relative_to(DEFAULT_WEIGHTS.parents[3])}`), "
+            f"`python -m training.train --out {DEFAULT_WEIGHTS.relative_to(DEFAULT_WEIGHTS.parents[3])}`), "
             f"or (b) an official GAST-Net checkpoint such as 27_frame_model.bin from the GAST-Net authors "
             f"(non-commercial licence), placed at {path}.")
     ckpt = _safe_load(path, device)

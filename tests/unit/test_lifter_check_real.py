@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.lifter3d.check_real import load_demo_json, write_comparison
+from training.check_real import load_demo_json, write_comparison
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from services.common.skeletons import H36M17
-from services.lifter3d import dataset as ds
+from training import dataset as ds
 from services.lifter3d.keypoints2d import fill_low_confidence, normalize_screen, smooth_time
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.lifter3d import evaluate as ev
+from training import evaluate as ev
 from services.lifter3d.model import build_model
 from tests.unit.test_lifter_train import _tiny_mocap
 

@@ -110,7 +110,7 @@ def test_fix_bone_lengths_makes_bones_constant():
 
 
 def test_half_precision_export_loads(tmp_path):
-    from services.lifter3d.export import export
+    from training.export import export
 
     torch.manual_seed(0)
     ref = GASTNet(channels=8).eval()

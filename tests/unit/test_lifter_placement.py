@@ -1,6 +1,6 @@
 import numpy as np
 
-from services.lifter3d.placement import PlacementRange, detector_placement
+from training.placement import PlacementRange, detector_placement
 
 
 def _pose() -> np.ndarray:

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from services.common.skeletons import H36M17_PARENTS
-from services.lifter3d import train
-from services.lifter3d.dataset import MocapData
+from training import train
+from training.dataset import MocapData
 from services.lifter3d.lift import load_lifter
 from tests.unit.test_lifter_dataset import _standing_person
 

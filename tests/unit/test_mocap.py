@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.common.skeletons import COCO17, H36M17
-from services.lifter3d import mocap
+from training import mocap
 
 # A Bandai-shaped skeleton. Like the real files, bones run along each joint's local +x; the Hips carry a
 # 90 deg Z rotation so that local x = world up, local y = forward (-X here), local z = the actor's left (+Z).

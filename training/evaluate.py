@@ -3,14 +3,14 @@
 Every validation take is cut into 5-second clips (150 frames), each filmed by its own virtual camera drawn like
 in training from a generator seeded with ``seed``, the take and the clip, so the numbers are reproducible and
 every model, clean or noisy, sees the same cameras. "clean" feeds exact projections, "noisy" feeds detector-like noise
-(:func:`services.lifter3d.dataset.add_detector_noise`) after the same clean-up inference applies. The sequence
+(:func:`training.dataset.add_detector_noise`) after the same clean-up inference applies. The sequence
 is edge-padded by the receptive field so every frame gets a prediction and the mirrored input is averaged in,
 as :mod:`services.lifter3d.lift` does. ``--fix-bones`` also applies lift's bone-length fixing (every bone set to
 its median length over the clip), which is what the service outputs; without it the raw network output is scored.
 Errors are over all 17 Human3.6M joints after root (pelvis) alignment.
 
-    python -m services.lifter3d.evaluate --weights services/lifter3d/weights/gastnet_bandai_27f.pt \
-        --weights services/lifter3d/weights/baseline_bandai_mlp.pt
+    python -m training.evaluate --weights services/lifter3d/weights/gastnet_bandai_27f.pt \
+        --weights training/weights/baseline_bandai_mlp.pt
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from services.common.skeletons import H36M17
-from services.lifter3d.dataset import MocapData, make_batch, sample_cameras
+from training.dataset import MocapData, make_batch, sample_cameras
 from services.lifter3d.lift import fix_bone_lengths, load_lifter
 from services.lifter3d.model import TemporalLifterBase
 

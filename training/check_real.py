@@ -1,6 +1,6 @@
 """Sanity check of the lifter on real HRNet keypoints (GAST-Net's baseball demo, 277 frames, COCO-17).
 
-    python -m services.lifter3d.check_real [--weights W] [--keypoints K] [--width 1920 --height 1080]
+    python -m training.check_real [--weights W] [--keypoints K] [--width 1920 --height 1080]
         [--picture OUT.jpg [--reference VIDEO] [--frames 60,130,170,230]]
 
 The JSON (GAST-Net demo format: ``{"data": [{"frame_index", "skeleton": [{"pose", "score", "bbox"}]}]}``) records
@@ -30,7 +30,7 @@ from services.common.skeletons import H36M17
 from services.lifter3d.lift import DEFAULT_WEIGHTS, ground, lift_sequence, load_lifter
 from services.renderer.draw import View3D
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_KEYPOINTS = SHARED_DATA / "keypoints" / "baseball_hrnet_coco17.json"
 DEFAULT_REFERENCE = SHARED_DATA / "reference" / "gastnet_baseball_render.mp4"
 

@@ -1,7 +1,7 @@
 """Shrink lifter checkpoints for shipping: keep weights + config, optionally average several, optionally float16.
 
-    python -m services.lifter3d.export IN.pt OUT.pt --half
-    python -m services.lifter3d.export EPOCH15.pt EPOCH16.pt EPOCH17.pt OUT.pt   # mean of the weights
+    python -m training.export IN.pt OUT.pt --half
+    python -m training.export EPOCH15.pt EPOCH16.pt EPOCH17.pt OUT.pt   # mean of the weights
 
 :func:`services.lifter3d.lift.load_lifter` reads both precisions (weights are cast back to float32 on load).
 """
@@ -18,7 +18,7 @@ def export(src: str | list[str], dst: str, half: bool = False) -> None:
     """Write ``model`` (the mean over ``src`` files when several are given) and ``config`` to ``dst``.
 
     Args:
-        src: one checkpoint written by :mod:`services.lifter3d.train` (``*.pt`` or ``*.last.pt``), or a list of
+        src: one checkpoint written by :mod:`training.train` (``*.pt`` or ``*.last.pt``), or a list of
             checkpoints of the same model whose floating-point tensors are averaged (integer tensors such as
             batch-norm counters are taken from the last one).
         dst: output file.
@@ -43,7 +43,7 @@ def export(src: str | list[str], dst: str, half: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", nargs="+", help="checkpoint(s) written by services.lifter3d.train")
+    p.add_argument("src", nargs="+", help="checkpoint(s) written by training.train")
     p.add_argument("dst", help="output file")
     p.add_argument("--half", action="store_true", help="store floating-point tensors as float16")
     args = p.parse_args(argv)

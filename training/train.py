@@ -1,9 +1,9 @@
 """Train the 2D -> 3D lifter (GAST-Net, or the per-frame MLP baseline) on the Bandai-Namco motion capture.
 
-    python -m services.lifter3d.train --out services/lifter3d/weights/gastnet_bandai_27f.pt --epochs 40
-    python -m services.lifter3d.train --model baseline --out services/lifter3d/weights/baseline_bandai_mlp.pt
+    python -m training.train --out services/lifter3d/weights/gastnet_bandai_27f.pt --epochs 40
+    python -m training.train --model baseline --out training/weights/baseline_bandai_mlp.pt
 
-Samples come from :mod:`services.lifter3d.dataset` (virtual cameras and 2D noise drawn for every batch). Each
+Samples come from :mod:`training.dataset` (virtual cameras and 2D noise drawn for every batch). Each
 GAST-Net step feeds windows of ``26 + L`` frames and supervises all ``L`` output frames. Seeded; resumable: the
 full state (model, optimiser, epoch, generator) is written to ``<out>.last.pt`` after every epoch and on
 SIGINT/SIGTERM, and a later run with the same ``--out`` continues from it. ``<out>`` itself holds only the
@@ -23,8 +23,8 @@ import torch
 from tqdm import tqdm
 
 from services.common.skeletons import H36M17
-from services.lifter3d.dataset import MocapData, NoiseConfig, WindowSampler, make_batch
-from services.lifter3d.evaluate import evaluate
+from training.dataset import MocapData, NoiseConfig, WindowSampler, make_batch
+from training.evaluate import evaluate
 from services.lifter3d.model import build_model
 
 

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from services.lifter3d.placement import detector_placement
+from training.placement import detector_placement
 from services.common.skeletons import COCO17, H36M17, coco17_to_h36m17
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MOCAP = REPO_ROOT.parent / "shared" / "data" / "mocap"
 CACHE_DIR = REPO_ROOT / ".cache" / "mocap"
 ARCHIVES = ("bandai-namco-1.tar.xz", "bandai-namco-2-subset.tar.xz")
@@ -76,7 +76,7 @@ def build_cache(cache: Path = CACHE_DIR, shared: Path = SHARED_MOCAP, verbose: b
     The file holds ``coco17`` and ``h36m17`` ``[N, 17, 3]`` (all takes concatenated), ``starts`` / ``lengths``
     per take, ``names``, ``datasets``, ``actions`` and the boolean ``validation`` per take.
     """
-    from services.lifter3d.mocap import take_joints
+    from training.mocap import take_joints
 
     out = cache / CACHE_FILE
     if out.exists():
