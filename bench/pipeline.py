@@ -23,7 +23,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
 
-from gateway.local_stack import LocalStack  # noqa: E402
+from hpe3d_cli.local_stack import LocalStack  # noqa: E402
 from hpe3d.v1 import (decoder_pb2, decoder_pb2_grpc, lifter3d_pb2,  # noqa: E402
                       lifter3d_pb2_grpc, pose2d_pb2, pose2d_pb2_grpc, renderer_pb2,
                       renderer_pb2_grpc)

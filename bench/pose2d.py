@@ -132,7 +132,7 @@ def main() -> None:
         results["local"] = timed(lambda: estimate_segment(segment, local, options), args.concurrency,
                                  args.concurrency, args.repeat, [os.getpid()])
     if "grpc" in modes or "direct" in modes:
-        from gateway.local_stack import LocalStack
+        from hpe3d_cli.local_stack import LocalStack
         components = ("s3", "triton", "pose2d") if "grpc" in modes else ("triton",)
         started = time.perf_counter()
         with LocalStack(components=components) as stack:

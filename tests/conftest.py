@@ -18,7 +18,7 @@ TEST_DATA = ROOT / "tests" / "data"
 @pytest.fixture(scope="session")
 def s3_stack(tmp_path_factory):
     """A real SeaweedFS S3 server on a free loopback port."""
-    from gateway.local_stack import LocalStack
+    from hpe3d_cli.local_stack import LocalStack
     stack = LocalStack(workdir=tmp_path_factory.mktemp("s3"), components=("s3",))
     stack.start()
     yield stack
@@ -39,7 +39,7 @@ def store(s3_stack):
 @pytest.fixture(scope="session")
 def triton_stack(tmp_path_factory, s3_stack):
     """A real Triton server (PyTriton) serving the BlazePose models, on free loopback ports."""
-    from gateway.local_stack import LocalStack
+    from hpe3d_cli.local_stack import LocalStack
     stack = LocalStack(workdir=tmp_path_factory.mktemp("triton"), components=("triton",))
     stack.start()
     yield stack

@@ -28,7 +28,7 @@ def gateway():
                 if not (ROOT / "services" / s / "server.py").exists()]
     if missing:
         pytest.skip(f"not there yet: {', '.join(str(p.relative_to(ROOT)) for p in missing)}")
-    from gateway.local_stack import LocalStack
+    from hpe3d_cli.local_stack import LocalStack
     with LocalStack(startup_timeout_s=240) as stack:
         with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
             yield client

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.local_stack import free_port
+from hpe3d_cli.local_stack import free_port
 from gateway.manifest import JobManifest, StoredArtifact, new_job_id
 
 

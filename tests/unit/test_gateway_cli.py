@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_shared
-from gateway.cli import main
-from gateway.client import ServerSentEvent, parse_sse
-from gateway.keypoints_io import (KeypointFormatError, LiftedTrack, lifted_document, parse_size,
+from hpe3d_cli.cli import main
+from hpe3d_cli.client import ServerSentEvent, parse_sse
+from hpe3d_cli.keypoints_io import (KeypointFormatError, LiftedTrack, lifted_document, parse_size,
                                   read_keypoints)
 
 

@@ -10,10 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
-from .client import GatewayClient, GatewayError
-from .events import ProgressEvent
-from .keypoints_io import KeypointFormatError, LiftedTrack, lifted_document, parse_size, read_keypoints
-from .manifest import STAGE_NAMES
+from hpe3d_cli.client import GatewayClient, GatewayError
+from gateway.events import ProgressEvent
+from hpe3d_cli.keypoints_io import KeypointFormatError, LiftedTrack, lifted_document, parse_size, read_keypoints
+from gateway.manifest import STAGE_NAMES
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -79,7 +79,7 @@ def _check_video(path: Path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .local_stack import LocalStack
+    from hpe3d_cli.local_stack import LocalStack
     _check_video(args.video)
     if args.keep_stack_logs:
         os.environ["HPE3D_KEEP_STACK_DIR"] = "1"
@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .local_stack import LocalStack
+    from hpe3d_cli.local_stack import LocalStack
     stack = LocalStack()
     if args.port:
         stack.ports["gateway"] = args.port

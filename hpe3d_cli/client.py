@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from .events import DoneEvent, ProgressEvent
-from .views import JobView
+from gateway.events import DoneEvent, ProgressEvent
+from gateway.views import JobView
 
 
 class GatewayError(RuntimeError):
