@@ -45,7 +45,8 @@ UPLOAD_BODY = {
         "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["file"],
             "properties": {
-                "file": {"type": "string", "format": "binary", "description": "the video (MP4, MOV, WebM, ...)"},
+                "file": {"type": "string", "format": "binary", "description": (
+                    "the video (MP4, MOV, WebM, ...) or a photo (JPEG, PNG, WebP: an image job)")},
                 "max_persons": {"type": "integer", "minimum": 0, "description": "0 = server default"},
                 "working_size": {"type": "integer", "minimum": 0, "description": "0 = server default"},
                 "render": {"type": "boolean", "default": True, "description": "encode the rendered MP4"},
@@ -112,7 +113,8 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
               summary="Submit a video; the job runs in the background",
               responses={413: {"model": Problem, "description": "upload over HPE3D_MAX_UPLOAD_MB"},
                          422: {"model": Problem, "description": (
-                             "empty upload, invalid options, a file that is not a video or a video over "
+                             "empty upload, invalid options, a file that is not a video or photo, a truncated file whose "
+                             "index is missing, or a video over "
                              "HPE3D_MAX_DURATION_S; for the last two the job exists, failed with the reason, "
                              "and the body also carries it as `job`")}},
               openapi_extra=UPLOAD_BODY)

@@ -5,7 +5,7 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .manifest import JobError, JobManifest, JobState, StageProgress
 
@@ -21,11 +21,12 @@ class ProgressEvent(BaseModel):
 
 
 class DoneEvent(BaseModel):
-    """``event: done``: the job's final state (and its error when it failed)."""
+    """``event: done``: the job's final state (and its error when it failed), with its warnings."""
 
     job_id: str
     state: JobState
     error: JobError | None = None
+    warnings: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ def progress_event(manifest: JobManifest, stage: str = "", message: str = "") ->
 
 
 def done_event(manifest: JobManifest) -> JobEvent:
-    return JobEvent("done", DoneEvent(job_id=manifest.id, state=manifest.state, error=manifest.error))
+    return JobEvent("done", DoneEvent(job_id=manifest.id, state=manifest.state, error=manifest.error,
+                                      warnings=manifest.warnings))
 
 
 class EventHub:

@@ -62,6 +62,9 @@ class VideoSummary(BaseModel):
     rotation_deg: int = 0
     codec: str = ""
     variable_frame_rate: bool = False
+    still_image: bool = Field(False, description="a photo (JPEG, PNG, WebP): one frame, fps and duration 0")
+    announced_frame_count: int = Field(0, description="frames the container announces (more than frame_count "
+                                                      "when the file is truncated); 0 when unknown")
 
 
 class StoredArtifact(BaseModel):
@@ -105,6 +108,8 @@ class JobManifest(BaseModel):
         default_factory=lambda: {name: StageProgress() for name in STAGE_NAMES})
     video: VideoSummary | None = None
     error: JobError | None = None
+    warnings: list[str] = Field(default_factory=list, description="facts about the input the user should know "
+                                                                  "(e.g. frames missing from a truncated file)")
     segment_count: int = 0
     poses2d_keys: list[str] = Field(default_factory=list)
     poses3d_key: str = ""

@@ -102,7 +102,7 @@ class JobPipeline:
             await self.journal.save(job, "decode", "started")
             info = info or await self._probe(job)
             poses2d = await self._segments(job, info)
-            await self._lift(job, poses2d)
+            await self._lift(job, info, poses2d)
             await self._render(job, info, poses2d)
             job.state = JobState.succeeded
             await self.journal.save(job, "render", "succeeded")
@@ -141,7 +141,9 @@ class JobPipeline:
                                  decoder_pb2.ProbeRequest(video=self.store.ref(job.input_key)), job.id)
         job.video = VideoSummary(width=info.width, height=info.height, fps=info.fps, frame_count=info.frame_count,
                                  duration_s=info.duration_s, rotation_deg=info.rotation_deg, codec=info.codec,
-                                 variable_frame_rate=info.variable_frame_rate)
+                                 variable_frame_rate=info.variable_frame_rate, still_image=info.still_image,
+                                 announced_frame_count=info.announced_frame_count)
+        job.warnings = list(info.warnings)
         if info.duration_s > self.settings.max_duration_s:
             raise JobFailed(JobError(stage="decode", code="VIDEO_TOO_LONG", message=(
                 f"video is {info.duration_s:.1f} s long; the limit is {self.settings.max_duration_s:.0f} s")))
@@ -194,14 +196,16 @@ class JobPipeline:
         await self.journal.save(job, "pose2d", f"segment {plan.index} done")
         return poses_key
 
-    async def _lift(self, job: JobManifest, poses2d: list[common_pb2.ObjectRef]) -> None:
+    async def _lift(self, job: JobManifest, info: common_pb2.VideoInfo, poses2d: list[common_pb2.ObjectRef]) -> None:
+        """Lift every person; a photo or a 1-frame video keeps tracks of a single frame."""
         key = poses3d_key(job.id)
         if await asyncio.to_thread(self.store.exists, key):
             job.poses3d_key = key
             job.progress["lift"].done = job.progress["lift"].total = max(job.progress["lift"].total, 1)
             return
         request = lifter3d_pb2.LiftRequest(job_id=job.id, width=job.video.width, height=job.video.height,
-                                           segments=poses2d, output=self.store.ref(key))
+                                           segments=poses2d, output=self.store.ref(key), fps=info.fps,
+                                           min_track_frames=1 if info.frame_count == 1 else 0)
         await self._streaming("lift", "Lift", self.clients.lifter3d.Lift, request, job)
         job.poses3d_key = key
         await self.journal.save(job, "lift", "done")

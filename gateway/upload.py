@@ -1,4 +1,5 @@
-"""Receiving a video upload: the request body is counted as it arrives and refused past the limit.
+"""Receiving an upload (a video, or a photo for an image job): the request body is counted as it
+arrives and refused past the limit.
 
 Starlette's multipart parser spools the file part to a temporary file (in memory only up to 1 MiB),
 so the video is never held in memory whole; it is then streamed to storage with ``put_stream``.
@@ -65,7 +66,7 @@ async def receive_upload(request: Request, limit_bytes: int) -> ReceivedUpload:
     """Parse the multipart body (``file`` + option fields) within ``limit_bytes``."""
     check_content_length(request, limit_bytes)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise UploadRejected(415, "send the video as multipart/form-data with a 'file' field", "not_multipart")
+        raise UploadRejected(415, "send the video or photo as multipart/form-data with a 'file' field", "not_multipart")
     limited = Request(request.scope, _counting_receive(request.receive, limit_bytes))
     try:
         form = await limited.form(max_files=1, max_fields=32)
@@ -75,7 +76,7 @@ async def receive_upload(request: Request, limit_bytes: int) -> ReceivedUpload:
         raise UploadRejected(400, f"could not read the multipart body: {exc}", "malformed") from exc
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
-        raise UploadRejected(422, "missing the 'file' field with the video", "no_file")
+        raise UploadRejected(422, "missing the 'file' field with the video or photo", "no_file")
     size = upload.size if upload.size is not None else 0
     if size > limit_bytes:
         raise too_large(limit_bytes)

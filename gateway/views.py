@@ -33,6 +33,7 @@ class JobView(BaseModel):
     options: JobOptions
     progress: dict[str, StageProgress] = Field(description="per stage (decode, pose2d, lift, render): done/total")
     error: JobError | None = None
+    warnings: list[str] = Field(default_factory=list, description="facts about the input the user should know")
     video: VideoSummary | None = None
     links: JobLinks
     created_at: datetime
@@ -44,7 +45,7 @@ class JobView(BaseModel):
         artifacts = [ArtifactLink(name=name, url=f"{base}/artifacts/{name}", content_type=a.content_type,
                                   size_bytes=a.size_bytes) for name, a in sorted(job.artifacts.items())]
         return cls(id=job.id, state=job.state, input_name=job.input_name, input_bytes=job.input_bytes,
-                   options=job.options, progress=job.progress, error=job.error, video=job.video,
+                   options=job.options, progress=job.progress, error=job.error, warnings=job.warnings, video=job.video,
                    links=JobLinks(self=base, events=f"{base}/events", artifacts=artifacts),
                    created_at=job.created_at, updated_at=job.updated_at)
 
