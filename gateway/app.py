@@ -11,11 +11,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Header, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.logs import configure_logging
@@ -33,9 +32,9 @@ from .readiness import ReadinessProbe
 from .stages import StageClients
 from .upload import UploadRejected, receive_upload
 from .views import API, JobList, JobView, Problem, Readiness
+from .web import install_web
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).resolve().parent / "static"
 SSE_KEEPALIVE_S = 15.0
 SSE_POLL_S = 1.0
 
@@ -93,7 +92,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
 
     app = FastAPI(title="hpe3d gateway", version="1.0",
                   description="Monocular video in; 2D keypoints, 3D poses, exports and a rendered video out.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)  # offline /docs, /redoc: web.py
 
     def gw(request: Request) -> Gateway:
         return request.app.state.gateway
@@ -215,10 +214,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
-
+    install_web(app, settings, API)
     return app
 
 

@@ -1,0 +1,65 @@
+"""What the gateway serves to a browser: the web page, its assets, the option descriptions and
+the API documentation, all from this process (nothing from a CDN).
+
+* ``/`` and ``/jobs/{id}`` return the page (``static/index.html``); the page reads the job id
+  from its address, so a job's permalink shows its progress or result after a reload.
+* ``/static/...`` the page's ES modules, CSS and vendored libraries (``static/vendor``).
+* ``/v1/options`` the job options with their real defaults, bounds and help (``options.py``).
+* ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) with the assets that the ``fastapi-offline``
+  package ships, served under ``/docs-assets/``. The app must be created with
+  ``docs_url=None, redoc_url=None`` so these replace FastAPI's CDN-based pages.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import fastapi_offline
+from fastapi import FastAPI, HTTPException
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from services.common.settings import Settings
+
+from .manifest import is_job_id
+from .options import OptionsView, describe_options
+
+STATIC = Path(__file__).resolve().parent / "static"
+DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
+PAGE = STATIC / "index.html"
+
+
+def install_web(app: FastAPI, settings: Settings, api_prefix: str = "/v1") -> None:
+    """Add the page, its assets, ``GET {api_prefix}/options`` and the offline docs to ``app``."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    options = describe_options(settings)
+
+    @app.get(f"{api_prefix}/options", response_model=OptionsView, tags=["jobs"],
+             summary="Job options with their defaults, bounds and help; upload limits")
+    async def job_options() -> OptionsView:
+        return options
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/jobs/{job_id}", include_in_schema=False)
+    async def job_page(job_id: str) -> FileResponse:
+        if not is_job_id(job_id):
+            raise HTTPException(404, f"no job {job_id}")
+        return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title}: API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon.png",
+                                   swagger_ui_parameters={"validatorUrl": None})
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title}: API",
+                              redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)
