@@ -10,6 +10,7 @@ import grpc
 from hpe3d.v1 import common_pb2, lifter3d_pb2, lifter3d_pb2_grpc
 from services.common.errors import WeightsMissing
 from services.common.grpc_server import run_stage
+from services.common.job_scope import check_job_scope
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
@@ -31,6 +32,7 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
         return frames
 
     def Lift(self, request: lifter3d_pb2.LiftRequest, context: grpc.ServicerContext):
+        check_job_scope(request, context, self.store.bucket, request.job_id)
         updates: queue.Queue = queue.Queue()
         yield lifter3d_pb2.LiftUpdate(progress=common_pb2.Progress(
             stage="lift", done=0, total=len(request.segments), message="reading 2D keypoints"))
@@ -44,7 +46,8 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
         def work() -> None:
             try:
                 outcome["poses"] = lift_frames(frames, request.width, request.height, self.lifter,
-                                               request.min_track_frames, report)
+                                               request.min_track_frames, report, request.focal_px,
+                                               request.fps)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the handler thread
                 outcome["error"] = exc
             finally:

@@ -1,4 +1,5 @@
-"""Lifting a whole video's 2D detections: link tracks, then lift each track with the temporal model."""
+"""Lifting a whole video's 2D detections: link tracks, lift each track with the temporal model, then place
+every track in the video's shared world frame (:mod:`services.lifter3d.world`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,11 +9,13 @@ from pathlib import Path
 from hpe3d.v1 import common_pb2
 from services.common.arrays import to_proto
 from services.common.errors import InvalidInput, NoPersonFound, WeightsMissing
+from services.common.skeletons import coco17_to_h36m17
 
 import torch
 
 from .lift import DEFAULT_WEIGHTS, lift_sequence, load_lifter
 from .tracking import detections_from_frames, link_tracks
+from .world import TrackInput, place_in_world
 
 DEFAULT_MIN_TRACK_FRAMES = 5
 
@@ -41,8 +44,9 @@ def load_service_lifter(weights_path: str | Path | None = None) -> Lifter:
 
 def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, lifter: Lifter,
                 min_track_frames: int = 0,
-                progress: Callable[[int, int, str], None] | None = None) -> common_pb2.Poses3D:
-    """Lift every person track of a video to 3D.
+                progress: Callable[[int, int, str], None] | None = None, focal_px: float = 0.0,
+                fps: float = 0.0) -> common_pb2.Poses3D:
+    """Lift every person track of a video to 3D and place all of them in one world frame.
 
     Args:
         frames: 2D detections per frame (any order; frame indices may have holes).
@@ -50,6 +54,9 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
         lifter: from ``load_service_lifter``.
         min_track_frames: tracks with fewer detected frames are dropped (0 = default of 5).
         progress: called with (tracks done, tracks total, message).
+        focal_px: the camera's focal length in pixels of ``width`` x ``height``; 0 = the prior
+            (:data:`services.lifter3d.camera.PRIOR_FOV_DEG`).
+        fps: frame rate of the input (trajectory smoothing, contact speeds); 0 = 30.
 
     Raises:
         InvalidInput: frame size missing or coordinates malformed.
@@ -68,15 +75,22 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
         raise NoPersonFound(
             f"no person found: {len(detections)} of {frame_count} frames had a detection, "
             f"and no track reached {min_frames} frames")
-    result = common_pb2.Poses3D(model=lifter.name)
+    lifted = []
     for done, track in enumerate(tracks):
         if progress:
             progress(done, len(tracks), f"lifting track {track.track_id} ({track.frame_count} frames)")
-        lifted = lift_sequence(track.as_array(), width, height, lifter.model)
+        lifted.append(lift_sequence(track.as_array(), width, height, lifter.model))
+    camera, placed = place_in_world(
+        [TrackInput(r.camera, coco17_to_h36m17(r.keypoints_2d)) for r in lifted], width, height, focal_px, fps)
+    result = common_pb2.Poses3D(model=lifter.name, camera=common_pb2.CameraEstimate(
+        focal_px=camera.focal_px, focal_from_prior=camera.focal_from_prior, pitch_deg=camera.pitch_deg,
+        height_m=camera.height_m))
+    for track, r, p in zip(tracks, lifted, placed):
         result.tracks.append(common_pb2.Track3D(
             track_id=track.track_id, first_frame=track.first_frame, frame_count=track.frame_count,
-            root_relative=to_proto(lifted.world), grounded=to_proto(lifted.grounded),
-            keypoints2d=to_proto(lifted.keypoints_2d)))
+            root_relative=to_proto(r.world), grounded=to_proto(r.grounded),
+            keypoints2d=to_proto(r.keypoints_2d), world=to_proto(p.world),
+            foot_contacts=to_proto(p.contacts.astype("float32"))))
     if progress:
         progress(len(tracks), len(tracks), "lifted")
     return result

@@ -1,0 +1,221 @@
+"""Root motion: every person of a video in one world frame shared by all of them.
+
+World frame (what ``Track3D.world`` holds): metres, y up, the floor is the plane y = 0, the origin is the
+floor point straight below the camera, x is the camera's right direction laid onto the floor, z points from
+the scene towards the camera (right-handed). Planted ankles rest :data:`~services.lifter3d.contacts.ANKLE_HEIGHT_M`
+above the floor.
+
+Steps (:func:`place_in_world`):
+
+1. focal length: the caller's, else :func:`~services.lifter3d.camera.focal_prior`;
+2. per person and frame, the pelvis position in the camera frame from the lifted root-relative skeleton and
+   its 2D keypoints (:func:`~services.lifter3d.camera.fit_root_translation`), then smoothed in time
+   (:func:`smooth_trajectory`: running median, then gaussian);
+3. the floor: its normal starts from the people's mean up direction (ankles to thorax) and is refined by the
+   plane through the ankles of slow, low feet of all persons (a least-squares fit with a 5 degree prior
+   towards the body's up, so feet that lie on one line, e.g. a straight walk, cannot tip the floor); the
+   camera height follows from those ankles' heights;
+4. camera -> world rotation and shift; foot contacts from ankle height and speed
+   (:func:`~services.lifter3d.contacts.detect_contacts`); the body is shifted so planted feet do not slide
+   (:func:`~services.lifter3d.contacts.pin_planted_feet`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.common.skeletons import H36M17
+from services.lifter3d.camera import fit_root_translation, focal_prior
+from services.lifter3d.contacts import ANKLE_HEIGHT_M, FEET, detect_contacts, pin_planted_feet
+
+DEFAULT_FPS = 30.0
+#: Running-median window of the root trajectory, seconds (removes single-frame depth outliers).
+MEDIAN_WINDOW_S = 0.3
+#: Gaussian smoothing of the root trajectory, sigma in seconds: horizontal (x, y in the image) and depth.
+SMOOTH_SIGMA_S = (0.05, 0.15)
+#: Prior spread of the floor normal around the body's up direction, radians.
+FLOOR_PRIOR_RAD = np.deg2rad(5.0)
+#: Expected scatter of planted ankles around the floor plane, metres.
+FLOOR_NOISE_M = 0.05
+_THORAX = H36M17.index("thorax")
+
+
+@dataclass
+class TrackInput:
+    """One person's lifted track: ``root_relative [F, 17, 3]`` camera-frame H36M-17 joints (x right,
+    y down, z forward, metres, pelvis at the origin) and ``keypoints [F, 17, 3]`` the H36M-17 2D joints
+    (pixels, score) the skeleton was lifted from."""
+
+    root_relative: np.ndarray
+    keypoints: np.ndarray
+
+
+@dataclass
+class CameraPose:
+    """The estimated static camera. ``rotation`` maps camera-frame vectors to world vectors (rows: world x,
+    y, z in camera coordinates); the camera centre is at ``(0, height_m, 0)`` in the world."""
+
+    focal_px: float
+    focal_from_prior: bool
+    rotation: np.ndarray
+    height_m: float
+
+    @property
+    def pitch_deg(self) -> float:
+        """Angle of the optical axis below the horizon, degrees (positive: looking down)."""
+        return float(np.rad2deg(np.arcsin(np.clip(-self.rotation[1, 2], -1.0, 1.0))))
+
+    def to_world(self, points: np.ndarray) -> np.ndarray:
+        """Camera-frame points ``[..., 3]`` -> world points."""
+        return np.asarray(points, dtype=np.float64) @ self.rotation.T + np.array([0.0, self.height_m, 0.0])
+
+
+@dataclass
+class PlacedTrack:
+    """``world [F, 17, 3]`` metres in the shared world frame and ``contacts [F, 2]`` (left, right) booleans."""
+
+    world: np.ndarray
+    contacts: np.ndarray
+
+
+def _running_median(x: np.ndarray, window: int) -> np.ndarray:
+    """Median over a centred window of ``window`` frames along axis 0 (edges replicated)."""
+    if window < 2 or len(x) < 3:
+        return x.copy()
+    half = window // 2
+    padded = np.pad(x, ((half, half), (0, 0)), mode="edge")
+    stacked = np.stack([padded[k:k + len(x)] for k in range(2 * half + 1)])
+    return np.median(stacked, axis=0)
+
+
+def _gaussian(x: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0 or len(x) < 2:
+        return x.copy()
+    radius = int(np.ceil(3 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    padded = np.pad(x, ((radius, radius), (0, 0)), mode="edge")
+    return np.stack([np.convolve(padded[:, c], taps, mode="valid") for c in range(x.shape[1])], axis=1)
+
+
+def smooth_trajectory(translation: np.ndarray, fps: float) -> np.ndarray:
+    """Robust low-pass of a camera-frame root trajectory ``[F, 3]``: a running median over
+    :data:`MEDIAN_WINDOW_S`, then gaussians of :data:`SMOOTH_SIGMA_S` (x, y lightly; depth, the noisiest
+    coordinate, more). Returns a new ``[F, 3]`` array."""
+    t = _running_median(np.asarray(translation, dtype=np.float64), int(round(MEDIAN_WINDOW_S * fps)) | 1)
+    lateral, depth = SMOOTH_SIGMA_S
+    out = _gaussian(t, lateral * fps)
+    out[:, 2] = _gaussian(t[:, 2:], depth * fps)[:, 0]
+    return out
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-12)
+
+
+def body_up(root_relative: list[np.ndarray]) -> np.ndarray:
+    """Mean up direction (camera frame, unit) of all persons: the median over frames of the unit vector from
+    the ankles' midpoint to the thorax."""
+    vecs = np.concatenate([r[:, _THORAX] - r[:, list(FEET)].mean(axis=1) for r in root_relative])
+    return _unit(np.median(_unit(vecs), axis=0))
+
+
+def _ground_points(absolute: list[np.ndarray], up: np.ndarray, fps: float) -> np.ndarray:
+    """Ankles likely on the floor, camera frame ``[N, 3]``: per person and frame the lower ankle (along
+    ``up``), kept when it moves slower than 0.5 m/s and is within 15 cm of that person's low ankles."""
+    points = []
+    for a in absolute:
+        ankles = a[:, list(FEET)]
+        heights = ankles @ up
+        lower = ankles[np.arange(len(a)), np.argmin(heights, axis=1)]
+        if len(a) >= 3:
+            speed = np.linalg.norm(np.gradient(lower, axis=0), axis=-1) * fps
+            h = lower @ up
+            keep = (speed < 0.5) & (h < np.percentile(h, 20) + 0.15)
+            if keep.sum() >= 3:
+                lower = lower[keep]
+        points.append(lower)
+    return np.concatenate(points)
+
+
+def fit_floor_normal(points: np.ndarray, up: np.ndarray, iterations: int = 3) -> np.ndarray:
+    """Normal of the plane through ``points [N, 3]`` (camera frame), with a gaussian prior of
+    :data:`FLOOR_PRIOR_RAD` around ``up``; the scatter of the points is taken as :data:`FLOOR_NOISE_M`.
+
+    The normal is parametrised by two small tilts of ``up`` and solved by linearised least squares
+    (a few rounds); points more than three noise levels off the plane are dropped after the first round.
+    """
+    n = _unit(np.asarray(up, dtype=np.float64))
+    if len(points) < 3:
+        return n
+    keep = np.ones(len(points), dtype=bool)
+    for it in range(iterations):
+        e1 = _unit(np.cross(n, [0.0, 0.0, 1.0]) if abs(n[2]) < 0.9 else np.cross(n, [1.0, 0.0, 0.0]))
+        e2 = np.cross(n, e1)
+        p = points[keep]
+        # height of each point along the tilted normal n + a e1 + b e2 ~ p.n + a p.e1 + b p.e2 = c
+        design = np.stack([p @ e1, p @ e2, -np.ones(len(p))], axis=1)
+        target = -(p @ n)
+        reg = np.diag([(FLOOR_NOISE_M / FLOOR_PRIOR_RAD) ** 2] * 2 + [0.0])
+        # the prior pulls towards `up`: express it relative to the current n
+        prior = np.array([(up - n) @ e1, (up - n) @ e2, 0.0])
+        sol = np.linalg.solve(design.T @ design + reg + 1e-9 * np.eye(3), design.T @ target + reg @ prior)
+        n = _unit(n + sol[0] * e1 + sol[1] * e2)
+        if it == 0:
+            resid = points @ n - np.median(points[keep] @ n)
+            keep = np.abs(resid) < 3 * FLOOR_NOISE_M
+            if keep.sum() < 3:
+                keep[:] = True
+    return n
+
+
+def camera_from_floor(normal: np.ndarray, ground: np.ndarray, focal: float, from_prior: bool) -> CameraPose:
+    """The camera pose from the floor normal (camera frame, pointing up) and ankles on the floor
+    ``ground [N, 3]``: world y = normal, world x = camera x laid onto the floor, z = x cross y; the camera
+    height is :data:`ANKLE_HEIGHT_M` minus the median ankle height relative to the camera."""
+    y = _unit(normal)
+    x = _unit(np.array([1.0, 0.0, 0.0]) - y[0] * y)
+    z = np.cross(x, y)
+    height = float(ANKLE_HEIGHT_M - np.median(ground @ y))
+    return CameraPose(focal, from_prior, np.stack([x, y, z]), height)
+
+
+def place_in_world(tracks: list[TrackInput], width: float, height: float, focal_px: float = 0.0,
+                   fps: float = 0.0, pin_feet: bool = True) -> tuple[CameraPose, list[PlacedTrack]]:
+    """Put every track of one video into the shared world frame (see the module doc).
+
+    Args:
+        tracks: the video's lifted tracks (at least one).
+        width, height: frame size the 2D refers to, pixels.
+        focal_px: focal length in pixels; 0 or less uses the prior.
+        fps: frame rate; 0 or less means :data:`DEFAULT_FPS`.
+        pin_feet: shift bodies so planted feet do not slide.
+
+    Returns:
+        The camera estimate and one :class:`PlacedTrack` per input track, in order.
+    """
+    if not tracks:
+        raise ValueError("no tracks to place")
+    fps = fps if fps > 0 else DEFAULT_FPS
+    from_prior = not focal_px or focal_px <= 0
+    focal = focal_prior(width, height) if from_prior else float(focal_px)
+    absolute = []
+    for track in tracks:
+        rel = np.asarray(track.root_relative, dtype=np.float64)
+        kp = np.asarray(track.keypoints, dtype=np.float64)
+        t = fit_root_translation(rel, kp[..., :2], kp[..., 2], focal, width, height)
+        absolute.append(rel + smooth_trajectory(t, fps)[:, None])
+    up = body_up([np.asarray(t.root_relative, dtype=np.float64) for t in tracks])
+    up = -up if up[1] > 0 else up  # camera y points down: the body's up has a negative y
+    ground = _ground_points(absolute, up, fps)
+    normal = fit_floor_normal(ground, up)
+    camera = camera_from_floor(normal, ground, focal, from_prior)
+    placed = []
+    for a in absolute:
+        world = camera.to_world(a)
+        contacts = detect_contacts(world, fps)
+        if pin_feet:
+            world = pin_planted_feet(world, contacts, fps)
+        placed.append(PlacedTrack(world.astype(np.float32), contacts))
+    return camera, placed
