@@ -99,19 +99,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from hpe3d_cli.local_stack import LocalStack
-    stack = LocalStack()
-    if args.port:
-        stack.ports["gateway"] = args.port
-        stack.gateway_url = f"http://127.0.0.1:{args.port}"
+    import logging
+    from hpe3d_cli.local_stack import LocalStack, parse_replicas
+    try:
+        replicas = parse_replicas(args.replicas or "")
+    except ValueError as exc:
+        say(f"error: {exc}")
+        return EXIT_USAGE
+    # The supervisor's restart lines go to stderr.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stack = LocalStack(replicas=replicas, gateway_port=args.port, workdir=args.workdir)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
         say("starting the local stack")
         stack.start(progress=say)
-        say(f"gateway: {stack.gateway_url}/")
-        say(f"API docs: {stack.gateway_url}/docs")
-        say("press Ctrl-C to stop")
+        for url in stack.gateway_urls:
+            say(f"gateway: {url}/  (API docs: {url}/docs)")
+        say(f"logs: {stack.workdir}")
+        say("every part is restarted when it exits; press Ctrl-C to stop")
         while not stopping.wait(0.5):
             pass
         return 0
@@ -175,8 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     job_options(run)
     run.set_defaults(func=cmd_run)
 
-    serve = sub.add_parser("serve", help="start the local stack and wait (Ctrl-C stops it)")
-    serve.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
+    serve = sub.add_parser("serve", help="start the supervised local stack and wait (Ctrl-C stops it)")
+    serve.add_argument("--port", type=int, default=0, help="port of the first gateway replica (default: a free one)")
+    serve.add_argument("--replicas", default="", metavar="PART=N,...",
+                       help="replicas per part, e.g. worker=2,gateway=2,pose2d=2 (parts: triton, decoder, "
+                            "pose2d, lifter3d, renderer, worker, gateway)")
+    serve.add_argument("--workdir", type=Path, help="directory for data and logs (default: a temporary one)")
     serve.set_defaults(func=cmd_serve)
 
     submit = sub.add_parser("submit", help="process VIDEO on a running gateway")

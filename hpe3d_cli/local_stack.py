@@ -1,39 +1,55 @@
-"""The whole system as processes on loopback: SeaweedFS (S3), the Triton host, the four stages and
-the gateway, each on a free port, started in order, each waited for until healthy, all stopped
-together on exit (also on Ctrl-C and on failure).
+"""The whole system as supervised processes on loopback: SeaweedFS (S3), NATS, the Triton host, the
+four stages, the job workers and the API, each replica on fixed loopback ports chosen at start, started
+in order, each waited for until healthy, restarted by the ``Supervisor`` whenever it exits (as
+Kubernetes restarts a pod), and all stopped together on exit (also on Ctrl-C and on failure).
 
-The processes and environment variables are the ones the Kubernetes manifests run.
+The processes and environment variables are the ones the Kubernetes manifests run. A stage with
+several replicas is reached at a comma-separated address list (``HPE3D_POSE2D_ADDR=h:p1,h:p2``) that
+gRPC clients balance round-robin; pose2d replica ``i`` talks to Triton replica ``i mod n``.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hpe3d_cli.nats_server import NatsServerCommand, NatsServerUnavailable, nats_accepts
+from hpe3d_cli.supervisor import ProcessSpec, SupervisedProcess, Supervisor, wait_ready
 from services.common.settings import Settings
+from services.common.stage_names import GATEWAY, NATS, PARTS, S3, STAGE_SERVICES, STAGES, TRITON, WORKER
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decoder", "pose2d", "lifter3d", "renderer")
-STAGE_SERVICES = {"decoder": "hpe3d.v1.Decoder", "pose2d": "hpe3d.v1.Pose2D",
-                  "lifter3d": "hpe3d.v1.Lifter3D", "renderer": "hpe3d.v1.Renderer"}
+ROOT = Path(__file__).resolve().parent.parent
 
-
-STOP_GRACE_S = 20.0
+# Parts (``PARTS``, in start order) that may run as several replicas; S3 and NATS are single servers
+# with their own data.
+REPLICABLE = (TRITON, *STAGES, WORKER, GATEWAY)
+# Seconds between SIGTERM and SIGKILL on a deliberate stop: stages and the API finish in-flight calls;
+# storage and NATS hold nothing in flight once their clients are gone.
+STOP_GRACE_S = {S3: 3.0, NATS: 3.0}
+DEFAULT_STOP_GRACE_S = 20.0
 
 
 class StackError(RuntimeError):
-    """A component did not start; the message names it and the tail of its log."""
+    """A part did not start; the message names it and the tail of its log."""
+
+
+def _bin(name: str) -> str:
+    """An executable next to this interpreter (the virtual environment's bin/) or on PATH."""
+    import shutil
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise StackError(f"'{name}' not found next to {sys.executable} or on PATH; run `make setup`")
+    return found
 
 
 def free_port() -> int:
@@ -42,59 +58,96 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _bin(name: str) -> str:
-    here = Path(sys.executable).parent / name
-    found = str(here) if here.exists() else shutil.which(name)
-    if not found:
-        raise StackError(f"'{name}' not found next to {sys.executable} or on PATH; run `make setup`")
-    return found
+def queue_mode() -> bool:
+    """Whether the gateway is split into an API (``gateway.api``) and workers (``gateway.jobs``) that
+    meet on NATS; otherwise the single ``gateway.app`` process runs jobs itself."""
+    return (ROOT / "gateway" / "api" / "__main__.py").is_file() and (ROOT / "gateway" / "jobs" / "__main__.py").is_file()
 
 
-def _libpython_dir() -> str:
-    import sysconfig
-    return sysconfig.get_config_var("LIBDIR") or ""
+def default_parts() -> tuple[str, ...]:
+    if queue_mode():
+        return PARTS
+    return tuple(p for p in PARTS if p not in (NATS, WORKER))
 
 
-@dataclass
-class Component:
-    name: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log_tail(self, lines: int = 25) -> str:
+def parse_replicas(text: str) -> dict[str, int]:
+    """``"worker=2,gateway=2"`` -> ``{"worker": 2, "gateway": 2}``; ValueError names a bad item."""
+    out: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        part, sep, count = item.partition("=")
+        part = part.strip()
+        if not sep or part not in REPLICABLE:
+            raise ValueError(f"bad replica item {item!r}: expected PART=N with PART one of {', '.join(REPLICABLE)}")
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+            n = int(count)
+        except ValueError:
+            raise ValueError(f"bad replica count in {item!r}: not an integer") from None
+        if not 1 <= n <= 16:
+            raise ValueError(f"bad replica count in {item!r}: must be 1..16")
+        out[part] = n
+    return out
 
 
 @dataclass
 class LocalStack:
-    """Start with ``with LocalStack() as stack:``; ``stack.gateway_url`` is the REST endpoint."""
+    """Start with ``with LocalStack() as stack:``; ``stack.gateway_url`` is the REST endpoint (the
+    first API replica; ``stack.gateway_urls`` lists them all)."""
 
     workdir: Path | None = None
-    components: tuple[str, ...] = ("s3", "triton", *STAGES, "gateway")
+    components: tuple[str, ...] | None = None      # parts to run; None = every part the gateway needs
     settings_overrides: dict = field(default_factory=dict)
     startup_timeout_s: float = 120.0
     quiet: bool = True
+    replicas: dict[str, int] = field(default_factory=dict)
+    gateway_port: int = 0                           # port of the first API replica; 0 = a free one
     settings: Settings = field(init=False)
     gateway_url: str = field(init=False, default="")
-    running: list[Component] = field(init=False, default_factory=list)
+    gateway_urls: list[str] = field(init=False, default_factory=list)
+    supervisor: Supervisor = field(init=False)
 
     def __post_init__(self) -> None:
+        self.components = tuple(self.components) if self.components is not None else default_parts()
+        unknown = [p for p in (*self.components, *self.replicas) if p not in PARTS]
+        if unknown:
+            raise ValueError(f"unknown part(s) {unknown}; parts are {', '.join(PARTS)}")
+        bad = [p for p, n in self.replicas.items() if n != 1 and p not in REPLICABLE]
+        if bad:
+            raise ValueError(f"{bad} cannot run as several replicas")
         self._own_workdir = self.workdir is None
         self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix="hpe3d-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        ports = {name: free_port() for name in ("s3", "triton_grpc", "triton_http", "triton_metrics", "gateway", *STAGES)}
-        self.ports = ports
-        self.settings = dataclasses.replace(
-            Settings.from_env(),
-            s3_endpoint=f"127.0.0.1:{ports['s3']}", s3_secure=False,
-            triton_url=f"127.0.0.1:{ports['triton_grpc']}",
-            decoder_addr=f"127.0.0.1:{ports['decoder']}", pose2d_addr=f"127.0.0.1:{ports['pose2d']}",
-            lifter3d_addr=f"127.0.0.1:{ports['lifter3d']}", renderer_addr=f"127.0.0.1:{ports['renderer']}",
-            **self.settings_overrides)
-        self.gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+        self.supervisor = Supervisor()
+        n = self.count
+        # Fixed loopback ports, one set per replica, kept across restarts.
+        self.ports: dict[str, list[int]] = {
+            S3: [free_port()], NATS: [free_port()],
+            "triton_grpc": [free_port() for _ in range(n(TRITON))],
+            "triton_http": [free_port() for _ in range(n(TRITON))],
+            "triton_metrics": [free_port() for _ in range(n(TRITON))],
+            GATEWAY: [self.gateway_port or free_port()] + [free_port() for _ in range(n(GATEWAY) - 1)],
+            **{stage: [free_port() for _ in range(n(stage))] for stage in STAGES},
+        }
+        addrs = {stage: ",".join(f"127.0.0.1:{p}" for p in self.ports[stage]) for stage in STAGES}
+        overrides = dict(s3_endpoint=f"127.0.0.1:{self.ports['s3'][0]}", s3_secure=False,
+                         triton_url=f"127.0.0.1:{self.ports['triton_grpc'][0]}",
+                         **{f"{stage}_addr": addrs[stage] for stage in STAGES})
+        if any(f.name == "nats_url" for f in dataclasses.fields(Settings)):
+            overrides["nats_url"] = self.nats_url
+        self.settings = dataclasses.replace(Settings.from_env(), **{**overrides, **self.settings_overrides})
+        self.gateway_urls = [f"http://127.0.0.1:{p}" for p in self.ports[GATEWAY]]
+        self.gateway_url = self.gateway_urls[0]
+
+    def count(self, part: str) -> int:
+        """How many replicas of ``part`` run."""
+        return self.replicas.get(part, 1)
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.ports['nats'][0]}"
+
+    @property
+    def running(self) -> list[SupervisedProcess]:
+        return list(self.supervisor.processes)
 
     # -- lifecycle --------------------------------------------------------------------------
     def __enter__(self) -> "LocalStack":
@@ -105,96 +158,112 @@ class LocalStack:
         self.stop()
 
     def start(self, progress: Callable[[str], None] | None = None) -> None:
+        """Start every part in order, wait for each to be healthy, then supervise them all."""
         say = progress or (lambda msg: log.info(msg))
         try:
-            if "s3" in self.components:
+            if S3 in self.components:
                 say("starting SeaweedFS (S3)")
                 self._start_seaweedfs()
-            if "triton" in self.components:
+            if NATS in self.components:
+                say("starting NATS (JetStream)")
+                self._start_nats()
+            if TRITON in self.components:
                 say("starting the Triton host (BlazePose models)")
                 self._start_triton()
+            started = []
             for stage in STAGES:
                 if stage in self.components:
-                    say(f"starting {stage}")
-                    self._spawn(stage, [sys.executable, "-m", f"services.{stage}.server"],
-                                {"HPE3D_GRPC_PORT": str(self.ports[stage])})
-            for stage in STAGES:
-                if stage in self.components:
-                    self._wait(stage, lambda s=stage: _grpc_healthy(getattr(self.settings, f"{s}_addr"), STAGE_SERVICES[s]))
-            if "gateway" in self.components:
-                say("starting the gateway")
-                self._spawn("gateway", [sys.executable, "-m", "gateway.app", "--host", "127.0.0.1",
-                                        "--port", str(self.ports["gateway"])], {})
-                self._wait("gateway", lambda: _http_ok(self.gateway_url + "/readyz"))
+                    say(f"starting {stage}" + self._times(stage))
+                    for i, port in enumerate(self.ports[stage]):
+                        env = {"HPE3D_GRPC_PORT": str(port)}
+                        if stage == "pose2d":
+                            env["HPE3D_TRITON_URL"] = f"127.0.0.1:{self.ports['triton_grpc'][i % self.count('triton')]}"
+                        started.append((stage, port, self._spawn(stage, i, ["-m", f"services.{stage}.server"], env)))
+            for stage, port, proc in started:
+                self._wait(proc, lambda s=stage, p=port: _grpc_healthy(f"127.0.0.1:{p}", STAGE_SERVICES[s]))
+            if WORKER in self.components:
+                say("starting the job worker" + self._times(WORKER))
+                for i in range(self.count(WORKER)):
+                    self._spawn(WORKER, i, ["-m", "gateway.jobs"], {})
+            if GATEWAY in self.components:
+                say("starting the gateway" + self._times(GATEWAY))
+                module = "gateway.api" if queue_mode() else "gateway.app"
+                procs = [self._spawn(GATEWAY, i, ["-m", module, "--host", "127.0.0.1", "--port", str(port)], {})
+                         for i, port in enumerate(self.ports[GATEWAY])]
+                for proc, url in zip(procs, self.gateway_urls):
+                    self._wait(proc, lambda u=url: _http_ok(u + "/readyz"))
+            for proc in self.running:
+                if proc.part == WORKER:
+                    self._wait(proc, proc.alive)
         except BaseException:
             self.stop()
             raise
+        self.supervisor.watch()
 
     def stop(self) -> None:
-        """SIGTERM to everything, newest first; the gateway and the stages get ``STOP_GRACE_S`` to
-        finish in-flight calls, storage (whose own shutdown is slow and holds nothing in flight once
-        its clients are gone) a few seconds; whatever is left is killed."""
-        for comp in reversed(self.running):
-            if comp.process.poll() is None:
-                comp.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for comp in reversed(self.running):
-            grace = deadline - time.monotonic()
-            if comp.name == "s3":
-                grace = min(grace, 3.0)
-            try:
-                comp.process.wait(timeout=max(0.1, grace))
-            except subprocess.TimeoutExpired:
-                comp.process.kill()
-                comp.process.wait()
-        self.running.clear()
+        """SIGTERM to everything, newest first; each part gets its grace (``STOP_GRACE_S``) to finish
+        in-flight work; whatever is left is killed."""
+        self.supervisor.stop_all()
         if self._own_workdir and os.environ.get("HPE3D_KEEP_STACK_DIR") != "1":
+            import shutil
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    # -- components -------------------------------------------------------------------------
+    # -- faults, for operators and fault tests ------------------------------------------------
+    def process(self, name: str) -> SupervisedProcess:
+        """The supervised process ``name``: a part (``"pose2d"``) or a replica (``"pose2d-1"``)."""
+        return self.supervisor.find(name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` (default SIGKILL) to the process ``name``; its pid. The supervisor restarts it."""
+        proc = self.process(name)
+        pid = proc.pid
+        os.kill(pid, sig)
+        return pid
+
+    def hold(self, name: str) -> None:
+        """Stop ``name`` and keep it down (an outage) until ``release``."""
+        self.supervisor.hold(name)
+
+    def release(self, name: str) -> None:
+        self.supervisor.release(name)
+
+    # -- parts ------------------------------------------------------------------------------
+    def _times(self, part: str) -> str:
+        n = self.count(part)
+        return f" ({n} replicas)" if n > 1 else ""
+
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.settings.env())
+        env["HPE3D_NATS_URL"] = self.nats_url
         env.update(extra)
         env["PYTHONUNBUFFERED"] = "1"
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, str(Path(root) / "proto"), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(ROOT / "proto"), env.get("PYTHONPATH", "")) if p)
         return env
 
-    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str]) -> Component:
-        log_path = self.workdir / f"{name}.log"
-        out = open(log_path, "wb")
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self._env(extra_env),
-                                cwd=str(self.workdir), start_new_session=True)
-        out.close()
-        comp = Component(name, proc, log_path)
-        self.running.append(comp)
-        return comp
+    def _spawn(self, part: str, replica: int, argv: list[str], extra_env: dict[str, str]) -> SupervisedProcess:
+        """Start one replica of ``part``; ``argv`` starting with ``-m`` runs this interpreter."""
+        name = f"{part}-{replica}" if self.count(part) > 1 else part
+        if argv and argv[0] == "-m":
+            argv = [sys.executable, *argv]
+        spec = ProcessSpec(part=part, replica=replica, argv=tuple(argv), env=self._env(extra_env), cwd=self.workdir,
+                           log_path=self.workdir / f"{name}.log", name=name,
+                           stop_grace_s=STOP_GRACE_S.get(part, DEFAULT_STOP_GRACE_S))
+        return self.supervisor.add(spec)
 
-    def _wait(self, name: str, ready: Callable[[], bool]) -> None:
-        comp = next(c for c in self.running if c.name == name)
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if comp.process.poll() is not None:
-                raise StackError(f"{name} exited with code {comp.process.returncode}:\n{comp.log_tail()}")
-            try:
-                if ready():
-                    return
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
-            time.sleep(0.3)
-        raise StackError(f"{name} not healthy after {self.startup_timeout_s:.0f}s:\n{comp.log_tail()}")
+    def _wait(self, proc: SupervisedProcess, ready: Callable[[], bool]) -> None:
+        wait_ready(proc, ready, self.startup_timeout_s, StackError)
 
     def _start_seaweedfs(self) -> None:
         data = self.workdir / "s3"
         data.mkdir(exist_ok=True)
-        ports = {"s3.port": self.ports["s3"]}
+        ports = {"s3.port": self.ports[S3][0]}
         for flag in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
                      "filer.port.grpc", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance"):
             ports[flag] = free_port()
         argv = [_bin("weed"), "server", f"-dir={data}", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 "-volume.max=0", "-master.volumeSizeLimitMB=256"] + [f"-{k}={v}" for k, v in ports.items()]
-        self._spawn("s3", argv, {})
+        proc = self._spawn(S3, 0, argv, {})
         from services.common.storage import ObjectStore
         store = ObjectStore.from_settings(self.settings)
         store.retries = 0
@@ -204,16 +273,30 @@ class LocalStack:
             store.ensure_bucket()
             store.put_bytes("_stack/ready", b"ok")
             return store.get_bytes("_stack/ready") == b"ok"
-        self._wait("s3", ready)
+        self._wait(proc, ready)
+
+    def _start_nats(self) -> None:
+        command = NatsServerCommand(port=self.ports[NATS][0], store_dir=self.workdir / "nats")
+        command.store_dir.mkdir(exist_ok=True)
+        try:
+            argv = command.argv()
+        except NatsServerUnavailable as exc:
+            raise StackError(str(exc)) from None
+        proc = self._spawn(NATS, 0, argv, {})
+        self._wait(proc, lambda: nats_accepts(command.url()))
 
     def _start_triton(self) -> None:
-        lib = _libpython_dir()
+        import sysconfig
+        lib = sysconfig.get_config_var("LIBDIR") or ""
         env = {"LD_LIBRARY_PATH": os.pathsep.join(p for p in (lib, os.environ.get("LD_LIBRARY_PATH", "")) if p)}
-        self._spawn("triton", [sys.executable, "-m", "services.pose2d.triton_host",
-                               "--grpc-port", str(self.ports["triton_grpc"]),
-                               "--http-port", str(self.ports["triton_http"]),
-                               "--metrics-port", str(self.ports["triton_metrics"])], env)
-        self._wait("triton", lambda: _triton_ready(self.settings.triton_url))
+        procs = []
+        for i in range(self.count(TRITON)):
+            procs.append(self._spawn(TRITON, i, ["-m", "services.pose2d.triton_host",
+                                                   "--grpc-port", str(self.ports["triton_grpc"][i]),
+                                                   "--http-port", str(self.ports["triton_http"][i]),
+                                                   "--metrics-port", str(self.ports["triton_metrics"][i])], env))
+        for i, proc in enumerate(procs):
+            self._wait(proc, lambda i=i: _triton_ready(f"127.0.0.1:{self.ports['triton_grpc'][i]}"))
 
 
 def _grpc_healthy(addr: str, service: str) -> bool:
