@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 
+from .job_scope import OutsideJob
 from .storage import ObjectNotFound, StorageUnavailable
 
 
@@ -27,6 +28,8 @@ class WeightsMissing(FileNotFoundError):
 
 
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, OutsideJob):
+        return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(exc, InvalidInput):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, ObjectNotFound):

@@ -3,7 +3,9 @@
 ``serve()`` adds to a stage's servicer what every hpe3d server has: gRPC health checking,
 reflection, an interceptor that logs every call with its job id, maps domain errors to status
 codes and records Prometheus metrics, and a graceful shutdown on SIGTERM/SIGINT that marks the
-server NOT_SERVING and lets in-flight calls finish.
+server NOT_SERVING and lets in-flight calls finish. Servers bind ``Settings.bind_host``
+(127.0.0.1 unless told otherwise) and, when ``Settings.stage_token`` is set, refuse calls without
+it (``stage_auth``); the servicers check that a call touches only its job's objects (``job_scope``).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from prometheus_client import Counter, Histogram, start_http_server
 from .errors import status_code_for
 from .logs import configure_logging, job_id_var
 from .settings import Settings
+from .stage_auth import TokenCheck, token_channel_interceptors
 from .storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -139,11 +142,14 @@ class StageServer:
 
 
 def start_server(register: Callable[[grpc.Server], None], service_names: list[str], port: int,
-                 host: str = "0.0.0.0", max_workers: int = 8) -> StageServer:
-    """Start a server on ``host:port`` (port 0 picks a free one) with ``register`` adding the stage
-    servicer. ``service_names`` are the full names (``hpe3d.v1.Decoder``) for health/reflection."""
+                 host: str = Settings.bind_host, max_workers: int = 8, token: str = "") -> StageServer:
+    """Start a server on ``host:port`` (port 0 picks a free one; ``host`` 127.0.0.1 by default, so
+    only this machine can call it) with ``register`` adding the stage servicer. ``service_names``
+    are the full names (``hpe3d.v1.Decoder``) for health/reflection. With a ``token``, every call
+    but health checks must carry ``authorization: Bearer <token>`` (else UNAUTHENTICATED)."""
+    interceptors = ([TokenCheck(token)] if token else []) + [StageInterceptor()]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                         interceptors=[StageInterceptor()], options=SERVER_OPTIONS)
+                         interceptors=interceptors, options=SERVER_OPTIONS)
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -160,12 +166,15 @@ def start_server(register: Callable[[grpc.Server], None], service_names: list[st
 
 
 def serve_forever(register: Callable[[grpc.Server], None], service_names: list[str], port: int,
-                  metrics_port: int = 0, grace_s: float = 30.0) -> None:
-    """Run a stage until SIGTERM/SIGINT, then finish in-flight calls (up to ``grace_s``)."""
+                  metrics_port: int = 0, grace_s: float = 30.0, host: str = Settings.bind_host,
+                  token: str = "") -> None:
+    """Run a stage on ``host:port`` until SIGTERM/SIGINT, then finish in-flight calls (up to
+    ``grace_s``). The metrics endpoint binds the same ``host``."""
     if metrics_port:
-        start_http_server(metrics_port)
-    stage = start_server(register, service_names, port)
-    log.info("serving %s on port %d", ", ".join(service_names), stage.port)
+        start_http_server(metrics_port, addr=host)
+    stage = start_server(register, service_names, port, host=host, token=token)
+    log.info("serving %s on %s:%d (stage token %s)", ", ".join(service_names), host, stage.port,
+             "required" if token else "not required")
     stopping = threading.Event()
 
     def on_signal(signum, _frame):
@@ -185,10 +194,12 @@ def client_target(addr: str) -> str:
     return addr if "://" in addr or addr.startswith("dns:") else f"dns:///{addr}"
 
 
-def channel(addr: str) -> grpc.Channel:
+def channel(addr: str, token: str = "") -> grpc.Channel:
     """A blocking client channel with the message-size limits every hpe3d server accepts, balancing
-    calls round-robin over the stage's replicas."""
-    return grpc.insecure_channel(client_target(addr), options=CLIENT_OPTIONS)
+    calls round-robin over the stage's replicas; with a ``token`` every call carries it."""
+    ch = grpc.insecure_channel(client_target(addr), options=CLIENT_OPTIONS)
+    interceptors = token_channel_interceptors(token)
+    return grpc.intercept_channel(ch, *interceptors) if interceptors else ch
 
 
 def run_stage(stage: str, service: str, register: Callable[..., object]) -> None:
@@ -198,4 +209,5 @@ def run_stage(stage: str, service: str, register: Callable[..., object]) -> None
     configure_logging(stage, settings.log_level)
     store = ObjectStore.from_settings(settings)
     serve_forever(lambda server: register(server, store, settings), [service],
-                  settings.listen_port(getattr(settings, f"{stage}_addr")), settings.metrics_port)
+                  settings.listen_port(getattr(settings, f"{stage}_addr")), settings.metrics_port,
+                  host=settings.bind_host, token=settings.stage_token)

@@ -6,7 +6,7 @@ default that suits the local stack, so a service starts with none set.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 
 def _env(name: str, default: str) -> str:
@@ -31,6 +31,10 @@ class Settings:
     # Port a stage server listens on (each service reads its own)
     grpc_port: int = 0                        # HPE3D_GRPC_PORT; 0 = the port of its *_ADDR
     metrics_port: int = 0                     # HPE3D_METRICS_PORT; 0 = no Prometheus endpoint
+    # Who may reach the stages and the Triton host
+    bind_host: str = "127.0.0.1"              # HPE3D_BIND_HOST, address servers bind; 0.0.0.0 in pods
+    stage_token: str = field(default="", repr=False)  # HPE3D_STAGE_TOKEN, shared secret every stage call
+                                              # carries as `authorization: Bearer <token>`; "" = not checked
     # Pipeline limits and defaults
     segment_frames: int = 128                 # HPE3D_SEGMENT_FRAMES
     working_size: int = 640                   # HPE3D_WORKING_SIZE, longer side of decoded frames

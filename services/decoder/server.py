@@ -6,6 +6,7 @@ import grpc
 from hpe3d.v1 import common_pb2, decoder_pb2_grpc
 from services.common.errors import InvalidInput
 from services.common.grpc_server import run_stage
+from services.common.job_scope import check_job_scope
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
@@ -21,11 +22,13 @@ class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
         self.videos = DownloadedVideos(store)
 
     def Probe(self, request, context) -> common_pb2.VideoInfo:
+        check_job_scope(request, context, self.store.bucket)  # the job comes from x-job-id
         if not request.video.key:
             raise InvalidInput("video.key is empty")
         return probe_video(self.videos.path_of(request.video)).to_proto()
 
     def Decode(self, request, context) -> common_pb2.SegmentRef:
+        check_job_scope(request, context, self.store.bucket, request.job_id)
         if not request.video.key or not request.output.key:
             raise InvalidInput("video.key and output.key are required")
         path = self.videos.path_of(request.video)

@@ -17,6 +17,7 @@ from prometheus_client import Counter, Histogram
 from hpe3d.v1 import common_pb2, pose2d_pb2, pose2d_pb2_grpc
 from services.common.errors import InvalidInput
 from services.common.grpc_server import run_stage
+from services.common.job_scope import check_job_scope
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
@@ -40,6 +41,7 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
         self.models = models or TritonBlazePose(settings.triton_url)
 
     def Estimate(self, request: pose2d_pb2.EstimateRequest, context) -> pose2d_pb2.EstimateReply:
+        check_job_scope(request, context, self.store.bucket, request.segment.job_id)
         if not request.segment.frames.key:
             raise InvalidInput("segment.frames.key is empty")
         if not 0 <= request.max_persons <= MAX_PERSONS_LIMIT:

@@ -5,6 +5,7 @@ import grpc
 
 from hpe3d.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 from services.common.grpc_server import run_stage
+from services.common.job_scope import check_job_scope
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
@@ -17,6 +18,8 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
         self.settings = settings
 
     def Render(self, request, context):
+        check_job_scope(request, context, self.store.bucket, request.job_id,
+                        prefixes={"output_prefix": request.output_prefix}, buckets={"bucket": request.bucket})
         for update in render_job(self.store, request):
             if isinstance(update, list):
                 yield renderer_pb2.RenderUpdate(result=renderer_pb2.RenderReply(artifacts=update))

@@ -11,6 +11,8 @@ from services.common import grpc_server
 from services.decoder.server import register
 
 DATA = Path(__file__).resolve().parent.parent / "data"
+JOB = "decoder-contract"  # every object of these calls lies under jobs/decoder-contract/
+JOB_METADATA = (("x-job-id", JOB),)  # Probe has no job_id field: the job comes from the metadata
 
 
 @pytest.fixture(scope="module")
@@ -24,29 +26,29 @@ def decoder(store, settings):
 
 
 def upload(store, name):
-    return store.put_bytes(f"tests/decoder/{name}", (DATA / name).read_bytes(), "video/mp4")
+    return store.put_bytes(f"jobs/{JOB}/{name}", (DATA / name).read_bytes(), "video/mp4")
 
 
 def test_probe_then_decode_segments(decoder, store):
     stub, _ = decoder
     video = upload(store, "two_people_office_24f.mp4")
-    info = stub.Probe(decoder_pb2.ProbeRequest(video=video))
+    info = stub.Probe(decoder_pb2.ProbeRequest(video=video), metadata=JOB_METADATA)
     assert (info.width, info.height, info.frame_count, info.codec) == (640, 360, 24, "h264")
     assert len(info.timestamps_s) == 24
     refs = []
     for index, start in enumerate(range(0, 24, 10)):
-        out = store.ref(f"tests/decoder/job1/segments/{index:05d}.pb")
+        out = store.ref(f"jobs/{JOB}/job1/segments/{index:05d}.pb")
         refs.append(stub.Decode(decoder_pb2.DecodeRequest(
-            job_id="job1", index=index, video=video, start_frame=start, frame_count=10,
+            job_id=JOB, index=index, video=video, start_frame=start, frame_count=10,
             working_size=320, output=out)))
     assert [r.frame_count for r in refs] == [10, 10, 4]
-    assert refs[2].start_frame == 20 and refs[2].job_id == "job1" and refs[2].index == 2
+    assert refs[2].start_frame == 20 and refs[2].job_id == JOB and refs[2].index == 2
     seg = store.get_message(refs[1].frames, common_pb2.FrameSegment)
     assert (seg.start_frame, seg.width, seg.height, len(seg.jpeg)) == (10, 320, 180, 10)
     img = cv2.imdecode(np.frombuffer(seg.jpeg[0], np.uint8), cv2.IMREAD_COLOR)
     assert img.shape == (180, 320, 3)
     # idempotent: the same call writes the same content
-    again = stub.Decode(decoder_pb2.DecodeRequest(job_id="job1", index=1, video=video, start_frame=10,
+    again = stub.Decode(decoder_pb2.DecodeRequest(job_id=JOB, index=1, video=video, start_frame=10,
                                                   frame_count=10, working_size=320, output=refs[1].frames))
     assert store.get_message(again.frames, common_pb2.FrameSegment) == seg
 
@@ -56,26 +58,26 @@ def test_one_video_is_downloaded_once_for_many_calls(decoder, store):
     video = upload(store, "nobody_24f.mp4")
     before = servicer.videos.downloads
     for i in range(4):
-        stub.Decode(decoder_pb2.DecodeRequest(job_id="j2", index=i, video=video, start_frame=i * 6,
-                                              frame_count=6, output=store.ref(f"tests/decoder/j2/{i}.pb")))
-    info = stub.Probe(decoder_pb2.ProbeRequest(video=video))
+        stub.Decode(decoder_pb2.DecodeRequest(job_id=JOB, index=i, video=video, start_frame=i * 6,
+                                              frame_count=6, output=store.ref(f"jobs/{JOB}/j2/{i}.pb")))
+    info = stub.Probe(decoder_pb2.ProbeRequest(video=video), metadata=JOB_METADATA)
     assert info.frame_count == 24
     assert servicer.videos.downloads == before + 1
 
 
 def test_overwritten_video_is_downloaded_again(decoder, store):
     stub, _ = decoder
-    key = "tests/decoder/overwritten.mp4"
+    key = f"jobs/{JOB}/overwritten.mp4"
     store.put_bytes(key, (DATA / "two_people_office_24f.mp4").read_bytes())
-    assert stub.Probe(decoder_pb2.ProbeRequest(video=store.ref(key))).frame_count == 24
+    assert stub.Probe(decoder_pb2.ProbeRequest(video=store.ref(key)), metadata=JOB_METADATA).frame_count == 24
     store.put_bytes(key, (DATA / "vfr_12f.mp4").read_bytes())
-    assert stub.Probe(decoder_pb2.ProbeRequest(video=store.ref(key))).frame_count == 12
+    assert stub.Probe(decoder_pb2.ProbeRequest(video=store.ref(key)), metadata=JOB_METADATA).frame_count == 12
 
 
 def test_text_file_is_invalid_argument(decoder, store):
     stub, _ = decoder
     with pytest.raises(grpc.RpcError) as err:
-        stub.Probe(decoder_pb2.ProbeRequest(video=upload(store, "not_a_video.mp4")))
+        stub.Probe(decoder_pb2.ProbeRequest(video=upload(store, "not_a_video.mp4")), metadata=JOB_METADATA)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a video" in err.value.details()
 
@@ -83,7 +85,8 @@ def test_text_file_is_invalid_argument(decoder, store):
 def test_missing_object_is_not_found(decoder, store):
     stub, _ = decoder
     with pytest.raises(grpc.RpcError) as err:
-        stub.Probe(decoder_pb2.ProbeRequest(video=store.ref("tests/decoder/no-such-video.mp4")))
+        stub.Probe(decoder_pb2.ProbeRequest(video=store.ref(f"jobs/{JOB}/no-such-video.mp4")),
+                   metadata=JOB_METADATA)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -91,6 +94,6 @@ def test_start_beyond_the_end_is_invalid_argument(decoder, store):
     stub, _ = decoder
     video = upload(store, "vfr_12f.mp4")
     with pytest.raises(grpc.RpcError) as err:
-        stub.Decode(decoder_pb2.DecodeRequest(job_id="j3", video=video, start_frame=12, frame_count=5,
-                                              output=store.ref("tests/decoder/j3/0.pb")))
+        stub.Decode(decoder_pb2.DecodeRequest(job_id=JOB, video=video, start_frame=12, frame_count=5,
+                                              output=store.ref(f"jobs/{JOB}/j3/0.pb")))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -79,5 +79,5 @@ def test_bad_frame_size_is_invalid_argument(lifter_stub):
 def test_missing_segment_object_is_not_found(lifter_stub, store):
     with pytest.raises(grpc.RpcError) as err:
         _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="x", width=640, height=360,
-                                                    segments=[store.ref("jobs/nope/poses2d.pb")]))
+                                                    segments=[store.ref("jobs/x/nope/poses2d.pb")]))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -77,8 +77,8 @@ def put_segment(store, key, segment):
 def test_estimate_finds_the_people_of_the_office_clip(pose2d, store, clip_frames):
     # working 640x360 JPEGs of a 1280x720 original: keypoints come back in 1280x720 pixels
     source = (1280, 720)
-    seg_ref = put_segment(store, "tests/pose2d/job1/segments/00000.pb", segment_of(clip_frames, 100, source))
-    out = store.ref("tests/pose2d/job1/poses2d/00000.pb")
+    seg_ref = put_segment(store, "jobs/pose2d-test/job1/segments/00000.pb", segment_of(clip_frames, 100, source))
+    out = store.ref("jobs/pose2d-test/job1/poses2d/00000.pb")
     reply = pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=seg_ref, output=out, max_persons=2), timeout=300)
     poses = reply.poses
     assert (poses.start_frame, poses.frame_count, len(poses.frames)) == (100, 24, 24)
@@ -117,12 +117,12 @@ def test_estimate_finds_the_people_of_the_office_clip(pose2d, store, clip_frames
 
 
 def test_estimate_is_idempotent(pose2d, store, clip_frames):
-    seg_ref = put_segment(store, "tests/pose2d/job2/segments/00000.pb", segment_of(clip_frames[:6], 0, (640, 360)))
-    out = store.ref("tests/pose2d/job2/poses2d/00000.pb")
+    seg_ref = put_segment(store, "jobs/pose2d-test/job2/segments/00000.pb", segment_of(clip_frames[:6], 0, (640, 360)))
+    out = store.ref("jobs/pose2d-test/job2/poses2d/00000.pb")
     first = pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=seg_ref, output=out), timeout=120)
     again = pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=seg_ref, output=out), timeout=120)
     assert again == first
-    assert store.list_keys("tests/pose2d/job2/poses2d/") == [out.key]
+    assert store.list_keys("jobs/pose2d-test/job2/poses2d/") == [out.key]
     # without output the result is computed again, and the same
     fresh = pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=seg_ref), timeout=120)
     assert fresh.poses == first.poses and not fresh.stored.key
@@ -130,7 +130,7 @@ def test_estimate_is_idempotent(pose2d, store, clip_frames):
 
 def test_black_frames_hold_nobody(pose2d, store):
     black = [np.zeros((360, 640, 3), np.uint8)] * 8
-    seg_ref = put_segment(store, "tests/pose2d/job3/segments/00000.pb", segment_of(black, 0, (1920, 1080)))
+    seg_ref = put_segment(store, "jobs/pose2d-test/job3/segments/00000.pb", segment_of(black, 0, (1920, 1080)))
     reply = pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=seg_ref), timeout=120)
     assert reply.frames_with_person == 0 and len(reply.poses.frames) == 8
     assert all(not f.persons for f in reply.poses.frames)
@@ -140,7 +140,7 @@ def test_bad_requests_map_to_status_codes(pose2d, store):
     with pytest.raises(grpc.RpcError) as err:
         pose2d.Estimate(pose2d_pb2.EstimateRequest(), timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    missing = common_pb2.SegmentRef(frames=store.ref("tests/pose2d/nope.pb"))
+    missing = common_pb2.SegmentRef(job_id="pose2d-test", frames=store.ref("jobs/pose2d-test/nope.pb"))
     with pytest.raises(grpc.RpcError) as err:
         pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=missing), timeout=30)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -148,7 +148,7 @@ def test_bad_requests_map_to_status_codes(pose2d, store):
         pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=missing, max_persons=99), timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     not_jpeg = common_pb2.FrameSegment(width=640, height=360, jpeg=[b"garbage"])
-    seg_ref = put_segment(store, "tests/pose2d/job4/segments/00000.pb", not_jpeg)
+    seg_ref = put_segment(store, "jobs/pose2d-test/job4/segments/00000.pb", not_jpeg)
     with pytest.raises(grpc.RpcError) as err:
         pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=seg_ref), timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "JPEG" in err.value.details()
@@ -158,7 +158,7 @@ def test_triton_down_is_unavailable(store, settings, clip_frames):
     down = dataclasses.replace(settings, triton_url=f"127.0.0.1:{free_port()}")
     stage = start_pose2d(store, down)
     try:
-        seg_ref = put_segment(store, "tests/pose2d/job5/segments/00000.pb", segment_of(clip_frames[:2], 0, (640, 360)))
+        seg_ref = put_segment(store, "jobs/pose2d-test/job5/segments/00000.pb", segment_of(clip_frames[:2], 0, (640, 360)))
         with grpc_server.channel(f"127.0.0.1:{stage.port}") as ch:
             with pytest.raises(grpc.RpcError) as err:
                 pose2d_pb2_grpc.Pose2DStub(ch).Estimate(pose2d_pb2.EstimateRequest(segment=seg_ref), timeout=60)

@@ -33,7 +33,7 @@ def standing(x):
 
 
 def stored_inputs(store, job):
-    video = store.put_bytes(f"tests/renderer/{job}/input.mp4", CLIP.read_bytes(), "video/mp4")
+    video = store.put_bytes(f"jobs/{job}/input.mp4", CLIP.read_bytes(), "video/mp4")
     info = probe_video(str(CLIP)).to_proto()
     refs = []
     for seg, start in enumerate((0, 12)):
@@ -43,15 +43,15 @@ def stored_inputs(store, job):
             kp = np.zeros((17, 3), np.float32)
             kp[:, 0], kp[:, 1], kp[:, 2] = 200 + i, np.linspace(60, 340, 17), 0.9
             f.persons.add(track_id=0, score=0.9, coco17=to_proto(kp))
-        refs.append(store.put_message(f"tests/renderer/{job}/poses2d/{seg:05d}.pb", msg))
+        refs.append(store.put_message(f"jobs/{job}/poses2d/{seg:05d}.pb", msg))
     tracks = []
     for track_id, x in ((0, -0.5), (1, 0.6)):
         g = np.repeat(standing(x)[None], 20, axis=0)
         tracks.append(common_pb2.Track3D(track_id=track_id, first_frame=2, frame_count=20,
                                          grounded=to_proto(g), root_relative=to_proto(g - g[:, :1])))
-    p3 = store.put_message(f"tests/renderer/{job}/poses3d.pb", common_pb2.Poses3D(tracks=tracks, model="test"))
+    p3 = store.put_message(f"jobs/{job}/poses3d.pb", common_pb2.Poses3D(tracks=tracks, model="test"))
     return renderer_pb2.RenderRequest(job_id=job, video=video, video_info=info, poses2d=refs, poses3d=p3,
-                                      output_prefix=f"tests/renderer/{job}/output/")
+                                      output_prefix=f"jobs/{job}/output/")
 
 
 def test_render_streams_progress_then_artifacts(renderer, store):
@@ -83,12 +83,12 @@ def test_skip_video_writes_only_exports_and_is_idempotent(renderer, store):
     assert {a.name for a in first.artifacts} == {"poses.json", "joints3d.csv", "joint_angles.csv"}
     assert [(a.name, a.ref.key, a.size_bytes) for a in first.artifacts] == \
         [(a.name, a.ref.key, a.size_bytes) for a in second.artifacts]
-    assert not store.exists("tests/renderer/r2/output/render.mp4")
+    assert not store.exists("jobs/r2/output/render.mp4")
 
 
 def test_missing_poses_object_is_not_found(renderer, store):
     request = stored_inputs(store, "r3")
-    request.poses3d.key = "tests/renderer/r3/nothing-here.pb"
+    request.poses3d.key = "jobs/r3/nothing-here.pb"
     with pytest.raises(grpc.RpcError) as err:
         list(renderer.Render(request))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
