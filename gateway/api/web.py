@@ -21,10 +21,10 @@ from fastapi.staticfiles import StaticFiles
 
 from services.common.settings import Settings
 
-from .manifest import is_job_id
+from ..jobs.manifest import is_job_id
 from .options import OptionsView, describe_options
 
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(__file__).resolve().parent.parent / "static"
 DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 PAGE = STATIC / "index.html"
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from services.common.settings import Settings
 
-from .manifest import JobOptions
+from ..jobs.manifest import JobOptions
 
 
 class OptionDescription(BaseModel):
