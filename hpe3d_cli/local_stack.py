@@ -184,7 +184,8 @@ class LocalStack:
             if WORKER in self.components:
                 say("starting the job worker" + self._times(WORKER))
                 for i in range(self.count(WORKER)):
-                    self._spawn(WORKER, i, ["-m", "gateway.jobs"], {})
+                    # The worker id (in manifests as the job's owner) is the replica's name.
+                    self._spawn(WORKER, i, ["-m", "gateway.jobs", "--worker-id", self._name(WORKER, i)], {})
             if GATEWAY in self.components:
                 say("starting the gateway" + self._times(GATEWAY))
                 module = "gateway.api" if queue_mode() else "gateway.app"
@@ -241,9 +242,13 @@ class LocalStack:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(ROOT / "proto"), env.get("PYTHONPATH", "")) if p)
         return env
 
+    def _name(self, part: str, replica: int) -> str:
+        """A replica's process name: the part's name, suffixed ``-N`` when the part has replicas."""
+        return f"{part}-{replica}" if self.count(part) > 1 else part
+
     def _spawn(self, part: str, replica: int, argv: list[str], extra_env: dict[str, str]) -> SupervisedProcess:
         """Start one replica of ``part``; ``argv`` starting with ``-m`` runs this interpreter."""
-        name = f"{part}-{replica}" if self.count(part) > 1 else part
+        name = self._name(part, replica)
         if argv and argv[0] == "-m":
             argv = [sys.executable, *argv]
         spec = ProcessSpec(part=part, replica=replica, argv=tuple(argv), env=self._env(extra_env), cwd=self.workdir,
@@ -291,7 +296,7 @@ class LocalStack:
         env = {"LD_LIBRARY_PATH": os.pathsep.join(p for p in (lib, os.environ.get("LD_LIBRARY_PATH", "")) if p)}
         procs = []
         for i in range(self.count(TRITON)):
-            procs.append(self._spawn(TRITON, i, ["-m", "services.pose2d.triton_host",
+            procs.append(self._spawn(TRITON, i, ["-m", "services.triton.host",
                                                    "--grpc-port", str(self.ports["triton_grpc"][i]),
                                                    "--http-port", str(self.ports["triton_http"][i]),
                                                    "--metrics-port", str(self.ports["triton_metrics"][i])], env))

@@ -190,8 +190,14 @@ def serve_forever(register: Callable[[grpc.Server], None], service_names: list[s
 
 def client_target(addr: str) -> str:
     """``host:port`` as a DNS target, so every address the name resolves to (one per replica behind
-    a headless Kubernetes Service) gets calls; use it with ``CLIENT_OPTIONS``."""
-    return addr if "://" in addr or addr.startswith("dns:") else f"dns:///{addr}"
+    a headless Kubernetes Service) gets calls; a comma-separated list of IPv4 ``ip:port`` (replicas
+    on fixed ports, as the local stack runs them) as gRPC's static ``ipv4:`` target, balanced the same
+    way. Use it with ``CLIENT_OPTIONS``."""
+    if "://" in addr or addr.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
+        return addr
+    if "," in addr:
+        return "ipv4:" + ",".join(a.strip() for a in addr.split(",") if a.strip())
+    return f"dns:///{addr}"
 
 
 def channel(addr: str, token: str = "") -> grpc.Channel:

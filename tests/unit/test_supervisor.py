@@ -107,3 +107,10 @@ def test_replicas_get_fixed_ports_and_a_balanced_address_list(tmp_path):
     assert stack.settings.pose2d_addr == ",".join(f"127.0.0.1:{p}" for p in stack.ports["pose2d"])
     with pytest.raises(ValueError, match="replicas"):
         LocalStack(workdir=tmp_path, replicas={"s3": 2})
+
+
+def test_comma_separated_stage_addresses_become_one_balanced_static_target():
+    from services.common.grpc_server import client_target
+    assert client_target("127.0.0.1:5001,127.0.0.1:5002") == "ipv4:127.0.0.1:5001,127.0.0.1:5002"
+    assert client_target("pose2d:50052") == "dns:///pose2d:50052"
+    assert client_target("ipv4:127.0.0.1:1") == "ipv4:127.0.0.1:1"
