@@ -2,7 +2,9 @@
 
 Plain functions shared by ``probe_video`` and ``decode_segment`` (and by the renderer, which reads
 the original video): a frame's index is the position of its presentation timestamp (pts) among
-all frames' sorted pts, so seeking by pts and counting frames agree.
+the sorted pts of the frames a player shows, so seeking by pts and counting frames agree. A still
+image opens the same way and decodes to one frame (its EXIF orientation is the frame's display
+rotation).
 """
 from __future__ import annotations
 
@@ -14,18 +16,25 @@ import numpy as np
 
 from services.common.errors import InvalidInput
 
+from .mp4_index import index_missing
 from .rotation import apply_rotation, clockwise_from_display_ccw
 
 log = logging.getLogger(__name__)
 
+MISSING_INDEX = ("truncated: the index is missing (the MP4/MOV file ends before its 'moov' box, "
+                 "so its frames cannot be located; upload the complete file)")
+
 
 def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open ``path`` and return its container and first video stream (multi-threaded decoding).
-    Raises ``InvalidInput`` ("not a video: ...") for empty files, non-media files and files with
-    no video stream."""
+    """Open ``path`` (a video, or a still image: JPEG, PNG, WebP, ...) and return its container
+    and first video stream (multi-threaded decoding). Raises ``InvalidInput``: "truncated: the
+    index is missing ..." for an MP4/MOV cut before its index, "not a video: ..." for empty files,
+    other non-media files and files with no video stream."""
     try:
         container = av.open(path, "r")
     except av.FFmpegError as exc:
+        if index_missing(path):
+            raise InvalidInput(MISSING_INDEX) from exc
         raise InvalidInput(f"not a video: {_reason(exc)}") from exc
     if not container.streams.video:
         container.close()
@@ -35,6 +44,14 @@ def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.
     return container, stream
 
 
+def is_still_image(container: av.container.InputContainer) -> bool:
+    """True when FFmpeg opened the file with an image demuxer (a photo: JPEG, PNG, WebP, BMP,
+    TIFF, ...), whose first frame is the picture. Animated formats with their own demuxer (GIF)
+    are videos."""
+    names = container.format.name.split(",")
+    return any(name == "image2" or name.endswith("_pipe") for name in names)
+
+
 def _reason(exc: BaseException) -> str:
     """FFmpeg's message without the local temp path (which means nothing to a caller)."""
     text = getattr(exc, "strerror", None) or str(exc)
@@ -42,11 +59,14 @@ def _reason(exc: BaseException) -> str:
 
 
 def decoded_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                   seek_pts: int | None = None) -> Iterator[av.VideoFrame]:
-    """Frames in presentation order, from the keyframe at or before ``seek_pts`` (from the start
-    when None). Stops quietly at the first undecodable data: a truncated file ends there."""
-    if seek_pts is not None:
-        container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+                   seek_ts: int | None = None) -> Iterator[av.VideoFrame]:
+    """Frames in presentation order, from the keyframe at or before timestamp ``seek_ts`` (stream
+    time base; from the start when None). FFmpeg's MP4 demuxer compares ``seek_ts`` with decode
+    timestamps, so pass a keyframe's dts to start at that keyframe. Frames the container hides
+    (before an edit list) and frames missing their references are not yielded (the decoder drops
+    them). Stops quietly at the first undecodable data: a truncated file ends there."""
+    if seek_ts is not None:
+        container.seek(seek_ts, stream=stream, backward=True, any_frame=False)
     try:
         for packet in container.demux(stream):
             for frame in packet.decode():

@@ -1,9 +1,10 @@
-"""``probe_video``: what a video file holds (size after rotation, rate, exact frame count, times).
+"""``probe_video``: what a video file (or a photo) holds: size after rotation, rate, the exact
+frames a player shows and their times, and what the user should know about the file.
 
-The frame count comes from demuxing every packet (fast: no decoding), because containers often
-carry no count or a wrong one (a truncated MP4 still claims all its frames). Only the last group
-of pictures is decoded, to check that its frames really decode, so ``frame_count`` equals the
-number of frames ``decode_segment`` can yield.
+The frames are those ``frame_index.index_shown_frames`` finds (edit lists, undecodable leading
+frames and truncation handled), so ``frame_count`` equals the number of frames ``decode_segment``
+yields, and times run from 0 at the first shown frame. A photo (an image demuxer: JPEG, PNG,
+WebP, ...) is one frame with fps and duration 0, turned upright by its EXIF orientation.
 """
 from __future__ import annotations
 
@@ -16,37 +17,52 @@ import numpy as np
 
 from hpe3d.v1 import common_pb2
 from services.common.errors import InvalidInput
-
 from services.common.rotation import rotated_size
-from services.common.video_reader import decoded_frames, frame_rotation_cw, open_video
+from services.common.video_reader import decoded_frames, frame_rotation_cw, is_still_image, open_video
+
+from .frame_index import Keyframe, ShownFrames, index_shown_frames
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """Facts about one video. Sizes in pixels after rotation; times in seconds."""
+    """Facts about one video or photo. Sizes in pixels after rotation; times in seconds."""
 
     width: int
     height: int
-    fps: float                      # average frame rate, frames per second
-    frame_count: int                # frames that decode
-    duration_s: float
+    fps: float                      # average frame rate, frames per second; 0 for a photo
+    frame_count: int                # frames a player shows (all of which decode)
+    duration_s: float               # 0 for a photo
     rotation_deg: int               # clockwise display rotation applied to frames: 0/90/180/270
     codec: str
     variable_frame_rate: bool
-    timestamps_s: tuple[float, ...]  # presentation time of every frame (pts * time_base)
-    frame_pts: tuple[int, ...] = field(repr=False, default=())  # the same, in stream time-base ticks
+    timestamps_s: tuple[float, ...]  # presentation time of every frame, from 0 at the first shown frame
+    frame_pts: tuple[int, ...] = field(repr=False, default=())  # the frames' pts in stream time-base ticks
     time_base: Fraction = field(repr=False, default=Fraction(1, 1))
+    keyframes: tuple[Keyframe, ...] = field(repr=False, default=())  # where decoding can start, by pts
+    still_image: bool = False
+    announced_frame_count: int = 0  # frames the container announces (more than frame_count when truncated)
+    warnings: tuple[str, ...] = ()  # facts the job should tell the user
+
+    def seek_target(self, frame: int) -> int | None:
+        """The timestamp to seek to so that decoding starts at or before frame ``frame``: the dts of
+        the last keyframe shown at or before it; None (read from the start) for the first frames."""
+        pts = self.frame_pts[frame]
+        before = [k for k in self.keyframes if k.pts <= pts]
+        return before[-1].seek_ts if before and frame > 0 else None
 
     def to_proto(self) -> common_pb2.VideoInfo:
         return common_pb2.VideoInfo(
             width=self.width, height=self.height, fps=self.fps, frame_count=self.frame_count,
             duration_s=self.duration_s, rotation_deg=self.rotation_deg, codec=self.codec,
-            variable_frame_rate=self.variable_frame_rate, timestamps_s=list(self.timestamps_s))
+            variable_frame_rate=self.variable_frame_rate, timestamps_s=list(self.timestamps_s),
+            still_image=self.still_image, announced_frame_count=self.announced_frame_count,
+            warnings=list(self.warnings))
 
 
 def probe_video(path: str) -> VideoInfo:
-    """Probe the video at ``path`` (cached per file path, size and modification time).
-    Raises ``InvalidInput`` for anything that is not a decodable video."""
+    """Probe the video or photo at ``path`` (cached per file path, size and modification time).
+    Raises ``InvalidInput`` for anything that is not a decodable video or image, with the reason
+    (e.g. "truncated: the index is missing ..." for an MP4 cut before its index)."""
     st = os.stat(path)
     return _probe_cached(os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
@@ -55,47 +71,46 @@ def probe_video(path: str) -> VideoInfo:
 def _probe_cached(path: str, _size: int, _mtime_ns: int) -> VideoInfo:
     container, stream = open_video(path)
     with container:
-        packets = [(p.pts if p.pts is not None else p.dts, p.is_keyframe)
-                   for p in container.demux(stream) if p.size > 0]
-        if packets and all(pts is not None for pts, _ in packets):
-            all_pts = sorted(pts for pts, _ in packets)
-            keyframes = sorted({pts for pts, key in packets if key}) or [all_pts[0]]
-            count, rotation_cw, first = _count_decodable(container, stream, all_pts, keyframes)
-            frame_pts = all_pts[:count]
-        else:  # packets without timestamps: decode everything once and count
-            container.seek(0)
-            frame_pts, first = [], None
-            for i, frame in enumerate(decoded_frames(container, stream)):
-                first = first or frame
-                frame_pts.append(frame.pts if frame.pts is not None else i)
-            rotation_cw = frame_rotation_cw(first, stream) if first else 0
-        if not frame_pts:
-            raise InvalidInput("not a video: no frame of the video stream could be decoded")
-        time_base = stream.time_base or Fraction(1, 1)
-        stored_w = first.width if first else stream.codec_context.width
-        stored_h = first.height if first else stream.codec_context.height
         codec = stream.codec_context.name
-        average_rate = stream.average_rate
-    times = np.asarray(frame_pts, dtype=np.float64) * float(time_base)
-    width, height = rotated_size(stored_w, stored_h, rotation_cw)
-    fps, vfr, duration = _timing(times, float(average_rate) if average_rate else 0.0)
-    return VideoInfo(width=width, height=height, fps=fps, frame_count=len(frame_pts),
-                     duration_s=duration, rotation_deg=rotation_cw, codec=codec,
+        average_rate = float(stream.average_rate) if stream.average_rate else 0.0
+        time_base = Fraction(stream.time_base or Fraction(1, 1))
+        if is_still_image(container):
+            return _photo_info(container, stream, codec, time_base)
+    shown = index_shown_frames(path)
+    times = (np.asarray(shown.pts, dtype=np.float64) - shown.pts[0]) * float(time_base)
+    width, height = rotated_size(shown.look.stored_width, shown.look.stored_height, shown.look.rotation_cw)
+    fps, vfr, duration = _timing(times, average_rate)
+    return VideoInfo(width=width, height=height, fps=fps, frame_count=len(shown.pts),
+                     duration_s=duration, rotation_deg=shown.look.rotation_cw, codec=codec,
                      variable_frame_rate=vfr, timestamps_s=tuple(float(t) for t in times),
-                     frame_pts=tuple(int(p) for p in frame_pts), time_base=Fraction(time_base))
+                     frame_pts=shown.pts, time_base=time_base, keyframes=shown.keyframes,
+                     announced_frame_count=shown.announced,
+                     warnings=tuple(_warnings(shown)))
 
 
-def _count_decodable(container, stream, all_pts: list[int], keyframes: list[int]):
-    """Frames that decode, checking only the last group of pictures (the earlier ones decoded if
-    the demuxer read them whole). Walks back one keyframe at a time if a group yields nothing.
-    Returns (count, clockwise rotation, one decoded frame)."""
-    for key_pts in reversed(keyframes):
-        tail = [f for f in decoded_frames(container, stream, seek_pts=key_pts)
-                if f.pts is not None and f.pts >= key_pts]
-        if tail:
-            before = sum(1 for p in all_pts if p < key_pts)
-            return before + len(tail), frame_rotation_cw(tail[0], stream), tail[0]
-    return 0, 0, None
+def _photo_info(container, stream, codec: str, time_base: Fraction) -> VideoInfo:
+    """A photo: its first picture, upright."""
+    frame = next(iter(decoded_frames(container, stream)), None)
+    if frame is None:
+        raise InvalidInput("not an image: the picture could not be decoded")
+    rotation = frame_rotation_cw(frame, stream)
+    width, height = rotated_size(frame.width, frame.height, rotation)
+    return VideoInfo(width=width, height=height, fps=0.0, frame_count=1, duration_s=0.0, rotation_deg=rotation,
+                     codec=codec, variable_frame_rate=False, timestamps_s=(0.0,),
+                     frame_pts=(frame.pts if frame.pts is not None else 0,), time_base=time_base,
+                     still_image=True, announced_frame_count=1)
+
+
+def _warnings(shown: ShownFrames) -> list[str]:
+    """What a user should know about frames the file announces but does not show."""
+    missing = shown.announced - len(shown.pts)
+    if missing <= 0:
+        return []
+    if shown.truncated:
+        return [f"truncated: {missing} of {shown.announced} announced frames were missing; "
+                f"the job uses the {len(shown.pts)} frames the file holds"]
+    return [f"{missing} of {shown.announced} frames in the file could not be decoded (no keyframe before "
+            f"them, or damaged data) and were skipped; the job uses the {len(shown.pts)} frames that decode"]
 
 
 def _timing(times: np.ndarray, average_rate: float) -> tuple[float, bool, float]:

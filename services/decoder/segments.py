@@ -1,13 +1,17 @@
 """``decode_segment``: a run of frames, upright, at the working size, as JPEG."""
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import cv2
+import numpy as np
 
 from hpe3d.v1 import common_pb2
 from services.common.errors import InvalidInput
+from services.common.video_reader import decoded_frames, frame_rotation_cw, open_video, upright_bgr
 
 from .probe import probe_video
-from services.common.video_reader import decoded_frames, frame_rotation_cw, open_video, upright_bgr
 
 JPEG_QUALITY = 90
 
@@ -23,8 +27,11 @@ def decode_segment(path: str, start_frame: int, frame_count: int, working_size: 
     """Frames ``[start_frame, start_frame + frame_count)`` of the video at ``path`` (clamped to its
     end), turned upright, resized so the longer side is at most ``working_size`` px, JPEG-coded.
 
-    Seeks to the keyframe at or before the first frame and decodes forward from there.
-    Raises ``InvalidInput`` for a bad range or a file that is not a video."""
+    Frame numbers count the frames a player shows (``probe_video``'s frames: packets before an
+    edit list or without their reference frames are not frames). Seeks to the keyframe at or
+    before the first frame (reads from the start for frame 0) and decodes forward from there.
+    A photo is a 1-frame video. Raises ``InvalidInput`` for a bad range or a file that is neither
+    a video nor a photo."""
     info = probe_video(path)
     if start_frame < 0 or frame_count <= 0:
         raise InvalidInput(f"bad frame range: start_frame={start_frame}, frame_count={frame_count}")
@@ -36,10 +43,34 @@ def decode_segment(path: str, start_frame: int, frame_count: int, working_size: 
     segment = common_pb2.FrameSegment(start_frame=start_frame, width=width, height=height,
                                       source_width=info.width, source_height=info.height)
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    frames = _upright_frames(path, info.seek_target(start_frame), index_of_pts, start_frame, stop_frame,
+                             width, height)
+    first = next(frames, None)
+    if first is not None and first[0] > start_frame:  # the seek landed after the first frame
+        frames.close()
+        frames = _upright_frames(path, None, index_of_pts, start_frame, stop_frame, width, height)
+        first = next(frames, None)
+    for index, image in itertools.chain([first] if first is not None else [], frames):
+        ok, jpeg = cv2.imencode(".jpg", image, params)
+        if not ok:
+            raise RuntimeError(f"JPEG encoding of frame {index} failed")
+        segment.jpeg.append(jpeg.tobytes())
+        segment.timestamps_s.append(info.timestamps_s[index])
+    expected = stop_frame - start_frame
+    if len(segment.jpeg) != expected:
+        raise InvalidInput(f"frames {start_frame}..{stop_frame - 1}: only {len(segment.jpeg)} of "
+                           f"{expected} decoded (damaged video?)")
+    return segment
+
+
+def _upright_frames(path: str, seek_ts: int | None, index_of_pts: dict[int, int], start_frame: int,
+                    stop_frame: int, width: int, height: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, upright BGR picture scaled to ``width`` x ``height``) of the frames in
+    ``[start_frame, stop_frame)`` that decode after seeking to ``seek_ts`` (from the start: None)."""
     container, stream = open_video(path)
     with container:
         rotation = None
-        for frame in decoded_frames(container, stream, seek_pts=info.frame_pts[start_frame]):
+        for frame in decoded_frames(container, stream, seek_ts):
             index = index_of_pts.get(frame.pts)
             if index is None or index < start_frame:
                 continue
@@ -47,13 +78,4 @@ def decode_segment(path: str, start_frame: int, frame_count: int, working_size: 
                 break
             if rotation is None:
                 rotation = frame_rotation_cw(frame, stream)
-            ok, jpeg = cv2.imencode(".jpg", upright_bgr(frame, rotation, width, height), params)
-            if not ok:
-                raise RuntimeError(f"JPEG encoding of frame {index} failed")
-            segment.jpeg.append(jpeg.tobytes())
-            segment.timestamps_s.append(info.timestamps_s[index])
-    expected = stop_frame - start_frame
-    if len(segment.jpeg) != expected:
-        raise InvalidInput(f"frames {start_frame}..{stop_frame - 1}: only {len(segment.jpeg)} of "
-                           f"{expected} decoded (damaged video?)")
-    return segment
+            yield index, upright_bgr(frame, rotation, width, height)
