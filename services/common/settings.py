@@ -23,6 +23,8 @@ class Settings:
     s3_bucket: str = "hpe3d"                  # HPE3D_S3_BUCKET
     # Triton Inference Server (gRPC)
     triton_url: str = "127.0.0.1:8001"        # HPE3D_TRITON_URL
+    triton_models: str = "blazepose_detector,blazepose_landmarks"  # HPE3D_TRITON_MODELS, comma-separated:
+                                              # the models /readyz requires Triton to have READY
     # Stage addresses (gRPC, host:port)
     decoder_addr: str = "127.0.0.1:50051"     # HPE3D_DECODER_ADDR
     pose2d_addr: str = "127.0.0.1:50052"      # HPE3D_POSE2D_ADDR
@@ -43,7 +45,12 @@ class Settings:
     max_persons: int = 2                      # HPE3D_MAX_PERSONS
     stage_concurrency: int = 4                # HPE3D_STAGE_CONCURRENCY, segments in flight per job
     stage_timeout_s: float = 600.0            # HPE3D_STAGE_TIMEOUT_S, deadline of one stage call
-    stage_retries: int = 2                    # HPE3D_STAGE_RETRIES for UNAVAILABLE / transient errors
+    outage_budget_s: float = 300.0            # HPE3D_OUTAGE_BUDGET_S, how long a job waits out a stage,
+                                              # Triton or storage outage (back-off retries) before failing
+    # Job queue (NATS JetStream) and workers
+    nats_url: str = "nats://127.0.0.1:4222"   # HPE3D_NATS_URL
+    worker_jobs: int = 2                      # HPE3D_WORKER_JOBS, jobs one worker process runs at once
+    job_ack_wait_s: float = 30.0              # HPE3D_JOB_ACK_WAIT_S, a silent worker's job goes to another after this
     lifter_weights: str = ""                  # HPE3D_LIFTER_WEIGHTS; "" = the shipped weights
     log_level: str = "INFO"                   # HPE3D_LOG_LEVEL
 

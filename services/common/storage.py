@@ -146,6 +146,12 @@ class ObjectStore:
         bucket, key = self._bucket_of(ref_or_key)
         return self._call(f"stat {bucket}/{key}", lambda: self.client.stat_object(bucket, key)).size
 
+    def stat(self, ref_or_key: common_pb2.ObjectRef | str) -> tuple[int, str]:
+        """(size in bytes, ETag without quotes) of an object."""
+        bucket, key = self._bucket_of(ref_or_key)
+        info = self._call(f"stat {bucket}/{key}", lambda: self.client.stat_object(bucket, key))
+        return info.size, (info.etag or "").strip('"')
+
     def exists(self, ref_or_key: common_pb2.ObjectRef | str) -> bool:
         try:
             self.size(ref_or_key)

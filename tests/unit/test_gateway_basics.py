@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.manifest import (JobError, JobManifest, JobOptions, JobState, StoredArtifact, VideoSummary,
+from gateway.jobs.manifest import (JobError, JobManifest, JobOptions, JobState, StoredArtifact, VideoSummary,
                               is_job_id, new_job_id, safe_filename, segment_keys)
-from gateway.ranges import ByteRange, RangeNotSatisfiable, parse_range
-from gateway.segments import SegmentPlan, plan_segments
+from gateway.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
+from gateway.jobs.segments import SegmentPlan, plan_segments
 
 
 def test_manifest_round_trip_keeps_every_field():
@@ -16,11 +16,37 @@ def test_manifest_round_trip_keeps_every_field():
                                                                 duration_s=2.0, codec="h264"),
                       error=JobError(stage="pose2d", code="FAILED_PRECONDITION", message="no person found"),
                       artifacts={"render.mp4": StoredArtifact(key="k", content_type="video/mp4", size_bytes=9)})
-    job.progress["decode"].done = 50
+    job.progress["decoder"].done = 50
+    job.owner, job.attempt = "worker-1", 2
     again = JobManifest.from_json(job.to_json())
     assert again == job
-    assert again.schema_version == 1
-    assert again.progress["decode"].done == 50 and set(again.progress) == {"decode", "pose2d", "lift", "render"}
+    assert again.schema_version == 2
+    assert again.progress["decoder"].done == 50
+    assert set(again.progress) == {"decoder", "pose2d", "lifter3d", "renderer"}
+
+
+def test_schema1_manifest_reads_in_todays_stage_names():
+    old = JobManifest(id=new_job_id(), input_key="k", input_name="a.mp4").model_dump(mode="json")
+    old.update(schema_version=1, progress={"decode": {"done": 5, "total": 9}, "pose2d": {"done": 5, "total": 9},
+                                           "lift": {"done": 0, "total": 0}, "render": {"done": 0, "total": 0}},
+               error={"stage": "lift", "code": "UNAVAILABLE", "message": "down"})
+    del old["attempt"], old["owner"], old["lease_until"]
+    job = JobManifest.model_validate(old)
+    assert set(job.progress) == {"decoder", "pose2d", "lifter3d", "renderer"} and job.progress["decoder"].done == 5
+    assert job.error.stage == "lifter3d" and job.schema_version == 2 and job.attempt == 1
+
+
+def test_a_running_job_shows_running_only_while_its_owner_lease_holds():
+    from datetime import datetime, timedelta, timezone
+    now = datetime.now(timezone.utc)
+    job = JobManifest(id=new_job_id(), input_key="k", input_name="a.mp4", state=JobState.running,
+                      owner="w1", lease_until=now + timedelta(seconds=30))
+    assert job.shown_state(now) == JobState.running
+    assert job.shown_state(now + timedelta(seconds=31)) == JobState.recovering
+    job.owner = ""
+    assert job.shown_state(now) == JobState.recovering
+    job.state = JobState.queued
+    assert job.shown_state(now) == JobState.queued
 
 
 def test_job_ids_and_filenames_are_safe_for_keys():

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from gateway.events import EventHub
-from gateway.manifest import JobManifest, JobState
-from gateway.views import JobView
+from gateway.api.views import JobView
+from gateway.jobs.manifest import JobManifest, JobState
 from hpe3d.v1 import common_pb2
-from tests.unit.test_gateway_pipeline import FakeStages, make_pipeline, new_job
+from tests.unit.test_jobs_pipeline import FakeStages, make_pipeline, new_job
 
 
 @dataclass
@@ -35,18 +34,9 @@ class ProbedStages(FakeStages):
 
 def _run(store, settings, info: common_pb2.VideoInfo) -> tuple[JobManifest, ProbedStages, list]:
     fake = ProbedStages(store, frame_count=info.frame_count, duration_s=info.duration_s, info=info)
-    hub = EventHub()
     job = new_job(store)
-
-    async def run():
-        queue = hub.subscribe(job.id)
-        result = await make_pipeline(settings, store, fake, hub).run(job)
-        events = []
-        while not queue.empty():
-            events.append(queue.get_nowait())
-        return result, events
-
-    result, events = asyncio.run(run())
+    events: list = []
+    result = asyncio.run(make_pipeline(settings, store, fake, events).run(job))
     return result, fake, events
 
 
@@ -58,7 +48,7 @@ def test_image_job_lifts_single_frame_tracks_and_tells_the_renderer(store, setti
     assert result.video.still_image and result.video.frame_count == 1
     assert fake.requests["Lift"].min_track_frames == 1
     assert fake.requests["Render"].video_info.still_image
-    assert result.progress["decode"].done == 1
+    assert result.progress["decoder"].done == 1
 
 
 def test_one_frame_video_also_keeps_single_frame_tracks(store, settings):

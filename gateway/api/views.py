@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from .manifest import JobError, JobManifest, JobOptions, JobState, StageProgress, VideoSummary
+from ..jobs.manifest import JobError, JobManifest, JobOptions, JobState, StageProgress, VideoSummary
 
 API = "/v1"
 
@@ -27,11 +27,15 @@ class JobView(BaseModel):
     """A job as the API shows it."""
 
     id: str
-    state: JobState
     input_name: str
     input_bytes: int
     options: JobOptions
-    progress: dict[str, StageProgress] = Field(description="per stage (decode, pose2d, lift, render): done/total")
+    state: JobState = Field(description=(
+        "queued, running (a live worker runs it), recovering (its worker stopped answering; another "
+        "resumes it), succeeded, failed (POST .../retry runs it again), cancelled"))
+    attempt: int = Field(description="1 for the first run; each retry adds one")
+    progress: dict[str, StageProgress] = Field(
+        description="per stage (decoder, pose2d, lifter3d, renderer): done/total")
     error: JobError | None = None
     warnings: list[str] = Field(default_factory=list, description="facts about the input the user should know")
     video: VideoSummary | None = None
@@ -44,7 +48,7 @@ class JobView(BaseModel):
         base = f"{API}/jobs/{job.id}"
         artifacts = [ArtifactLink(name=name, url=f"{base}/artifacts/{name}", content_type=a.content_type,
                                   size_bytes=a.size_bytes) for name, a in sorted(job.artifacts.items())]
-        return cls(id=job.id, state=job.state, input_name=job.input_name, input_bytes=job.input_bytes,
+        return cls(id=job.id, state=job.shown_state(), attempt=job.attempt, input_name=job.input_name, input_bytes=job.input_bytes,
                    options=job.options, progress=job.progress, error=job.error, warnings=job.warnings, video=job.video,
                    links=JobLinks(self=base, events=f"{base}/events", artifacts=artifacts),
                    created_at=job.created_at, updated_at=job.updated_at)
@@ -60,11 +64,21 @@ class Problem(BaseModel):
     detail: str
 
 
+class UploadRefused(BaseModel):
+    """A 422 answer to an upload. ``job`` is there when the upload became a job that failed at once
+    (not a video or photo, too long): the job's record, with the reason."""
+
+    detail: str
+    job: JobView | None = None
+
+
 class DependencyStatus(BaseModel):
     ok: bool
     detail: str
 
 
 class Readiness(BaseModel):
+    """``ready`` when storage, the job queue, every stage and Triton's models answer."""
+
     ready: bool
     dependencies: dict[str, DependencyStatus]

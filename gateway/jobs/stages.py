@@ -1,4 +1,5 @@
-"""The gateway's gRPC clients for the four stages: one ``grpc.aio`` channel per stage, per app."""
+"""gRPC clients of the four stages: one ``grpc.aio`` channel per stage (balanced over its replicas),
+per worker process (the API uses the decoder's, to probe uploads)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,9 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hpe3d.v1 import decoder_pb2_grpc, lifter3d_pb2_grpc, pose2d_pb2_grpc, renderer_pb2_grpc
 from services.common.grpc_server import CLIENT_OPTIONS, client_target
 from services.common.settings import Settings
-
-STAGE_SERVICES = {"decoder": "hpe3d.v1.Decoder", "pose2d": "hpe3d.v1.Pose2D",
-                  "lifter3d": "hpe3d.v1.Lifter3D", "renderer": "hpe3d.v1.Renderer"}
+from services.common.stage_auth import aio_token_interceptors
+from services.common.stage_names import DECODER, LIFTER3D, POSE2D, RENDERER, STAGE_SERVICES
 
 
 @dataclass
@@ -28,13 +28,16 @@ class StageClients:
     @classmethod
     def from_settings(cls, settings: Settings) -> "StageClients":
         """Open (lazily connecting) channels to the addresses in ``settings``; call inside a loop."""
-        addrs = {"decoder": settings.decoder_addr, "pose2d": settings.pose2d_addr,
-                 "lifter3d": settings.lifter3d_addr, "renderer": settings.renderer_addr}
-        channels = {name: grpc.aio.insecure_channel(client_target(addr), options=CLIENT_OPTIONS) for name, addr in addrs.items()}
-        return cls(decoder=decoder_pb2_grpc.DecoderStub(channels["decoder"]),
-                   pose2d=pose2d_pb2_grpc.Pose2DStub(channels["pose2d"]),
-                   lifter3d=lifter3d_pb2_grpc.Lifter3DStub(channels["lifter3d"]),
-                   renderer=renderer_pb2_grpc.RendererStub(channels["renderer"]),
+        addrs = {DECODER: settings.decoder_addr, POSE2D: settings.pose2d_addr,
+                 LIFTER3D: settings.lifter3d_addr, RENDERER: settings.renderer_addr}
+        # every call carries the stage token (HPE3D_STAGE_TOKEN) when one is set
+        channels = {name: grpc.aio.insecure_channel(client_target(addr), options=CLIENT_OPTIONS,
+                                                     interceptors=aio_token_interceptors(settings.stage_token))
+                    for name, addr in addrs.items()}
+        return cls(decoder=decoder_pb2_grpc.DecoderStub(channels[DECODER]),
+                   pose2d=pose2d_pb2_grpc.Pose2DStub(channels[POSE2D]),
+                   lifter3d=lifter3d_pb2_grpc.Lifter3DStub(channels[LIFTER3D]),
+                   renderer=renderer_pb2_grpc.RendererStub(channels[RENDERER]),
                    channels=channels)
 
     async def serving(self, stage: str, timeout_s: float = 2.0) -> tuple[bool, str]:

@@ -1,8 +1,11 @@
-"""The job manifest: everything the gateway knows about one job, stored as ``jobs/{id}/job.json``.
+"""The job manifest: everything known about one job, stored as ``jobs/{id}/job.json``.
 
-The manifest is the single source of truth for a job. The gateway rewrites it after every stage
-(and on segment progress), lists them to answer ``GET /v1/jobs`` and reads the unfinished ones on
-start-up to resume them.
+The manifest is the single source of truth for a job. The API writes it when a job is submitted or
+retried; while a worker runs the job, that worker is its only writer: it records itself as the
+``owner`` with a lease it renews (``lease_until``) and rewrites the manifest after every stage and
+on segment progress. A redelivered job resumes from it. The API answers every read from it.
+
+Stage names (progress keys, error stages) are those of ``services.common.stage_names``.
 """
 from __future__ import annotations
 
@@ -11,16 +14,25 @@ import re
 import uuid
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-SCHEMA_VERSION = 1
+from services.common.stage_names import STAGES
+
+SCHEMA_VERSION = 2
 JOBS_PREFIX = "jobs/"
-STAGE_NAMES = ("decode", "pose2d", "lift", "render")
+TOMBSTONES_PREFIX = "tombstones/"
+# Progress keys and error stages of schema 1 manifests, in today's vocabulary.
+_SCHEMA1_STAGES = {"decode": "decoder", "lift": "lifter3d", "render": "renderer", "gateway": "jobs"}
 
 
 class JobState(str, enum.Enum):
+    """``queued``: waiting for a worker. ``running``: a live worker runs it. ``recovering``: shown
+    (never stored) for a running job whose worker stopped renewing its lease; the queue hands it
+    to another worker, which resumes it. Then one of the three final states."""
+
     queued = "queued"
     running = "running"
+    recovering = "recovering"
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
@@ -30,11 +42,17 @@ class JobState(str, enum.Enum):
         return self in (JobState.succeeded, JobState.failed, JobState.cancelled)
 
 
+MAX_PERSONS_LIMIT = 16      # most persons one job may ask to track
+WORKING_SIZE_LIMIT = 4096   # largest working size (pixels, longer side) one job may ask for
+
+
 class JobOptions(BaseModel):
     """What the caller may choose per job; 0 means the server default from the settings."""
 
-    max_persons: int = Field(0, ge=0, le=16, description="most persons tracked per frame; 0 = server default")
-    working_size: int = Field(0, ge=0, le=4096, description="longer side of decoded frames in pixels; 0 = server default")
+    max_persons: int = Field(0, ge=0, le=MAX_PERSONS_LIMIT,
+                             description="most persons tracked per frame; 0 = server default")
+    working_size: int = Field(0, ge=0, le=WORKING_SIZE_LIMIT,
+                              description="longer side of decoded frames in pixels; 0 = server default")
     render: bool = Field(True, description="encode the rendered MP4 (false: exports only)")
 
 
@@ -46,7 +64,7 @@ class StageProgress(BaseModel):
 class JobError(BaseModel):
     """Why a job failed: the stage, a stable code and a message a person can act on."""
 
-    stage: str
+    stage: str = Field(description="decoder, pose2d, lifter3d, renderer, or jobs (the job machinery itself)")
     code: str = Field(description="INVALID_ARGUMENT, FAILED_PRECONDITION, UNAVAILABLE, ... or a gateway code")
     message: str
 
@@ -68,9 +86,13 @@ class VideoSummary(BaseModel):
 
 
 class StoredArtifact(BaseModel):
+    """An output object; ``size_bytes`` and ``etag`` are what storage said when the job finished,
+    and an artefact is served only while the object still matches them."""
+
     key: str
     content_type: str = "application/octet-stream"
     size_bytes: int = 0
+    etag: str = ""
 
 
 def _now() -> datetime:
@@ -105,7 +127,7 @@ class JobManifest(BaseModel):
     input_name: str
     input_bytes: int = 0
     progress: dict[str, StageProgress] = Field(
-        default_factory=lambda: {name: StageProgress() for name in STAGE_NAMES})
+        default_factory=lambda: {name: StageProgress() for name in STAGES})
     video: VideoSummary | None = None
     error: JobError | None = None
     warnings: list[str] = Field(default_factory=list, description="facts about the input the user should know "
@@ -114,12 +136,39 @@ class JobManifest(BaseModel):
     poses2d_keys: list[str] = Field(default_factory=list)
     poses3d_key: str = ""
     artifacts: dict[str, StoredArtifact] = Field(default_factory=dict)
+    attempt: int = Field(1, description="1 for the first run; POST .../retry adds one")
+    owner: str = Field("", description="id of the worker running the job; empty when none does")
+    lease_until: datetime | None = Field(None, description="the owner renews this while it works; past it, "
+                                                           "the owner counts as gone")
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade_schema1(cls, data):
+        """Schema 1 manifests named the stages decode, lift, render; read them in today's names."""
+        if isinstance(data, dict) and data.get("schema_version", 1) == 1:
+            data = dict(data, schema_version=SCHEMA_VERSION)
+            if isinstance(data.get("progress"), dict):
+                data["progress"] = {_SCHEMA1_STAGES.get(k, k): v for k, v in data["progress"].items()}
+            if isinstance(data.get("error"), dict) and "stage" in data["error"]:
+                stage = data["error"]["stage"]
+                data["error"] = dict(data["error"], stage=_SCHEMA1_STAGES.get(stage, stage))
+        return data
 
     @property
     def key(self) -> str:
         return manifest_key(self.id)
+
+    def owner_alive(self, now: datetime | None = None) -> bool:
+        """Whether a worker holds the job with a lease that has not run out."""
+        return bool(self.owner) and self.lease_until is not None and self.lease_until > (now or _now())
+
+    def shown_state(self, now: datetime | None = None) -> JobState:
+        """The state a reader is told: ``running`` only while its owner's lease holds."""
+        if self.state == JobState.running and not self.owner_alive(now):
+            return JobState.recovering
+        return self.state
 
     def touch(self) -> None:
         self.updated_at = _now()
@@ -152,3 +201,9 @@ def poses3d_key(job_id: str) -> str:
 
 def output_prefix(job_id: str) -> str:
     return f"{job_prefix(job_id)}output/"
+
+
+def tombstone_key(job_id: str) -> str:
+    """Marks a deleted job, outside its prefix, so that objects a late stage call writes under
+    the prefix are found and removed too."""
+    return f"{TOMBSTONES_PREFIX}{job_id}"

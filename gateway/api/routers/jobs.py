@@ -1,0 +1,144 @@
+"""``/v1/jobs``: submit, list, read, follow, download, retry and delete jobs."""
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from services.common.storage import ObjectNotFound
+
+from ...jobs.job_errors import JobFailed
+from ...jobs.manifest import JobManifest, JobState, new_job_id, safe_filename
+from .. import metrics
+from ..admission import admit
+from ..dependencies import ApiState, api_state, job_or_404
+from ..problems import STORAGE_DOWN, problem
+from ..ranges import RangeNotSatisfiable, parse_range
+from ..sse import job_event_stream
+from ..upload import UPLOAD_BODY, receive_upload
+from ..views import API, JobList, JobView, Problem, UploadRefused
+
+router = APIRouter(prefix=f"{API}/jobs", tags=["jobs"])
+
+NOT_FOUND = {404: {"model": Problem, "description": "no such job (or artefact)"}}
+
+
+@router.post("", status_code=202, response_model=JobView,
+             summary="Submit a video or photo; a worker runs the job",
+             responses={
+                 400: {"model": Problem, "description": "a multipart body that cannot be read"},
+                 413: {"model": Problem, "description": "upload over HPE3D_MAX_UPLOAD_MB"},
+                 415: {"model": Problem, "description": "the body is not multipart/form-data"},
+                 422: {"model": UploadRefused, "description": (
+                     "no file, an empty upload or invalid options; or a file that is not a video or photo, a "
+                     "truncated file whose index is missing, or a video over HPE3D_MAX_DURATION_S: for these the "
+                     "job exists, failed with the reason, and the body carries it as `job`")},
+                 **STORAGE_DOWN},
+             openapi_extra=UPLOAD_BODY)
+async def submit_job(request: Request, response: Response, api: ApiState = Depends(api_state)) -> JobView:
+    upload = await receive_upload(request, api.settings.max_upload_mb * 1024 * 1024)
+    job_id = new_job_id()
+    name = safe_filename(upload.filename)
+    key = f"jobs/{job_id}/input/{name}"
+    try:
+        size = await asyncio.to_thread(api.store.put_stream, key, upload.file.file, upload.content_type)
+    finally:
+        await upload.file.close()
+    metrics.UPLOAD_BYTES.inc(size)
+    job = JobManifest(id=job_id, options=upload.options, input_key=key, input_name=name, input_bytes=size)
+    location = f"{API}/jobs/{job_id}"
+    try:
+        await admit(job, api.clients, api.store, api.settings)
+    except JobFailed as failed:
+        job.state, job.error = JobState.failed, failed.error
+        await api.manifests.save(job)
+        return JSONResponse(status_code=422, headers={"Location": location}, content=UploadRefused(
+            detail=failed.error.message, job=JobView.of(job)).model_dump(mode="json"))
+    await api.manifests.save(job)
+    try:
+        await api.control.enqueue(job)
+    except Exception:
+        await api.manifests.delete_objects(job_id)
+        raise
+    response.headers["Location"] = location
+    return JobView.of(job)
+
+
+@router.get("", response_model=JobList, summary="Recent jobs, newest first (the job history)",
+            responses=STORAGE_DOWN)
+async def list_jobs(limit: int = Query(50, ge=1, le=500, description="most jobs to list"),
+                    api: ApiState = Depends(api_state)) -> JobList:
+    return JobList(jobs=[JobView.of(j) for j in await api.manifests.load_all(limit)])
+
+
+@router.get("/{job_id}", response_model=JobView,
+            summary="A job's state, per-stage progress, error, warnings, video facts and artefact links",
+            responses={**NOT_FOUND, **STORAGE_DOWN})
+async def get_job(job: JobManifest = Depends(job_or_404)) -> JobView:
+    return JobView.of(job)
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse,
+            summary="Progress as Server-Sent Events (event: progress ..., then event: done), on any replica",
+            responses={200: {"content": {"text/event-stream": {}}}, **NOT_FOUND, **STORAGE_DOWN})
+async def job_events(job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state)) -> StreamingResponse:
+    return StreamingResponse(job_event_stream(job.id, api.manifests, api.nc), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/{job_id}/artifacts/{name}", response_class=StreamingResponse,
+            summary="Download an artefact; supports Range requests (seekable MP4)",
+            responses={206: {"description": "the requested byte range"}, **NOT_FOUND,
+                       409: {"model": Problem, "description": "the object no longer matches the size and ETag "
+                                                              "recorded when the job finished"},
+                       416: {"model": Problem, "description": "a range outside the artefact"}, **STORAGE_DOWN})
+async def get_artifact(name: str, job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state),
+                       range_header: str | None = Header(None, alias="range")) -> Response:
+    artifact = job.artifacts.get(name)
+    if artifact is None:
+        raise HTTPException(404, f"job {job.id} has no artefact {name!r}")
+    try:
+        size, etag = await asyncio.to_thread(api.store.stat, artifact.key)
+    except ObjectNotFound:
+        raise HTTPException(404, f"artefact {name!r} is gone from storage") from None
+    if size != artifact.size_bytes or (artifact.etag and etag != artifact.etag):
+        return problem(409, f"artefact {name!r} changed in storage after job {job.id} finished "
+                            f"(size {size} / ETag {etag}, recorded {artifact.size_bytes} / {artifact.etag})")
+    try:
+        wanted = parse_range(range_header, size)
+    except RangeNotSatisfiable as exc:
+        return problem(416, str(exc), {"Content-Range": f"bytes */{size}"})
+    headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'inline; filename="{name}"'}
+    if etag:
+        headers["ETag"] = f'"{etag}"'
+    if size == 0:
+        return Response(b"", media_type=artifact.content_type, headers=headers)
+    if wanted is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(api.store.get_range(artifact.key, 0, size), media_type=artifact.content_type,
+                                 headers=headers)
+    headers["Content-Length"] = str(wanted.length)
+    headers["Content-Range"] = wanted.content_range(size)
+    return StreamingResponse(api.store.get_range(artifact.key, wanted.start, wanted.length), status_code=206,
+                             media_type=artifact.content_type, headers=headers)
+
+
+@router.post("/{job_id}/retry", status_code=202, response_model=JobView,
+             summary="Run a failed job again; it resumes from where it stopped",
+             responses={**NOT_FOUND, 409: {"model": Problem, "description": "the job has not failed"},
+                        **STORAGE_DOWN})
+async def retry_job(response: Response, job: JobManifest = Depends(job_or_404),
+                    api: ApiState = Depends(api_state)) -> JobView:
+    job = await api.control.retry(job)
+    response.headers["Location"] = f"{API}/jobs/{job.id}"
+    return JobView.of(job)
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response,
+               summary="Cancel a job (its stage work stops) and delete all its objects",
+               responses={**NOT_FOUND, **STORAGE_DOWN})
+async def delete_job(job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state)) -> Response:
+    await api.control.delete(job.id)
+    return Response(status_code=204)
+

@@ -1,0 +1,240 @@
+"""Running one job through the four stages: probe, decode + 2D per segment, lift, render.
+
+Every stage call carries the ``x-job-id`` metadata and is skipped when its output object already
+exists, so a resumed job (redelivered to another worker, or retried) only redoes what is missing.
+Stage outages (UNAVAILABLE, DEADLINE_EXCEEDED) and storage outages are waited out within the
+outage budget (``outage.py``); any other gRPC failure, or an outage past the budget, becomes the
+job's ``JobError``. Cancellation (a DELETE, or the worker stopping) is the caller's to handle: it
+propagates out of ``run`` untouched.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from hpe3d.v1 import common_pb2, decoder_pb2, lifter3d_pb2, pose2d_pb2, renderer_pb2
+from services.common.logs import job_id_var
+from services.common.settings import Settings
+from services.common.stage_names import DECODER, JOBS, LIFTER3D, POSE2D, RENDERER
+from services.common.storage import ObjectStore
+
+from . import metrics
+from .job_errors import JobFailed, error_from_outage, error_from_rpc
+from .manifest import JobError, JobManifest, JobState, StoredArtifact, VideoSummary, output_prefix, poses3d_key, segment_keys
+from .outage import OutagePolicy, OutageTooLong
+from .reporter import JobDeleted, JobReporter
+from .segments import SegmentPlan, plan_segments
+from .stages import StageClients
+
+log = logging.getLogger(__name__)
+
+
+def video_summary(info: common_pb2.VideoInfo) -> VideoSummary:
+    return VideoSummary(width=info.width, height=info.height, fps=info.fps, frame_count=info.frame_count,
+                        duration_s=info.duration_s, rotation_deg=info.rotation_deg, codec=info.codec,
+                        variable_frame_rate=info.variable_frame_rate, still_image=info.still_image,
+                        announced_frame_count=info.announced_frame_count)
+
+
+def apply_probe(job: JobManifest, info: common_pb2.VideoInfo, settings: Settings) -> None:
+    """Record the probe's facts and warnings in ``job``; ``JobFailed`` when the upload cannot be a
+    job (too long, no decodable frame)."""
+    job.video = video_summary(info)
+    job.warnings = list(info.warnings)
+    if info.duration_s > settings.max_duration_s:
+        raise JobFailed(JobError(stage=DECODER, code="VIDEO_TOO_LONG", message=(
+            f"video is {info.duration_s:.1f} s long; the limit is {settings.max_duration_s:.0f} s")))
+    if info.frame_count <= 0:
+        raise JobFailed(JobError(stage=DECODER, code="INVALID_ARGUMENT", message="the video holds no decodable frames"))
+
+
+class JobPipeline:
+    """Runs jobs; one instance per worker, shared by all its jobs (each job in its own task)."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, clients: StageClients, reporter: JobReporter,
+                 outage: OutagePolicy | None = None):
+        self.settings = settings
+        self.store = store
+        self.clients = clients
+        self.reporter = reporter
+        self.outage = outage or OutagePolicy(settings.outage_budget_s)
+
+    # -- the job --------------------------------------------------------------------------------
+    async def run(self, job: JobManifest) -> JobManifest:
+        """Run ``job`` to a final state (succeeded or failed), saving the manifest after every
+        step and recording the end with ``JobReporter.save_final``. ``JobDeleted`` and
+        cancellation propagate."""
+        token = job_id_var.set(job.id)
+        try:
+            try:
+                job.state, job.error = JobState.running, None
+                await self.reporter.save(job, DECODER, "started")
+                info = await self._probe(job)
+                poses2d = await self._segments(job, info)
+                await self._lift(job, info, poses2d)
+                await self._render(job, info, poses2d)
+                job.state = JobState.succeeded
+            except JobFailed as failed:
+                log.warning("job %s failed: %s", job.id, failed)
+                job.state, job.error = JobState.failed, failed.error
+            except OutageTooLong as outage:  # storage, outside any stage call
+                log.warning("job %s failed: %s", job.id, outage)
+                job.state, job.error = JobState.failed, error_from_outage(JOBS, outage)
+            except (JobDeleted, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one job's bug never takes the worker down
+                log.exception("job %s crashed", job.id)
+                job.state = JobState.failed
+                job.error = JobError(stage=JOBS, code="INTERNAL", message=f"internal error: {exc}")
+            await self.reporter.save_final(job)
+            return job
+        finally:
+            job_id_var.reset(token)
+
+    # -- steps ----------------------------------------------------------------------------------
+    async def _exists(self, key: str) -> bool:
+        return await self.outage.storage(f"stat {key}", lambda: self.store.exists(key))
+
+    async def _probe(self, job: JobManifest) -> common_pb2.VideoInfo:
+        info = await self._unary(DECODER, "Probe", self.clients.decoder.Probe,
+                                 decoder_pb2.ProbeRequest(video=self.store.ref(job.input_key)), job.id)
+        apply_probe(job, info, self.settings)
+        return info
+
+    async def _segments(self, job: JobManifest, info: common_pb2.VideoInfo) -> list[common_pb2.ObjectRef]:
+        plans = plan_segments(info.frame_count, self.settings.segment_frames)
+        job.segment_count = len(plans)
+        job.progress[DECODER].total = job.progress[POSE2D].total = info.frame_count
+        job.progress[DECODER].done = job.progress[POSE2D].done = 0
+        await self.reporter.save(job, DECODER, f"{len(plans)} segments")
+        limit = asyncio.Semaphore(max(1, self.settings.stage_concurrency))
+
+        async def one(plan: SegmentPlan) -> str:
+            async with limit:
+                return await self._segment(job, info, plan)
+
+        tasks = [asyncio.create_task(one(p)) for p in plans]
+        try:
+            keys = await _all_or_first_error(tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        job.poses2d_keys = keys
+        await self.reporter.save(job, POSE2D, "all segments done")
+        return [self.store.ref(k) for k in keys]
+
+    async def _segment(self, job: JobManifest, info: common_pb2.VideoInfo, plan: SegmentPlan) -> str:
+        frames_key, poses_key = segment_keys(job.id, plan.index)
+        if not await self._exists(poses_key):
+            if await self._exists(frames_key):
+                segment = common_pb2.SegmentRef(job_id=job.id, index=plan.index, start_frame=plan.start_frame,
+                                                frame_count=plan.frame_count, frames=self.store.ref(frames_key))
+            else:
+                segment = await self._unary(DECODER, "Decode", self.clients.decoder.Decode, decoder_pb2.DecodeRequest(
+                    job_id=job.id, index=plan.index, video=self.store.ref(job.input_key),
+                    start_frame=plan.start_frame, frame_count=plan.frame_count,
+                    working_size=job.options.working_size or self.settings.working_size,
+                    output=self.store.ref(frames_key)), job.id)
+            job.progress[DECODER].done += plan.frame_count
+            await self.reporter.save(job, DECODER, f"segment {plan.index} decoded")
+            await self._unary(POSE2D, "Estimate", self.clients.pose2d.Estimate, pose2d_pb2.EstimateRequest(
+                segment=segment, output=self.store.ref(poses_key),
+                max_persons=job.options.max_persons or self.settings.max_persons), job.id)
+        else:
+            job.progress[DECODER].done += plan.frame_count
+        job.progress[POSE2D].done += plan.frame_count
+        await self.reporter.save(job, POSE2D, f"segment {plan.index} done")
+        return poses_key
+
+    async def _lift(self, job: JobManifest, info: common_pb2.VideoInfo, poses2d: list[common_pb2.ObjectRef]) -> None:
+        """Lift every person; a photo or a 1-frame video keeps tracks of a single frame."""
+        key = poses3d_key(job.id)
+        if await self._exists(key):
+            job.poses3d_key = key
+            job.progress[LIFTER3D].done = job.progress[LIFTER3D].total = max(job.progress[LIFTER3D].total, 1)
+            return
+        request = lifter3d_pb2.LiftRequest(job_id=job.id, width=job.video.width, height=job.video.height,
+                                           segments=poses2d, output=self.store.ref(key), fps=info.fps,
+                                           min_track_frames=1 if info.frame_count == 1 else 0)
+        await self._streaming(LIFTER3D, "Lift", self.clients.lifter3d.Lift, request, job)
+        job.poses3d_key = key
+        await self.reporter.save(job, LIFTER3D, "done")
+
+    async def _render(self, job: JobManifest, info: common_pb2.VideoInfo, poses2d: list[common_pb2.ObjectRef]) -> None:
+        request = renderer_pb2.RenderRequest(
+            job_id=job.id, video=self.store.ref(job.input_key), video_info=info, poses2d=poses2d,
+            poses3d=self.store.ref(job.poses3d_key), output_prefix=output_prefix(job.id),
+            bucket=self.store.bucket, skip_video=not job.options.render)
+        result: renderer_pb2.RenderReply = await self._streaming(RENDERER, "Render", self.clients.renderer.Render,
+                                                                 request, job)
+        artifacts = {}
+        for a in result.artifacts:
+            size, etag = await self.outage.storage(f"stat {a.ref.key}", lambda key=a.ref.key: self.store.stat(key))
+            artifacts[a.name] = StoredArtifact(key=a.ref.key, content_type=a.content_type or "application/octet-stream",
+                                               size_bytes=size, etag=etag)
+        job.artifacts = artifacts
+
+    # -- calls that wait outages out ------------------------------------------------------------
+    async def _call(self, stage: str, method: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``attempt`` (one stage call) until it succeeds, waiting out outages within the
+        budget; other gRPC errors, or an outage past the budget, fail the job."""
+        async def timed() -> Any:
+            started, code = time.perf_counter(), "OK"
+            try:
+                return await attempt()
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code().name
+                raise
+            finally:
+                metrics.STAGE_CALL_SECONDS.labels(stage, method, code).observe(time.perf_counter() - started)
+        try:
+            return await self.outage.call(f"{stage}.{method}", timed,
+                                          on_retry=lambda _e, _d: metrics.OUTAGE_RETRIES.labels(stage).inc())
+        except grpc.aio.AioRpcError as exc:
+            raise JobFailed(error_from_rpc(stage, exc)) from exc
+        except OutageTooLong as outage:
+            raise JobFailed(error_from_outage(stage, outage)) from outage
+
+    async def _unary(self, stage: str, method: str, call: Callable[..., Awaitable[Any]], request: Any, job_id: str) -> Any:
+        return await self._call(stage, method, lambda: call(
+            request, metadata=(("x-job-id", job_id),), timeout=self.settings.stage_timeout_s))
+
+    async def _streaming(self, stage: str, method: str, call: Callable[..., AsyncIterator[Any]], request: Any,
+                         job: JobManifest) -> Any:
+        """Call a server-streaming stage (LiftUpdate / RenderUpdate), forwarding its Progress to the
+        manifest; returns the ``result`` of the last update."""
+        progress = job.progress[stage]
+
+        async def attempt() -> Any:
+            result = None
+            async for update in call(request, metadata=(("x-job-id", job.id),), timeout=self.settings.stage_timeout_s):
+                if update.HasField("progress"):
+                    progress.done, progress.total = update.progress.done, update.progress.total
+                    await self.reporter.save(job, stage, update.progress.message)
+                elif update.HasField("result"):
+                    result = update.result
+            if result is None:
+                raise JobFailed(JobError(stage=stage, code="INTERNAL",
+                                         message=f"{stage} ended its stream without a result"))
+            progress.total = max(progress.total, 1)
+            progress.done = progress.total
+            return result
+
+        return await self._call(stage, method, attempt)
+
+
+async def _all_or_first_error(tasks: list[asyncio.Task]) -> list:
+    """Results of all ``tasks`` in order, or the first exception any of them raised."""
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                raise t.exception()
+    return [t.result() for t in tasks]
