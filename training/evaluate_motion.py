@@ -19,6 +19,8 @@ Figures:
   frame (metres as the service outputs them), over consecutive frames in which the true foot is planted (true
   ankle within 3 cm of its lowest height and moving horizontally under 0.1 m/s). All takes count.
 * contacts: precision and recall of the predicted ``foot_contacts`` against those true planted frames.
+* camera: mean absolute error of the estimated pitch (degrees) and height (metres, relative to the true
+  height: the similarity-free world is only as large as the lifted skeleton) of the camera.
 * baseline: the pinned-at-origin output the service gave before root motion (``Track3D.grounded``: pelvis at
   x = z = 0, lower ankle on the floor in every frame), scored the same way.
 
@@ -145,8 +147,11 @@ def evaluate_take(lifter: Lifter, coco: np.ndarray, h36m: np.ndarray, fps: float
     contacts = from_proto(track.foot_contacts).reshape(-1, 2)
     grounded = from_proto(track.grounded).reshape(-1, 17, 3)
     gt = h36m[sl].astype(np.float64)
-    return {"service": take_scores(world, contacts, gt, fps), "pinned": take_scores(grounded, None, gt, fps),
-            "tracks": len(poses.tracks)}
+    service = take_scores(world, contacts, gt, fps)
+    true_pitch = float(np.rad2deg(np.arcsin(-cam.R[0, 2, 1])))
+    service["pitch_err"] = abs(poses.camera.pitch_deg - true_pitch)
+    service["height_err"] = abs(poses.camera.height_m - float(cam.center[0, 1])) / float(cam.center[0, 1])
+    return {"service": service, "pinned": take_scores(grounded, None, gt, fps), "tracks": len(poses.tracks)}
 
 
 def summarise(rows: list[tuple[str, dict]], min_travel: float) -> dict:
@@ -166,6 +171,9 @@ def summarise(rows: list[tuple[str, dict]], min_travel: float) -> dict:
             tp, fp, fn = (sum(s[k] for s in items) for k in ("tp", "fp", "fn"))
             entry["contact_precision"] = tp / max(tp + fp, 1)
             entry["contact_recall"] = tp / max(tp + fn, 1)
+        if "pitch_err" in items[0]:
+            entry["pitch_err_deg"] = float(np.mean([s["pitch_err"] for s in items]))
+            entry["height_err_pct"] = 100 * float(np.mean([s["height_err"] for s in items]))
         table[key] = entry
     return table
 
@@ -204,11 +212,12 @@ def main(argv: list[str] | None = None) -> None:
           f"{'noisy' if args.noisy else 'clean'} 2D, focal from the prior; RTE over takes travelling >= "
           f"{args.min_travel} m; sliding while the true foot is planted; {fragmented} takes split into >1 track")
     print(f"{'action':32s} {'takes':>5s} | {'RTE %':>6s} {'slide cm/f':>10s} {'contact P/R':>11s} |"
-          f" {'pinned RTE %':>12s} {'slide':>6s}")
+          f" {'pitch err':>9s} {'height err':>10s} | {'pinned RTE %':>12s} {'slide':>6s}")
     for key in sorted(tables["service"], key=lambda k: (k == "OVERALL", k)):
         s, p = tables["service"][key], tables["pinned"][key]
         print(f"{key:32s} {s['takes']:5d} | {_fmt(s['rte_pct'], '6.1f')} {_fmt(s['slide_cm'], '10.2f')} "
-              f"{s['contact_precision']:5.2f}/{s['contact_recall']:4.2f} | {_fmt(p['rte_pct'], '12.1f')} "
+              f"{s['contact_precision']:5.2f}/{s['contact_recall']:4.2f} {s['pitch_err_deg']:7.1f} d "
+              f"{s['height_err_pct']:8.0f} % | {_fmt(p['rte_pct'], '12.1f')} "
               f"{_fmt(p['slide_cm'], '6.2f')}")
     if args.json:
         args.json.write_text(json.dumps(tables, indent=1))

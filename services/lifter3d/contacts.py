@@ -17,8 +17,13 @@ ANKLE_HEIGHT_M = 0.10
 FEET = (H36M17.index("left_ankle"), H36M17.index("right_ankle"))
 #: A foot is planted while its ankle is at most this far above :data:`ANKLE_HEIGHT_M` ...
 CONTACT_HEIGHT_M = 0.08
-#: ... and moves horizontally slower than this, metres per second.
-CONTACT_SPEED_MPS = 0.45
+#: ... and moves horizontally slower than this, metres per second, or than :data:`CONTACT_SPEED_SHARE` of the
+#: body's (pelvis's) horizontal speed when that is higher (running: the lifted stance foot is never quite still).
+CONTACT_SPEED_MPS = 0.8
+CONTACT_SPEED_SHARE = 0.8
+#: A foot's say in the body shift ramps up over this long after it lands and down before it lifts, seconds
+#: (so the shift does not jump where the second foot lands or the first one lifts).
+PIN_RAMP_S = 0.1
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -41,11 +46,12 @@ def clean_runs(mask: np.ndarray, min_run: int, max_hole: int) -> np.ndarray:
 
 
 def detect_contacts(world: np.ndarray, fps: float, height_m: float = CONTACT_HEIGHT_M,
-                    speed_mps: float = CONTACT_SPEED_MPS) -> np.ndarray:
+                    speed_mps: float = CONTACT_SPEED_MPS, speed_share: float = CONTACT_SPEED_SHARE) -> np.ndarray:
     """Planted feet of one person, ``[F, 2]`` boolean (left, right).
 
-    A foot is planted in a frame when its ankle is low (within ``height_m`` of its resting height above the
-    floor) and slow (horizontal speed, central difference, below ``speed_mps``); runs are then cleaned with
+    A foot is planted in a frame when its ankle is low (within ``height_m`` of its resting height: the
+    higher of :data:`ANKLE_HEIGHT_M` and, over 10 frames or more, the 10th percentile of its height) and slow (horizontal speed, central difference, below ``speed_mps`` or ``speed_share`` times the
+    pelvis's horizontal speed averaged over 0.5 s, whichever is higher); runs are then cleaned with
     :func:`clean_runs` (holes up to 0.1 s filled, runs under 0.1 s dropped). A single frame is planted when
     its ankle is low.
 
@@ -54,12 +60,19 @@ def detect_contacts(world: np.ndarray, fps: float, height_m: float = CONTACT_HEI
         fps: frames per second.
     """
     ankles = np.asarray(world, dtype=np.float64)[:, list(FEET)]  # [F, 2, 3]
-    low = ankles[..., 1] <= ANKLE_HEIGHT_M + height_m
+    rest = np.full(2, ANKLE_HEIGHT_M)
+    if len(ankles) >= 10:  # each foot's own resting height: the lifted legs need not reach the floor equally
+        rest = np.maximum(rest, np.percentile(ankles[..., 1], 10, axis=0))
+    low = ankles[..., 1] <= rest + height_m
     if len(ankles) < 2:
         return low
     horiz = ankles[..., [0, 2]]
     speed = np.linalg.norm(np.gradient(horiz, axis=0), axis=-1) * fps
-    planted = low & (speed <= speed_mps)
+    pelvis = np.asarray(world, dtype=np.float64)[:, 0, [0, 2]]
+    body = np.linalg.norm(np.gradient(pelvis, axis=0), axis=-1) * fps
+    half = max(1, int(round(0.25 * fps)))
+    body = np.convolve(np.pad(body, half, mode="edge"), np.ones(2 * half + 1) / (2 * half + 1), mode="valid")
+    planted = low & (speed <= np.maximum(speed_mps, speed_share * body)[:, None])
     short = max(1, int(round(0.1 * fps)))
     return np.stack([clean_runs(planted[:, k], short, short) for k in range(2)], axis=1)
 
@@ -68,36 +81,33 @@ def pin_planted_feet(world: np.ndarray, contacts: np.ndarray, fps: float) -> np.
     """Move the whole body so planted feet stay put and rest on the floor.
 
     For every run of frames in which a foot is planted, its target is its mean horizontal position over the
-    run at height :data:`ANKLE_HEIGHT_M`. In a frame with planted feet the body is shifted by the mean of
-    (target - ankle) over the planted feet; between runs the shift is interpolated linearly (so the body
-    blends from one contact to the next, and jumps keep their height), before the first and after the last
-    run it is held; finally it is smoothed with a gaussian of 1/15 s to remove steps where the second foot
-    lands. Returns the corrected ``[F, 17, 3]`` (a new array).
+    run at height :data:`ANKLE_HEIGHT_M`. In a frame with planted feet the body is shifted by the weighted mean
+    of (target - ankle) over the planted feet, a foot's weight ramping from 0 to 1 over :data:`PIN_RAMP_S`
+    after it lands and back before it lifts (one planted foot is pinned exactly; the shift stays continuous
+    when the second lands). Between runs the shift is interpolated linearly, so the body blends from one
+    contact to the next and jumps keep their height; before the first and after the last run it is held.
+    Returns the corrected ``[F, 17, 3]`` (a new array).
     """
     out = np.asarray(world, dtype=np.float64).copy()
     contacts = np.asarray(contacts, dtype=bool)
     if not contacts.any():
         return out
     frames = len(out)
+    ramp = max(1.0, PIN_RAMP_S * fps)
     shift_sum = np.zeros((frames, 3))
-    count = np.zeros(frames)
+    weight = np.zeros(frames)
     for k, joint in enumerate(FEET):
         ankle = out[:, joint]
         for start, stop in _runs(contacts[:, k]):
             target = ankle[start:stop].mean(axis=0)
             target[1] = ANKLE_HEIGHT_M
-            shift_sum[start:stop] += target - ankle[start:stop]
-            count[start:stop] += 1
-    known = count > 0
+            f = np.arange(start, stop)
+            w = np.clip(np.minimum(f - start + 1, stop - f) / ramp, 1e-3, 1.0)[:, None]
+            shift_sum[start:stop] += w * (target - ankle[start:stop])
+            weight[start:stop] += w[:, 0]
+    known = weight > 0
     shift = np.zeros((frames, 3))
     idx = np.arange(frames)
     for c in range(3):
-        shift[:, c] = np.interp(idx, idx[known], shift_sum[known, c] / count[known])
-    sigma = fps / 15.0
-    if frames > 1 and sigma > 0:
-        radius = int(np.ceil(3 * sigma))
-        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-        taps /= taps.sum()
-        padded = np.pad(shift, ((radius, radius), (0, 0)), mode="edge")
-        shift = np.stack([np.convolve(padded[:, c], taps, mode="valid") for c in range(3)], axis=1)
+        shift[:, c] = np.interp(idx, idx[known], shift_sum[known, c] / weight[known])
     return out + shift[:, None, :]
