@@ -16,7 +16,23 @@ class InvalidInput(ValueError):
 
 
 class NoPersonFound(RuntimeError):
-    """The input is valid but holds nobody to track."""
+    """The input is valid but holds nobody to track. Build it with ``no_person_found`` so that
+    every stage words it the same way."""
+
+
+def no_person_found(frames_searched: int, frames_with_person: int = 0, *, still_image: bool = False,
+                    max_persons: int = 0, longest_track: int = 0, min_track_frames: int = 0) -> NoPersonFound:
+    """The one wording of "no person found", whichever stage finds it: what was searched (the
+    image, or N frames; for up to ``max_persons`` persons when known) and what was found (no
+    detection at all, or detections whose longest track is shorter than ``min_track_frames``)."""
+    where = "the image" if still_image else f"{frames_searched} frame{'s' if frames_searched != 1 else ''}"
+    limit = f" for up to {max_persons} person{'s' if max_persons != 1 else ''}" if max_persons > 0 else ""
+    if frames_with_person <= 0:
+        found = "nobody was detected"
+    else:
+        found = (f"{frames_with_person} of {frames_searched} frames had a detection, but the longest track "
+                 f"has {longest_track} frame{'s' if longest_track != 1 else ''} and {min_track_frames} are needed")
+    return NoPersonFound(f"no person found: searched {where}{limit}; {found}")
 
 
 class DependencyUnavailable(ConnectionError):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hpe3d.v1 import common_pb2
 from services.common.arrays import to_proto
-from services.common.errors import InvalidInput, NoPersonFound, WeightsMissing
+from services.common.errors import InvalidInput, WeightsMissing, no_person_found
 from services.common.skeletons import coco17_to_h36m17
 
 import torch
@@ -70,11 +70,11 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
     frame_count = max((f.frame_index for f in frames), default=-1) + 1
-    tracks = [t for t in link_tracks(detections, frame_count) if t.detected_frames >= min_frames]
+    linked = link_tracks(detections, frame_count)
+    tracks = [t for t in linked if t.detected_frames >= min_frames]
     if not tracks:
-        raise NoPersonFound(
-            f"no person found: {len(detections)} of {frame_count} frames had a detection, "
-            f"and no track reached {min_frames} frames")
+        raise no_person_found(frame_count, len(detections), min_track_frames=min_frames,
+                              longest_track=max((t.detected_frames for t in linked), default=0))
     lifted = []
     for done, track in enumerate(tracks):
         if progress:
