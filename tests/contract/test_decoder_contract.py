@@ -97,3 +97,65 @@ def test_start_beyond_the_end_is_invalid_argument(decoder, store):
         stub.Decode(decoder_pb2.DecodeRequest(job_id=JOB, video=video, start_frame=12, frame_count=5,
                                               output=store.ref(f"jobs/{JOB}/j3/0.pb")))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _put(store, name: str, path: Path):
+    return store.put_bytes(f"jobs/{JOB}/{name}", path.read_bytes(), "application/octet-stream")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A phone-style trim (edit list), a cut-off file with its index first, one without its
+    index, and a photo, made from the office clip."""
+    from tests.video_fixtures import PEOPLE_CLIP, cut_copy, encode_h264, read_frames, truncate
+    d = tmp_path_factory.mktemp("decoder-contract")
+    frames = read_frames(PEOPLE_CLIP)
+    source = encode_h264(d / "source.mp4", frames, gop=8)
+    cut_copy(source, d / "trimmed.mp4", 11 / 30)
+    truncate(encode_h264(d / "faststart.mp4", frames * 2, gop=8, faststart=True), d / "cut_short.mp4", 0.5)
+    truncate(source, d / "no_index.mp4", 0.6)
+    assert cv2.imwrite(str(d / "photo.jpg"), frames[5])
+    return d
+
+
+def test_trimmed_clip_probes_and_decodes_its_shown_frames(decoder, store, made):
+    stub, _ = decoder
+    video = _put(store, "trimmed.mp4", made / "trimmed.mp4")
+    info = stub.Probe(decoder_pb2.ProbeRequest(video=video), metadata=JOB_METADATA)
+    assert info.frame_count == info.announced_frame_count == 13 and not info.warnings
+    assert info.timestamps_s[0] == 0.0 and not info.still_image
+    counts = [stub.Decode(decoder_pb2.DecodeRequest(
+        job_id=JOB, index=i, video=video, start_frame=start, frame_count=8,
+        output=store.ref(f"jobs/{JOB}/trimmed/{i:05d}.pb"))).frame_count
+        for i, start in enumerate(range(0, 13, 8))]
+    assert counts == [8, 5]
+
+
+def test_truncated_file_that_plays_reports_the_missing_frames(decoder, store, made):
+    stub, _ = decoder
+    info = stub.Probe(decoder_pb2.ProbeRequest(video=_put(store, "cut_short.mp4", made / "cut_short.mp4")),
+                      metadata=JOB_METADATA)
+    assert 0 < info.frame_count < info.announced_frame_count == 48
+    assert list(info.warnings) == [f"truncated: {48 - info.frame_count} of 48 announced frames were missing; "
+                                   f"the job uses the {info.frame_count} frames the file holds"]
+
+
+def test_truncated_file_without_its_index_is_invalid_argument_with_the_reason(decoder, store, made):
+    stub, _ = decoder
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Probe(decoder_pb2.ProbeRequest(video=_put(store, "no_index.mp4", made / "no_index.mp4")),
+                   metadata=JOB_METADATA)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("truncated: the index is missing")
+
+
+def test_photo_is_a_one_frame_still_image(decoder, store, made):
+    stub, _ = decoder
+    photo = _put(store, "photo.jpg", made / "photo.jpg")
+    info = stub.Probe(decoder_pb2.ProbeRequest(video=photo), metadata=JOB_METADATA)
+    assert info.still_image and info.frame_count == 1 and info.fps == 0.0 and info.duration_s == 0.0
+    assert (info.width, info.height, info.codec) == (640, 360, "mjpeg")
+    ref = stub.Decode(decoder_pb2.DecodeRequest(job_id=JOB, video=photo, start_frame=0, frame_count=128,
+                                                output=store.ref(f"jobs/{JOB}/photo/00000.pb")))
+    segment = store.get_message(ref.frames, common_pb2.FrameSegment)
+    assert ref.frame_count == 1 and len(segment.jpeg) == 1 and list(segment.timestamps_s) == [0.0]
