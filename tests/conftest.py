@@ -46,6 +46,33 @@ def triton_stack(tmp_path_factory, s3_stack):
     stack.stop()
 
 
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory):
+    """A real nats-server (JetStream, file store in a temp dir) on a free loopback port."""
+    import subprocess
+    import time
+
+    from hpe3d_cli.local_stack import free_port
+    from hpe3d_cli.nats_server import NatsServerCommand, nats_accepts, start_nats_server
+    workdir = tmp_path_factory.mktemp("nats")
+    command = NatsServerCommand(port=free_port(), store_dir=workdir / "js")
+    proc = start_nats_server(command, workdir / "nats.log")
+    try:
+        deadline = time.monotonic() + 20
+        while not nats_accepts(command.url()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server did not start: {(workdir / 'nats.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield command.url()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def require_shared(path: str) -> Path:
     """A file under ../shared/data, or skip: a user's clone has no ../shared."""
     full = SHARED_DATA / path

@@ -1,34 +1,46 @@
-"""The REST app with a real SeaweedFS store; no stage server runs, so jobs fail as 'unavailable'."""
+"""The REST API with a real SeaweedFS store and a real nats-server; no worker and no stage server
+runs, so submitted jobs stay queued (the queue holds them) and the API deletes them itself."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-import time
 
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
+from gateway.api.app import create_app
+from gateway.jobs import queue
+from gateway.jobs.manifest import JobError, JobManifest, JobState, StoredArtifact, new_job_id, tombstone_key
 from hpe3d_cli.local_stack import free_port
-from gateway.manifest import JobManifest, StoredArtifact, new_job_id
+from services.common.storage import ObjectStore
 
 
 @pytest.fixture(scope="module")
-def client(settings, store):
+def api_settings(settings, nats_url):
     dead = {f"{s}_addr": f"127.0.0.1:{free_port()}" for s in ("decoder", "pose2d", "lifter3d", "renderer")}
-    s = dataclasses.replace(settings, max_upload_mb=1, stage_retries=0, **dead)
-    with TestClient(create_app(s, store)) as c:
+    return dataclasses.replace(settings, max_upload_mb=1, nats_url=nats_url, triton_url=f"127.0.0.1:{free_port()}",
+                               **dead)
+
+
+@pytest.fixture(scope="module")
+def client(api_settings, store):
+    with TestClient(create_app(api_settings, store)) as c:
+        for _ in range(100):  # the app connects to NATS in the background
+            if c.app.state.api.nc is not None:
+                break
+            asyncio.run(asyncio.sleep(0.05))
         yield c
 
 
-def wait_finished(client, url: str, timeout_s: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body = client.get(url).json()
-        if body["state"] in ("succeeded", "failed", "cancelled"):
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"job {url} did not finish: {body}")
+def queued_messages(nats_url: str) -> int:
+    async def count() -> int:
+        nc = await queue.connect(nats_url, "test", attempts=1)
+        try:
+            return (await nc.jetstream().stream_info(queue.STREAM)).state.messages
+        finally:
+            await nc.close()
+    return asyncio.run(count())
 
 
 def test_upload_over_the_limit_is_413(client):
@@ -43,50 +55,90 @@ def test_declared_content_length_over_the_limit_is_refused_early(client):
     assert r.status_code == 413
 
 
-def test_empty_upload_is_422(client):
+def test_not_multipart_is_415_and_a_broken_body_is_400(client):
+    assert client.post("/v1/jobs", content=b"{}", headers={"Content-Type": "application/json"}).status_code == 415
+    broken = client.post("/v1/jobs", content=b"--x\r\nContent-Disposition: form-data; name=\"file\"",
+                         headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert broken.status_code in (400, 422), broken.text
+
+
+def test_empty_upload_and_invalid_options_are_422(client):
     r = client.post("/v1/jobs", files={"file": ("empty.mp4", b"", "video/mp4")})
     assert r.status_code == 422 and r.json()["detail"] == "empty upload"
-
-
-def test_invalid_option_is_422(client):
     r = client.post("/v1/jobs", files={"file": ("a.mp4", b"abc", "video/mp4")}, data={"max_persons": "many"})
     assert r.status_code == 422 and "max_persons" in r.json()["detail"]
+    r = client.post("/v1/jobs", files={"file": ("a.mp4", b"abc", "video/mp4")}, data={"working_size": "5000"})
+    assert r.status_code == 422 and "working_size" in r.json()["detail"]
 
 
-def test_accepted_job_is_stored_and_fails_clearly_without_stages(client, store):
+def test_submitted_job_is_stored_queued_and_deleted_by_the_api_when_no_worker_runs_it(client, store, nats_url):
+    before = queued_messages(nats_url)
     r = client.post("/v1/jobs", files={"file": ("../My clip.mp4", b"not really a video", "video/mp4")},
                     data={"max_persons": "3", "render": "false"})
     assert r.status_code == 202, r.text
     job = r.json()
     assert r.headers["Location"] == f"/v1/jobs/{job['id']}" == job["links"]["self"]
     assert job["options"] == {"max_persons": 3, "working_size": 0, "render": False}
+    assert job["state"] == "queued" and job["attempt"] == 1
+    assert set(job["progress"]) == {"decoder", "pose2d", "lifter3d", "renderer"}
     assert store.get_bytes(f"jobs/{job['id']}/input/My_clip.mp4") == b"not really a video"
-    final = wait_finished(client, r.headers["Location"])
-    assert final["state"] == "failed"
-    assert final["error"]["stage"] == "decode" and final["error"]["message"].startswith("dependency unavailable")
+    assert queued_messages(nats_url) == before + 1  # on the queue, waiting for a worker
+    assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "queued"
     assert job["id"] in [j["id"] for j in client.get("/v1/jobs").json()["jobs"]]
-    # SSE after the job finished: the final state, then the stream closes
-    text = client.get(f"/v1/jobs/{job['id']}/events").text
-    assert "event: progress" in text and text.rstrip().split("\n\n")[-1].startswith("event: done")
-    done = json.loads(text.rstrip().split("\n\n")[-1].split("data: ", 1)[1])
-    assert done["state"] == "failed"
     assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
     assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
     assert store.list_keys(f"jobs/{job['id']}/") == []
+    assert store.exists(tombstone_key(job["id"]))  # a worker taking the queued run later cleans up
+    text = client.get(f"/v1/jobs/{job['id']}/events")
+    assert text.status_code == 404
 
 
-def test_artifact_ranges(client, store):
+def test_events_of_a_finished_job_end_with_done(client, store):
+    job = JobManifest(id=new_job_id(), input_key="k", input_name="a.mp4", state=JobState.failed,
+                      error=JobError(stage="decoder", code="INVALID_ARGUMENT", message="not a video"))
+    store.put_bytes(job.key, job.to_json())
+    text = client.get(f"/v1/jobs/{job.id}/events").text
+    blocks = text.rstrip().split("\n\n")
+    assert blocks[0].startswith("event: progress") and blocks[-1].startswith("event: done")
+    done = json.loads(blocks[-1].split("data: ", 1)[1])
+    assert done["state"] == "failed" and done["error"]["stage"] == "decoder"
+
+
+def test_retry_requeues_only_a_failed_job(client, store, nats_url):
+    job = JobManifest(id=new_job_id(), input_key="k", input_name="a.mp4", state=JobState.failed,
+                      error=JobError(stage="pose2d", code="UNAVAILABLE", message="dependency unavailable"))
+    store.put_bytes(job.key, job.to_json())
+    before = queued_messages(nats_url)
+    r = client.post(f"/v1/jobs/{job.id}/retry")
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] == "queued" and r.json()["attempt"] == 2 and r.json()["error"] is None
+    assert queued_messages(nats_url) == before + 1
+    again = client.post(f"/v1/jobs/{job.id}/retry")
+    assert again.status_code == 409 and "only a failed job" in again.json()["detail"]
+    assert client.post(f"/v1/jobs/{new_job_id()}/retry").status_code == 404
+    assert client.delete(f"/v1/jobs/{job.id}").status_code == 204
+
+
+def test_a_running_job_without_a_live_owner_shows_recovering(client, store):
+    job = JobManifest(id=new_job_id(), input_key="k", input_name="a.mp4", state=JobState.running, owner="gone")
+    store.put_bytes(job.key, job.to_json())
+    assert client.get(f"/v1/jobs/{job.id}").json()["state"] == "recovering"
+
+
+def test_artifact_ranges_and_the_etag_check(client, store):
     job_id = new_job_id()
     body = bytes(range(256)) * 4
-    store.put_bytes(f"jobs/{job_id}/output/render.mp4", body, "video/mp4")
+    key = f"jobs/{job_id}/output/render.mp4"
+    store.put_bytes(key, body, "video/mp4")
+    size, etag = store.stat(key)
     manifest = JobManifest(id=job_id, input_key="k", input_name="k", state="succeeded",
-                           artifacts={"render.mp4": StoredArtifact(key=f"jobs/{job_id}/output/render.mp4",
-                                                                   content_type="video/mp4", size_bytes=len(body))})
+                           artifacts={"render.mp4": StoredArtifact(key=key, content_type="video/mp4",
+                                                                   size_bytes=size, etag=etag)})
     store.put_bytes(manifest.key, manifest.to_json())
     url = f"/v1/jobs/{job_id}/artifacts/render.mp4"
     whole = client.get(url)
     assert whole.status_code == 200 and whole.content == body and whole.headers["accept-ranges"] == "bytes"
-    assert whole.headers["content-type"] == "video/mp4"
+    assert whole.headers["content-type"] == "video/mp4" and whole.headers["etag"] == f'"{etag}"'
     part = client.get(url, headers={"Range": "bytes=100-199"})
     assert part.status_code == 206 and part.content == body[100:200]
     assert part.headers["content-range"] == f"bytes 100-199/{len(body)}"
@@ -94,6 +146,32 @@ def test_artifact_ranges(client, store):
     assert client.get(f"/v1/jobs/{job_id}/artifacts/nope.bin").status_code == 404
     assert client.get(f"/v1/jobs/{new_job_id()}").status_code == 404
     assert client.get("/v1/jobs/not-an-id").status_code == 404
+    # an object overwritten after the job finished is not served
+    store.put_bytes(key, b"someone else's bytes", "video/mp4")
+    changed = client.get(url)
+    assert changed.status_code == 409 and "changed in storage" in changed.json()["detail"]
+
+
+def test_storage_down_is_503_with_the_reason(api_settings):
+    dead = ObjectStore(f"127.0.0.1:{free_port()}", "a", "b", "hpe3d", retries=0)
+    with TestClient(create_app(api_settings, dead)) as c:
+        for path in ("/v1/jobs", f"/v1/jobs/{new_job_id()}", f"/v1/jobs/{new_job_id()}/events"):
+            r = c.get(path)
+            assert r.status_code == 503, (path, r.text)
+            assert r.json()["detail"].startswith("storage unavailable")
+        r = c.post("/v1/jobs", files={"file": ("a.mp4", b"abc", "video/mp4")})
+        assert r.status_code == 503 and r.json()["detail"].startswith("storage unavailable")
+        assert c.delete(f"/v1/jobs/{new_job_id()}").status_code == 503
+
+
+def test_queue_down_refuses_submissions_with_503(settings, store):
+    s = dataclasses.replace(settings, nats_url=f"nats://127.0.0.1:{free_port()}",
+                            decoder_addr=f"127.0.0.1:{free_port()}")
+    with TestClient(create_app(s, store)) as c:
+        r = c.post("/v1/jobs", files={"file": ("a.mp4", b"abc", "video/mp4")})
+        assert r.status_code == 503 and "NATS" in r.json()["detail"]
+        ready = c.get("/readyz").json()
+        assert not ready["ready"] and not ready["dependencies"]["nats"]["ok"]
 
 
 def test_operations_endpoints(client):
@@ -101,8 +179,18 @@ def test_operations_endpoints(client):
     ready = client.get("/readyz")
     assert ready.status_code == 503
     deps = ready.json()["dependencies"]
-    assert deps["storage"]["ok"] and not deps["decoder"]["ok"]
+    assert set(deps) == {"s3", "nats", "triton", "decoder", "pose2d", "lifter3d", "renderer"}
+    assert deps["s3"]["ok"] and deps["nats"]["ok"] and not deps["decoder"]["ok"] and not deps["triton"]["ok"]
     metrics = client.get("/metrics").text
-    assert "hpe3d_gateway_upload_bytes_total" in metrics and "hpe3d_gateway_jobs" in metrics
-    page = client.get("/")
-    assert page.status_code == 200 and "EventSource" in page.text
+    assert "hpe3d_gateway_upload_bytes_total" in metrics and "hpe3d_gateway_jobs_submitted_total" in metrics
+    assert client.get("/").status_code == 200
+
+
+def test_openapi_documents_errors_and_bounds(client):
+    spec = client.get("/openapi.json").json()
+    post = spec["paths"]["/v1/jobs"]["post"]
+    assert {"202", "400", "413", "415", "422", "503"} <= set(post["responses"])
+    fields = post["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert fields["max_persons"]["maximum"] == 16 and fields["working_size"]["maximum"] == 4096
+    assert {"202", "404", "409", "503"} <= set(spec["paths"]["/v1/jobs/{job_id}/retry"]["post"]["responses"])
+    assert "503" in spec["paths"]["/v1/jobs/{job_id}"]["get"]["responses"]
