@@ -116,6 +116,7 @@ def test_overlay_renders_the_whole_system(overlay):
     for workload in ("decoder", "pose2d", "lifter3d", "renderer", "gateway", "triton"):
         assert f"Deployment/{workload}" in names and f"Service/{workload}" in names, f"{name}: {workload}"
     assert {"Namespace/hpe3d", "ConfigMap/hpe3d-config", "StatefulSet/minio", "Service/minio",
+            "StatefulSet/nats", "Service/nats", "Deployment/worker", "PodDisruptionBudget/worker",
             "Ingress/gateway", "Job/minio-bucket"} <= names
     for stage in ("decoder", "pose2d", "renderer"):
         assert f"HorizontalPodAutoscaler/{stage}" in names
@@ -187,9 +188,23 @@ def test_stage_addresses_point_at_services(overlay):
         host = host.split(".")[0]
         assert host in services, f"{name}: {key}={data[key]} names no Service"
         assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, f"{name}: {key} port"
+    scheme, _, address = data["HPE3D_NATS_URL"].partition("://")
+    host, port = address.rsplit(":", 1)
+    assert scheme == "nats" and host in services, f"{name}: HPE3D_NATS_URL={data['HPE3D_NATS_URL']}"
+    assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, f"{name}: HPE3D_NATS_URL port"
 
 
-def test_secret_references_are_the_s3_secret(overlay):
+SECRET_KEYS = {"hpe3d-s3": {"access-key", "secret-key"}, "hpe3d-stage-token": {"token"}}
+
+
+def _secret_base_name(name: str, secrets: dict) -> str:
+    """The Secret's name without the hash suffix a generator adds (local overlay)."""
+    if secrets:
+        assert name in secrets, f"Secret {name} is referenced but not rendered"
+    return next((base for base in SECRET_KEYS if name == base or name.startswith(base + "-")), name)
+
+
+def test_secret_references_are_the_s3_and_stage_token_secrets(overlay):
     name, objs = overlay
     secrets = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Secret"}
     for obj, spec in _workloads(objs):
@@ -198,11 +213,37 @@ def test_secret_references_are_the_s3_secret(overlay):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if not ref:
                     continue
-                assert ref["key"] in ("access-key", "secret-key"), f"{_name(obj)}: {ref}"
-                if secrets:  # local generates it (name with hash suffix); elsewhere the operator creates it
-                    assert ref["name"] in secrets and set(secrets[ref["name"]]["data"]) == {"access-key", "secret-key"}
+                base = _secret_base_name(ref["name"], secrets)
+                assert base in SECRET_KEYS and ref["key"] in SECRET_KEYS[base], f"{_name(obj)}: {ref}"
+                if secrets:  # local generates them (names with hash suffix); elsewhere the operator creates them
+                    assert set(secrets[ref["name"]]["data"]) == SECRET_KEYS[base], f"{name}: {ref['name']}"
                 else:
-                    assert ref["name"] == "hpe3d-s3", f"{_name(obj)}: {ref}"
+                    assert ref["name"] == base, f"{_name(obj)}: {ref}"
+
+
+def test_stage_token_reaches_every_stage_and_every_caller(overlay):
+    """Every stage requires the token, and whoever calls a stage (the workers; the API probes uploads)
+    sends it; it always comes from the Secret, never from a literal value."""
+    name, objs = overlay
+    secrets = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Secret"}
+    for workload in (*STAGES, "worker", "gateway"):
+        container = _find(objs, "Deployment", workload)["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert "HPE3D_STAGE_TOKEN" in env, f"{name} {workload}: no HPE3D_STAGE_TOKEN"
+        ref = env["HPE3D_STAGE_TOKEN"].get("valueFrom", {}).get("secretKeyRef", {})
+        assert _secret_base_name(ref.get("name", ""), secrets) == "hpe3d-stage-token" and ref["key"] == "token", \
+            f"{name} {workload}: HPE3D_STAGE_TOKEN must come from Secret hpe3d-stage-token"
+    assert "HPE3D_STAGE_TOKEN" not in _find(objs, "ConfigMap", "hpe3d-config")["data"]
+
+
+def test_servers_listen_on_the_pod_ip(overlay):
+    """Servers bind 127.0.0.1 unless told otherwise; in pods they must listen on the pod IP."""
+    name, objs = overlay
+    assert _find(objs, "ConfigMap", "hpe3d-config")["data"]["HPE3D_BIND_HOST"] == "0.0.0.0", name
+    for obj, spec in _workloads(objs):
+        for container in _containers(spec):
+            for env in container.get("env", []):
+                assert env["name"] != "HPE3D_BIND_HOST", f"{name} {_name(obj)}: set it once, in the ConfigMap"
 
 
 # -- hardening ----------------------------------------------------------------------------------
@@ -335,16 +376,77 @@ def test_local_overlay_runs_cpu_triton_without_gpu(rendered):
                 assert "nvidia.com/gpu" not in c["resources"].get(part, {}), f"{_name(obj)} asks for a GPU"
 
 
-def test_network_policies_only_let_the_gateway_call_stages(rendered):
+# -- the API, the workers and the queue ---------------------------------------------------------------
+def test_api_and_workers_run_apart(overlay):
+    name, objs = overlay
+    api = _find(objs, "Deployment", "gateway")
+    assert api["spec"]["template"]["spec"]["containers"][0]["command"][:3] == ["python", "-m", "gateway.api"]
+    assert api["spec"]["replicas"] >= (1 if name == "local" else 2), f"{name}: the API is stateless, run several"
+    worker = _find(objs, "Deployment", "worker")
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "gateway.jobs"]
+    assert container["image"].rsplit(":", 1)[0] == \
+        api["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[0], "the worker runs the gateway image"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    probe_port = container["livenessProbe"]["httpGet"]["port"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert env.get("HPE3D_METRICS_PORT") == str(ports[probe_port]), f"{name}: worker probes hit its metrics port"
+    assert not [s for s in objs if s["kind"] == "Service" and _selects(s["spec"]["selector"], _pod_labels(worker))], \
+        "nothing calls a worker: no Service"
+
+
+def test_nats_runs_jetstream_on_a_volume(overlay):
+    name, objs = overlay
+    nats = _find(objs, "StatefulSet", "nats")
+    container = nats["spec"]["template"]["spec"]["containers"][0]
+    image, tag = container["image"].rsplit(":", 1)
+    assert image.rsplit("/", 1)[-1] == "nats" and tag.startswith("2.14"), \
+        f"the official nats image, the release the local stack runs: {container['image']}"
+    args = container["args"]
+    assert "--jetstream" in args
+    store_dir = args[args.index("--store_dir") + 1]
+    claims = {c["metadata"]["name"] for c in nats["spec"]["volumeClaimTemplates"]}
+    mounts = [m for m in container["volumeMounts"] if store_dir.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert mounts and mounts[0]["name"] in claims, f"{name}: JetStream's store dir must be on the PVC"
+    assert {"client", "monitor"} <= {p["name"] for p in container["ports"]}
+
+
+# -- network policies -----------------------------------------------------------------------------
+def _ingress_sources(policy: dict, port: int) -> list[dict]:
+    """The ``from`` entries of the rules that open ``port`` (a rule without ``from`` is everyone)."""
+    rules = [r for r in policy["spec"].get("ingress", []) if any(p["port"] == port for p in r.get("ports", []))]
+    assert all("from" in r for r in rules), f"{policy['metadata']['name']}: port {port} open to everyone"
+    return [f for r in rules for f in r["from"]]
+
+
+def _pod_names(sources: list[dict]) -> set[str]:
+    names = set()
+    for source in sources:
+        assert set(source) == {"podSelector"}, f"not a pod of this namespace: {source}"
+        names.add(source["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+    return names
+
+
+def test_network_policies_let_only_workers_and_the_api_reach_stages(rendered):
     objs = rendered["gpu"]
     policies = {o["metadata"]["name"]: o for o in objs if o["kind"] == "NetworkPolicy"}
     assert policies["default-deny-ingress"]["spec"]["podSelector"] == {}
     for stage, (_, port) in STAGES.items():
-        rules = policies[stage]["spec"]["ingress"]
-        callers = [r for r in rules if any(p["port"] == port for p in r["ports"])]
-        assert callers and all(
-            f.get("podSelector", {}).get("matchLabels") == {"app.kubernetes.io/name": "gateway"}
-            for r in callers for f in r["from"]), f"{stage}: only the gateway may call it"
+        callers = _pod_names(_ingress_sources(policies[stage], port))
+        # the workers call stages; the API probes uploads and checks health for /readyz
+        assert callers == {"worker", "gateway"}, f"{stage}: called by {callers}"
+    assert _pod_names(_ingress_sources(policies["triton"], 8001)) == {"pose2d", "gateway"}  # /readyz: models
+    assert _pod_names(_ingress_sources(policies["triton"], 8000)) == {"pose2d"}
+    assert _pod_names(_ingress_sources(policies["nats"], 4222)) == {"gateway", "worker"}
+    minio_sources = _ingress_sources(policies["minio"], 9000)
+    assert [s["podSelector"]["matchLabels"] for s in minio_sources] == [{"app.kubernetes.io/part-of": "hpe3d"}]
+    hpe3d_pods = {o["metadata"]["name"] for o, _ in _workloads(objs)
+                  if _pod_labels(o).get("app.kubernetes.io/part-of") == "hpe3d"}
+    assert {"gateway", "worker", "decoder", "pose2d", "lifter3d", "renderer", "triton", "minio-bucket"} <= hpe3d_pods
     s3_clients = {o["metadata"]["name"] for o, _ in _workloads(objs)
                   if _pod_labels(o).get("hpe3d.io/s3-client") == "true"}
-    assert {"gateway", "decoder", "pose2d", "lifter3d", "renderer", "triton", "minio-bucket"} <= s3_clients
+    assert {"gateway", "worker", "decoder", "pose2d", "lifter3d", "renderer", "triton", "minio-bucket"} <= s3_clients
+    # every pod that serves a port has a policy for it (default deny would otherwise cut it off silently)
+    selected = {n for p in policies.values() for n in [p["spec"]["podSelector"].get("matchLabels", {}).get(
+        "app.kubernetes.io/name")] if n}
+    assert {o["metadata"]["name"] for o, _ in _workloads(objs) if o["kind"] != "Job"} <= selected
