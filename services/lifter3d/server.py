@@ -25,18 +25,23 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
         self.settings = settings
         self.lifter = lifter
 
-    def _gather_frames(self, request: lifter3d_pb2.LiftRequest) -> list[common_pb2.FramePoses2D]:
+    def _gather_frames(self, request: lifter3d_pb2.LiftRequest) -> tuple[list[common_pb2.FramePoses2D],
+                                                                         list[int] | None]:
+        """All 2D frames of the request and the first frame of every stored segment (None: inline only)."""
         frames = list(request.frames)
+        starts = []
         for ref in request.segments:
-            frames.extend(self.store.get_message(ref, common_pb2.Poses2D).frames)
-        return frames
+            poses = self.store.get_message(ref, common_pb2.Poses2D)
+            frames.extend(poses.frames)
+            starts.append(poses.start_frame)
+        return frames, (starts or None)
 
     def Lift(self, request: lifter3d_pb2.LiftRequest, context: grpc.ServicerContext):
         check_job_scope(request, context, self.store.bucket, request.job_id)
         updates: queue.Queue = queue.Queue()
         yield lifter3d_pb2.LiftUpdate(progress=common_pb2.Progress(
             stage="lift", done=0, total=len(request.segments), message="reading 2D keypoints"))
-        frames = self._gather_frames(request)
+        frames, segment_starts = self._gather_frames(request)
 
         def report(done: int, total: int, message: str) -> None:
             updates.put(common_pb2.Progress(stage="lift", done=done, total=total, message=message))
@@ -47,7 +52,7 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
             try:
                 outcome["poses"] = lift_frames(frames, request.width, request.height, self.lifter,
                                                request.min_track_frames, report, request.focal_px,
-                                               request.fps)
+                                               request.fps, segment_starts)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the handler thread
                 outcome["error"] = exc
             finally:

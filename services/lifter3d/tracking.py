@@ -2,8 +2,11 @@
 
 The 2D stage tracks people within a segment only; its track ids restart in every segment. Here
 detections are linked frame to frame over the whole video by greedy matching on a pose distance
-(mean joint distance of confident joints, relative to the person's size), so one person keeps one
-track across segment seams and short occlusions.
+(mean joint distance of confident joints, relative to the person's size) between each detection and
+where the track is expected to be: its last pose moved on at the track's recent image velocity, so two
+people who cross while undetected (an occlusion, often right at a segment seam) are not swapped. Inside
+one segment the 2D stage's ids are a soft cue: the same id makes a match cheaper, a different id dearer;
+across segments they mean nothing.
 """
 from __future__ import annotations
 
@@ -15,11 +18,21 @@ from hpe3d.v1 import common_pb2
 from services.common.arrays import from_proto
 
 
+#: Pose-distance bonus (subtracted) for a detection with the id the track had in the same segment, and
+#: penalty (added) for a different id there, in person sizes.
+SAME_ID_BONUS = 0.1
+OTHER_ID_PENALTY = 0.25
+#: Frames of a track's recent detections its image velocity is measured over.
+VELOCITY_FRAMES = 6
+
+
 @dataclass
 class Detection:
     frame: int
     keypoints: np.ndarray  # [17, 3] COCO-17 x, y (pixels), score
     score: float
+    segment: int = 0  #: the 2D segment the frame came from (ids are only comparable within one)
+    source_id: int = -1  #: the 2D stage's track id within that segment
 
 
 @dataclass
@@ -30,6 +43,7 @@ class PersonTrack:
     first_frame: int
     keypoints: list[np.ndarray] = field(default_factory=list)  # one [17, 3] per frame
     last_seen: int = -1
+    last_source: tuple[int, int] = (-1, -1)  #: (segment, 2D id) of the latest detection
 
     @property
     def frame_count(self) -> int:
@@ -45,15 +59,43 @@ class PersonTrack:
     def last_pose(self) -> np.ndarray:
         return self.keypoints[self.last_seen - self.first_frame]
 
+    def velocity(self) -> np.ndarray:
+        """Image velocity ``[2]`` in pixels per frame: the shift of the confident joints' mean between the
+        earliest and the latest detection within the last :data:`VELOCITY_FRAMES` frames (0 if only one)."""
+        last = self.last_pose()
+        for f in range(max(self.first_frame, self.last_seen - VELOCITY_FRAMES), self.last_seen):
+            early = self.keypoints[f - self.first_frame]
+            both = (early[:, 2] >= 0.3) & (last[:, 2] >= 0.3)
+            if both.sum() >= 3:
+                return (last[both, :2] - early[both, :2]).mean(axis=0) / (self.last_seen - f)
+        return np.zeros(2)
 
-def detections_from_frames(frames: list[common_pb2.FramePoses2D]) -> dict[int, list[Detection]]:
+    def predicted_pose(self, frame: int) -> np.ndarray:
+        """The last pose moved on to ``frame`` at :meth:`velocity`."""
+        pose = self.last_pose().copy()
+        pose[:, :2] += self.velocity() * (frame - self.last_seen)
+        return pose
+
+
+def detections_from_frames(frames: list[common_pb2.FramePoses2D],
+                           segment_starts: list[int] | None = None) -> dict[int, list[Detection]]:
+    """Detections per frame index.
+
+    Args:
+        frames: the 2D stage's frames.
+        segment_starts: first frame of every 2D segment, ascending; a frame belongs to the last segment that
+            starts at or before it. None: all frames form one segment (inline frames of one caller).
+    """
+    starts = sorted(segment_starts or [])
     out: dict[int, list[Detection]] = {}
     for frame in frames:
+        segment = int(np.searchsorted(starts, frame.frame_index, side="right")) if starts else 0
         for person in frame.persons:
             kp = from_proto(person.coco17)
             if kp.shape != (17, 3):
                 raise ValueError(f"frame {frame.frame_index}: coco17 has shape {kp.shape}, expected (17, 3)")
-            out.setdefault(frame.frame_index, []).append(Detection(frame.frame_index, kp, person.score))
+            out.setdefault(frame.frame_index, []).append(
+                Detection(frame.frame_index, kp, person.score, segment, person.track_id))
     return out
 
 
@@ -72,13 +114,14 @@ def pose_distance(a: np.ndarray, b: np.ndarray, min_score: float = 0.3) -> float
 
 def link_tracks(detections: dict[int, list[Detection]], frame_count: int, max_gap: int = 15,
                 max_distance: float = 0.5) -> list[PersonTrack]:
-    """Greedy frame-to-frame association.
+    """Greedy frame-to-frame association of detections with where each track is predicted to be.
 
     Args:
         detections: detections per frame index.
         frame_count: frames in the video; frames without detections still advance time.
         max_gap: a track that has not been matched for this many frames is closed.
-        max_distance: largest ``pose_distance`` (in person sizes) accepted as the same person.
+        max_distance: largest ``pose_distance`` (in person sizes, before the id bonus or penalty) accepted
+            as the same person.
     """
     active: list[PersonTrack] = []
     closed: list[PersonTrack] = []
@@ -86,15 +129,22 @@ def link_tracks(detections: dict[int, list[Detection]], frame_count: int, max_ga
     empty = np.zeros((17, 3), dtype=np.float32)
     for f in range(frame_count):
         dets = sorted(detections.get(f, []), key=lambda d: -d.score)
-        pairs = sorted(
-            ((pose_distance(t.last_pose(), d.keypoints), ti, di)
-             for ti, t in enumerate(active) for di, d in enumerate(dets)),
-            key=lambda p: p[0])
+        predicted = [t.predicted_pose(f) for t in active]
+        pairs = []
+        for ti, t in enumerate(active):
+            for di, d in enumerate(dets):
+                dist = pose_distance(predicted[ti], d.keypoints)
+                if dist > max_distance:
+                    continue
+                if t.last_source[0] == d.segment:
+                    dist += -SAME_ID_BONUS if t.last_source[1] == d.source_id else OTHER_ID_PENALTY
+                pairs.append((dist, ti, di))
+        pairs.sort(key=lambda p: p[0])
         used_t: set[int] = set()
         used_d: set[int] = set()
         matched: dict[int, Detection] = {}
-        for dist, ti, di in pairs:
-            if dist > max_distance or ti in used_t or di in used_d:
+        for _, ti, di in pairs:
+            if ti in used_t or di in used_d:
                 continue
             used_t.add(ti)
             used_d.add(di)
@@ -104,6 +154,7 @@ def link_tracks(detections: dict[int, list[Detection]], frame_count: int, max_ga
             if ti in matched:
                 track.keypoints.append(matched[ti].keypoints)
                 track.last_seen = f
+                track.last_source = (matched[ti].segment, matched[ti].source_id)
                 still.append(track)
             elif f - track.last_seen <= max_gap:
                 track.keypoints.append(empty)
@@ -112,7 +163,7 @@ def link_tracks(detections: dict[int, list[Detection]], frame_count: int, max_ga
                 closed.append(track)
         for di, det in enumerate(dets):
             if di not in used_d:
-                still.append(PersonTrack(next_id, f, [det.keypoints], f))
+                still.append(PersonTrack(next_id, f, [det.keypoints], f, (det.segment, det.source_id)))
                 next_id += 1
         active = still
     closed.extend(active)

@@ -45,7 +45,7 @@ def load_service_lifter(weights_path: str | Path | None = None) -> Lifter:
 def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, lifter: Lifter,
                 min_track_frames: int = 0,
                 progress: Callable[[int, int, str], None] | None = None, focal_px: float = 0.0,
-                fps: float = 0.0) -> common_pb2.Poses3D:
+                fps: float = 0.0, segment_starts: list[int] | None = None) -> common_pb2.Poses3D:
     """Lift every person track of a video to 3D and place all of them in one world frame.
 
     Args:
@@ -57,6 +57,8 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
         focal_px: the camera's focal length in pixels of ``width`` x ``height``; 0 = the prior
             (:data:`services.lifter3d.camera.PRIOR_FOV_DEG`).
         fps: frame rate of the input (trajectory smoothing, contact speeds); 0 = 30.
+        segment_starts: first frame of every 2D segment (the 2D stage's track ids restart in each);
+            None: the frames form one segment.
 
     Raises:
         InvalidInput: frame size missing or coordinates malformed.
@@ -66,7 +68,7 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
         raise InvalidInput(f"frame size must be positive, got {width}x{height}")
     min_frames = min_track_frames or DEFAULT_MIN_TRACK_FRAMES
     try:
-        detections = detections_from_frames(frames)
+        detections = detections_from_frames(frames, segment_starts)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
     frame_count = max((f.frame_index for f in frames), default=-1) + 1

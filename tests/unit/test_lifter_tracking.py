@@ -62,3 +62,51 @@ def test_short_gap_is_bridged_and_long_gap_splits():
     tracks = link_tracks(detections_from_frames(_frames(per_frame)), 20, max_gap=5)
     assert [t.first_frame for t in tracks] == [0, 15]
     assert [t.frame_count for t in tracks] == [5, 5]
+
+
+def _segments(per_frame: list[list[tuple[int, np.ndarray]]], segment: int) -> tuple[list, list[int]]:
+    """Frames as the pose2d stage stores them: ids given per segment; returns (frames, segment starts)."""
+    frames = []
+    for i, people in enumerate(per_frame):
+        frame = common_pb2.FramePoses2D(frame_index=i, timestamp_s=i / 30)
+        for source_id, pose in people:
+            frame.persons.append(common_pb2.Person2D(track_id=source_id, score=0.9, coco17=to_proto(pose)))
+        frames.append(frame)
+    return frames, list(range(0, len(per_frame), segment))
+
+
+def test_people_crossing_unseen_at_a_segment_seam_keep_their_identities():
+    # Two people walk towards each other at 6 px/frame and pass each other at frame 128, the seam between two
+    # 128-frame segments, while the 2D stage misses both (frames 122-133). Its ids restart after the seam
+    # (A was 0 and becomes 1). The track that held A before the seam must hold A after it.
+    seam, speed, frames = 128, 6.0, 200
+    a0, b0 = _pose(0, 400, size=300), _pose(0, 400, size=300)
+    per_frame = []
+    for f in range(frames):
+        if seam - 6 <= f < seam + 6:
+            per_frame.append([])
+            continue
+        a, b = a0.copy(), b0.copy()
+        a[:, 0] += 1000 + (f - seam) * speed
+        b[:, 0] += 1000 - (f - seam) * speed
+        ids = (0, 1) if f < seam else (1, 0)
+        per_frame.append([(ids[0], a), (ids[1], b)])
+    msgs, starts = _segments(per_frame, seam)
+    tracks = link_tracks(detections_from_frames(msgs, starts), frames)
+    assert len(tracks) == 2
+    for track in tracks:
+        x = track.as_array()[:, :, 0].mean(axis=1)
+        seen = track.as_array()[:, :, 2].max(axis=1) > 0
+        direction = np.sign(np.diff(x[seen]))
+        assert track.frame_count == frames
+        assert np.all(direction == direction[0])  # one person walks one way: no swap at the seam
+
+
+def test_ids_are_a_cue_within_a_segment_only():
+    pose = _pose(300, 300)
+    per_frame = [[(7, pose)]] * 10
+    msgs, starts = _segments(per_frame, 5)
+    dets = detections_from_frames(msgs, starts)
+    assert [d.segment for f in range(10) for d in dets[f]] == [1] * 5 + [2] * 5
+    assert dets[0][0].source_id == 7
+    assert len(link_tracks(dets, 10)) == 1
