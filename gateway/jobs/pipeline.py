@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from hpe3d.v1 import common_pb2, decoder_pb2, lifter3d_pb2, pose2d_pb2, renderer_pb2
+from services.common.errors import no_person_found
 from services.common.logs import job_id_var
 from services.common.settings import Settings
 from services.common.stage_names import DECODER, JOBS, LIFTER3D, POSE2D, RENDERER
@@ -113,10 +114,11 @@ class JobPipeline:
         job.progress[DECODER].done = job.progress[POSE2D].done = 0
         await self.reporter.save(job, DECODER, f"{len(plans)} segments")
         limit = asyncio.Semaphore(max(1, self.settings.stage_concurrency))
+        found: dict[int, int] = {}  # segment index -> frames with a person, for segments estimated now
 
         async def one(plan: SegmentPlan) -> str:
             async with limit:
-                return await self._segment(job, info, plan)
+                return await self._segment(job, info, plan, found)
 
         tasks = [asyncio.create_task(one(p)) for p in plans]
         try:
@@ -126,10 +128,20 @@ class JobPipeline:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         job.poses2d_keys = keys
+        if len(found) == len(plans) and sum(found.values()) == 0:
+            nobody = no_person_found(info.frame_count, 0, still_image=info.still_image,
+                                     max_persons=self._max_persons(job))
+            raise JobFailed(JobError(stage=POSE2D, code="FAILED_PRECONDITION", message=str(nobody)))
         await self.reporter.save(job, POSE2D, "all segments done")
         return [self.store.ref(k) for k in keys]
 
-    async def _segment(self, job: JobManifest, info: common_pb2.VideoInfo, plan: SegmentPlan) -> str:
+    def _max_persons(self, job: JobManifest) -> int:
+        return job.options.max_persons or self.settings.max_persons
+
+    async def _segment(self, job: JobManifest, info: common_pb2.VideoInfo, plan: SegmentPlan,
+                       found: dict[int, int]) -> str:
+        """Decode and estimate one segment (each step skipped when its output is stored); records in
+        ``found`` how many of its frames had a person when it was estimated now."""
         frames_key, poses_key = segment_keys(job.id, plan.index)
         if not await self._exists(poses_key):
             if await self._exists(frames_key):
@@ -143,9 +155,9 @@ class JobPipeline:
                     output=self.store.ref(frames_key)), job.id)
             job.progress[DECODER].done += plan.frame_count
             await self.reporter.save(job, DECODER, f"segment {plan.index} decoded")
-            await self._unary(POSE2D, "Estimate", self.clients.pose2d.Estimate, pose2d_pb2.EstimateRequest(
-                segment=segment, output=self.store.ref(poses_key),
-                max_persons=job.options.max_persons or self.settings.max_persons), job.id)
+            reply = await self._unary(POSE2D, "Estimate", self.clients.pose2d.Estimate, pose2d_pb2.EstimateRequest(
+                segment=segment, output=self.store.ref(poses_key), max_persons=self._max_persons(job)), job.id)
+            found[plan.index] = reply.frames_with_person
         else:
             job.progress[DECODER].done += plan.frame_count
         job.progress[POSE2D].done += plan.frame_count

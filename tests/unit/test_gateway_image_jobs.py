@@ -19,9 +19,17 @@ class ProbedStages(FakeStages):
     info: common_pb2.VideoInfo = field(default_factory=common_pb2.VideoInfo)
     requests: dict[str, object] = field(default_factory=dict)
 
+    nobody: bool = False  # pose2d finds no person in any frame
+
     async def Probe(self, request, metadata=(), timeout=None):
         self._enter("Probe", metadata)
         return self.info
+
+    async def Estimate(self, request, metadata=(), timeout=None):
+        reply = await super().Estimate(request, metadata, timeout)
+        if self.nobody:
+            reply.frames_with_person = 0
+        return reply
 
     def Lift(self, request, metadata=(), timeout=None):
         self.requests["Lift"] = request
@@ -32,8 +40,8 @@ class ProbedStages(FakeStages):
         return super().Render(request, metadata, timeout)
 
 
-def _run(store, settings, info: common_pb2.VideoInfo) -> tuple[JobManifest, ProbedStages, list]:
-    fake = ProbedStages(store, frame_count=info.frame_count, duration_s=info.duration_s, info=info)
+def _run(store, settings, info: common_pb2.VideoInfo, nobody: bool = False) -> tuple[JobManifest, ProbedStages, list]:
+    fake = ProbedStages(store, frame_count=info.frame_count, duration_s=info.duration_s, info=info, nobody=nobody)
     job = new_job(store)
     events: list = []
     result = asyncio.run(make_pipeline(settings, store, fake, events).run(job))
@@ -79,3 +87,20 @@ def test_probe_warnings_become_job_warnings_in_the_view_and_the_done_event(store
     assert stored.warnings == [warning]
     done = [e for e in events if e.name == "done"]
     assert done and done[-1].payload.warnings == [warning]
+
+
+def test_photo_with_nobody_fails_in_pose2d_saying_what_was_searched(store, settings):
+    photo = common_pb2.VideoInfo(width=800, height=600, frame_count=1, codec="png", still_image=True)
+    result, fake, _ = _run(store, settings, photo, nobody=True)
+    assert result.state == JobState.failed
+    assert result.error.stage == "pose2d" and result.error.code == "FAILED_PRECONDITION"
+    assert result.error.message == (f"no person found: searched the image for up to {settings.max_persons} "
+                                    "persons; nobody was detected")
+    assert "Lift" not in [m for m, _ in fake.calls]
+
+
+def test_video_with_nobody_names_the_frames_searched(store, settings):
+    clip = common_pb2.VideoInfo(width=640, height=360, fps=30.0, frame_count=200, duration_s=6.7, codec="h264")
+    result, _, _ = _run(store, settings, clip, nobody=True)
+    assert result.state == JobState.failed
+    assert result.error.message.startswith("no person found: searched 200 frames for up to ")

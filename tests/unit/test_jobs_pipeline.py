@@ -59,7 +59,8 @@ class FakeStages:
         assert self.store.exists(request.segment.frames)
         poses = common_pb2.Poses2D(start_frame=request.segment.start_frame, frame_count=request.segment.frame_count)
         self.store.put_message(request.output.key, poses)
-        return pose2d_pb2.EstimateReply(poses=poses, stored=request.output)
+        return pose2d_pb2.EstimateReply(poses=poses, stored=request.output,
+                                        frames_with_person=request.segment.frame_count)
 
     # Lifter3D
     async def _lift(self, request, metadata):
