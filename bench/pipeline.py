@@ -46,14 +46,14 @@ def bench_stages(stack: LocalStack, video: Path) -> dict[str, float]:
     store = ObjectStore.from_settings(s)
     job = "bench-stages"
     video_ref = store.put_file(f"jobs/{job}/input/{video.name}", str(video))
-    decoder = decoder_pb2_grpc.DecoderStub(channel(s.decoder_addr))
-    pose2d = pose2d_pb2_grpc.Pose2DStub(channel(s.pose2d_addr))
-    lifter = lifter3d_pb2_grpc.Lifter3DStub(channel(s.lifter3d_addr))
-    renderer = renderer_pb2_grpc.RendererStub(channel(s.renderer_addr))
+    decoder = decoder_pb2_grpc.DecoderStub(channel(s.decoder_addr, s.stage_token))
+    pose2d = pose2d_pb2_grpc.Pose2DStub(channel(s.pose2d_addr, s.stage_token))
+    lifter = lifter3d_pb2_grpc.Lifter3DStub(channel(s.lifter3d_addr, s.stage_token))
+    renderer = renderer_pb2_grpc.RendererStub(channel(s.renderer_addr, s.stage_token))
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    info = decoder.Probe(decoder_pb2.ProbeRequest(video=video_ref), timeout=300)
+    info = decoder.Probe(decoder_pb2.ProbeRequest(video=video_ref), metadata=(("x-job-id", job),), timeout=300)
     timings["probe_s"] = time.perf_counter() - t
     frames = info.frame_count
     starts = range(0, frames, s.segment_frames)

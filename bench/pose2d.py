@@ -150,11 +150,11 @@ def main() -> None:
                 from services.common.grpc_server import channel
                 from services.common.storage import ObjectStore
                 store = ObjectStore.from_settings(stack.settings)
-                ref = store.put_message("bench/pose2d/segment.pb", segment)
+                ref = store.put_message("jobs/bench/segments/00000/frames.pb", segment)  # a stage call stays in its job
                 request = pose2d_pb2.EstimateRequest(
                     segment=common_pb2.SegmentRef(job_id="bench", frames=ref, frame_count=frames),
                     max_persons=args.max_persons)
-                with channel(stack.settings.pose2d_addr) as ch:
+                with channel(stack.settings.pose2d_addr, stack.settings.stage_token) as ch:
                     stub = pose2d_pb2_grpc.Pose2DStub(ch)
                     stub.Estimate(request, timeout=600)  # warm-up (connections, first segment)
                     results["grpc"] = timed(lambda: stub.Estimate(request, timeout=600), args.concurrency,
