@@ -11,11 +11,12 @@ from services.common.arrays import to_proto
 from services.common.errors import InvalidInput, WeightsMissing, no_person_found
 from services.common.skeletons import coco17_to_h36m17
 
+import numpy as np
 import torch
 
-from .lift import DEFAULT_WEIGHTS, lift_sequence, load_lifter
+from .lift import DEFAULT_WEIGHTS, LiftResult, lift_sequence, load_lifter
 from .tracking import detections_from_frames, link_tracks
-from .world import TrackInput, place_in_world
+from .world import CameraPose, PlacedTrack, TrackInput, place_in_world
 
 DEFAULT_MIN_TRACK_FRAMES = 5
 
@@ -40,6 +41,23 @@ def load_service_lifter(weights_path: str | Path | None = None) -> Lifter:
     except FileNotFoundError as exc:
         raise WeightsMissing(str(exc)) from exc
     return Lifter(model, path.name)
+
+
+def lift_tracks(tracks: list[np.ndarray], width: float, height: float, model: torch.nn.Module,
+                focal_px: float = 0.0, fps: float = 0.0,
+                progress: Callable[[int, int, str], None] | None = None,
+                ) -> tuple[CameraPose, list[tuple[LiftResult, PlacedTrack]]]:
+    """Lift the tracks of one video (each ``[F, 17, 3]`` COCO-17 pixels + score, F >= 1) and place them in
+    the video's shared world frame; returns the camera estimate and, per track, its lift and placement.
+    ``focal_px`` 0 = the prior, ``fps`` 0 = 30 (see :func:`services.lifter3d.world.place_in_world`)."""
+    lifted = []
+    for done, keypoints in enumerate(tracks):
+        if progress:
+            progress(done, len(tracks), f"lifting track {done + 1} of {len(tracks)} ({len(keypoints)} frames)")
+        lifted.append(lift_sequence(keypoints, width, height, model))
+    camera, placed = place_in_world(
+        [TrackInput(r.camera, coco17_to_h36m17(r.keypoints_2d)) for r in lifted], width, height, focal_px, fps)
+    return camera, list(zip(lifted, placed))
 
 
 def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, lifter: Lifter,
@@ -77,17 +95,12 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
     if not tracks:
         raise no_person_found(frame_count, len(detections), min_track_frames=min_frames,
                               longest_track=max((t.detected_frames for t in linked), default=0))
-    lifted = []
-    for done, track in enumerate(tracks):
-        if progress:
-            progress(done, len(tracks), f"lifting track {track.track_id} ({track.frame_count} frames)")
-        lifted.append(lift_sequence(track.as_array(), width, height, lifter.model))
-    camera, placed = place_in_world(
-        [TrackInput(r.camera, coco17_to_h36m17(r.keypoints_2d)) for r in lifted], width, height, focal_px, fps)
+    camera, lifted = lift_tracks([t.as_array() for t in tracks], width, height, lifter.model, focal_px, fps,
+                                 progress)
     result = common_pb2.Poses3D(model=lifter.name, camera=common_pb2.CameraEstimate(
         focal_px=camera.focal_px, focal_from_prior=camera.focal_from_prior, pitch_deg=camera.pitch_deg,
         height_m=camera.height_m))
-    for track, r, p in zip(tracks, lifted, placed):
+    for track, (r, p) in zip(tracks, lifted):
         result.tracks.append(common_pb2.Track3D(
             track_id=track.track_id, first_frame=track.first_frame, frame_count=track.frame_count,
             root_relative=to_proto(r.world), grounded=to_proto(r.grounded),
