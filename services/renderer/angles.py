@@ -1,42 +1,214 @@
-"""Joint angles in degrees from one Human3.6M-17 3D pose.
+"""Joint angles people use, in degrees, from one Human3.6M-17 pose in a y-up frame, with a confidence each.
 
-Each angle is the angle at a joint between two segments, 0..180 degrees:
+Body frames (ISB-style axes: X anterior, Y superior, Z to the person's right; right-handed):
 
-* ``elbow``    elbow->shoulder vs elbow->wrist   (arm straight = 180)
-* ``knee``     knee->hip vs knee->ankle          (leg straight = 180)
-* ``hip``      hip->shoulder (trunk side) vs hip->knee   (standing = ~180, sitting = ~90)
-* ``shoulder`` shoulder->hip (trunk side) vs shoulder->elbow   (arm down = ~0, arm level = 90)
+* pelvis: Z from the left hip to the right hip, Y along pelvis -> spine made perpendicular to Z, X = Y x Z;
+* thorax: Z from the left shoulder to the right shoulder, Y along spine -> thorax made perpendicular to Z,
+  X = Y x Z.
 
-for the left and the right side. An angle is NaN when a segment has zero length.
+Angles (signed; 0 in the neutral standing pose: upright, arms hanging, legs straight, looking ahead):
+
+* ``<side>_hip_flexion`` / ``<side>_hip_abduction``: thigh (hip -> knee) in the pelvis frame, ISB joint
+  coordinate system order: flexion about the pelvis's medio-lateral axis (positive thigh forwards, negative
+  extension), then abduction about the floating axis (positive thigh away from the midline, negative
+  adduction). No hip rotation: the skeleton has no foot to measure it.
+* ``<side>_knee_flexion``: angle between thigh and shank (hip -> knee, knee -> ankle); positive when the
+  shank turns backwards about the pelvis's medio-lateral axis (flexion), negative for hyperextension.
+* ``<side>_ankle_dorsiflexion``: always undefined (null): the 17-joint skeleton has no heel or toe, so the
+  foot's direction is unknown. Listed so that a reader finds the reason here instead of a missing column.
+* ``<side>_shoulder_flexion`` / ``<side>_shoulder_abduction``: upper arm (shoulder -> elbow) in the thorax
+  frame, measured as a goniometer does, in the thorax's sagittal plane (flexion positive forwards, negative
+  extension; overhead = 180) and frontal plane (abduction positive away from the midline; overhead = 180).
+  Undefined when the upper arm is within 20 degrees of the plane's normal (e.g. abduction of an arm held
+  straight forwards).
+* ``<side>_elbow_flexion``: angle between upper arm and forearm (0 = straight, 0..180); the sign of
+  hyperextension is not measurable without the hand's orientation.
+* ``trunk_flexion`` / ``trunk_lateral_lean``: trunk (pelvis -> thorax) relative to the world vertical (y up),
+  in the person's sagittal plane (positive leaning forwards) and frontal plane (positive leaning to the
+  person's right); the person's forwards and right are the pelvis frame's X and Z made horizontal.
+* ``neck_flexion`` / ``neck_lateral_flexion``: head (thorax -> head top) relative to the thorax's Y axis, in
+  the thorax's sagittal plane (positive chin towards chest) and frontal plane (positive head tilted to the
+  person's right).
+
+An angle is NaN when it is undefined (a segment of zero length, the cases above). Its confidence
+(0..1) is the lowest 2D detector score among the COCO-17 joints the angle's segments and frames are built
+from (:data:`ANGLE_SOURCES`); 0 when the angle is undefined or no 2D scores are known.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from services.common.skeletons import H36M17
+from services.common.skeletons import COCO17, H36M17
 
 _J = H36M17.index
-
-# name -> (vertex joint, first end, second end), H36M-17 joint names
-ANGLE_DEFINITIONS: dict[str, tuple[str, str, str]] = {}
-for _side in ("left", "right"):
-    ANGLE_DEFINITIONS[f"{_side}_elbow"] = (f"{_side}_elbow", f"{_side}_shoulder", f"{_side}_wrist")
-    ANGLE_DEFINITIONS[f"{_side}_knee"] = (f"{_side}_knee", f"{_side}_hip", f"{_side}_ankle")
-    ANGLE_DEFINITIONS[f"{_side}_hip"] = (f"{_side}_hip", f"{_side}_shoulder", f"{_side}_knee")
-    ANGLE_DEFINITIONS[f"{_side}_shoulder"] = (f"{_side}_shoulder", f"{_side}_hip", f"{_side}_elbow")
-ANGLE_NAMES = tuple(ANGLE_DEFINITIONS)
+PLANE_MIN_PROJECTION = np.sin(np.radians(20.0))  #: planar angles need the segment this far out of the normal
 
 
-def angle_at(vertex: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """Angle in degrees at ``vertex`` between the segments to ``a`` and to ``b`` (3-vectors)."""
-    u, v = np.asarray(a, np.float64) - vertex, np.asarray(b, np.float64) - vertex
-    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
-    if nu == 0 or nv == 0:
+@dataclass(frozen=True)
+class AngleInfo:
+    """What one angle means: its name, unit and sign convention (exported in poses.json's ``angles``)."""
+
+    name: str
+    unit: str
+    convention: str
+
+
+def _side_angles(side: str) -> list[AngleInfo]:
+    other = "right" if side == "left" else "left"
+    return [
+        AngleInfo(f"{side}_hip_flexion", "deg", f"{side} thigh in the pelvis frame (ISB order), about the "
+                  "medio-lateral axis: + forwards (flexion), - backwards (extension); 0 standing"),
+        AngleInfo(f"{side}_hip_abduction", "deg", f"{side} thigh in the pelvis frame, about the floating axis: "
+                  f"+ away from the midline (abduction), - towards the {other} leg (adduction); 0 standing"),
+        AngleInfo(f"{side}_knee_flexion", "deg", "angle between thigh and shank: + flexion (shank turned "
+                  "backwards), - hyperextension; 0 straight"),
+        AngleInfo(f"{side}_ankle_dorsiflexion", "deg", "always null: the 17-joint skeleton has no heel or toe, "
+                  "so the foot's direction is unknown"),
+        AngleInfo(f"{side}_shoulder_flexion", "deg", f"{side} upper arm in the thorax's sagittal plane: "
+                  "+ forwards (flexion, 180 overhead), - backwards (extension); 0 hanging; null when the arm "
+                  "points within 20 deg of sideways"),
+        AngleInfo(f"{side}_shoulder_abduction", "deg", f"{side} upper arm in the thorax's frontal plane: "
+                  "+ away from the midline (abduction, 180 overhead), - across the body; 0 hanging; null when "
+                  "the arm points within 20 deg of straight forwards or backwards"),
+        AngleInfo(f"{side}_elbow_flexion", "deg", "angle between upper arm and forearm: 0 straight, "
+                  "180 fully folded (unsigned)"),
+    ]
+
+
+ANGLES: tuple[AngleInfo, ...] = tuple(
+    _side_angles("left") + _side_angles("right") + [
+        AngleInfo("trunk_flexion", "deg", "pelvis->thorax against the world vertical in the person's sagittal "
+                  "plane: + leaning forwards, - backwards; 0 upright"),
+        AngleInfo("trunk_lateral_lean", "deg", "pelvis->thorax against the world vertical in the person's "
+                  "frontal plane: + leaning to the person's right, - to the left; 0 upright"),
+        AngleInfo("neck_flexion", "deg", "thorax->head top against the thorax's long axis in its sagittal "
+                  "plane: + chin towards the chest, - head back; 0 in line with the trunk"),
+        AngleInfo("neck_lateral_flexion", "deg", "thorax->head top against the thorax's long axis in its frontal "
+                  "plane: + head tilted to the person's right, - to the left; 0 in line with the trunk"),
+    ])
+ANGLE_NAMES: tuple[str, ...] = tuple(a.name for a in ANGLES)
+
+_TORSO = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
+_HEAD = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+
+
+def _sources() -> dict[str, tuple[str, ...]]:
+    out = {}
+    for side in ("left", "right"):
+        leg = (f"{side}_hip", f"{side}_knee")
+        out[f"{side}_hip_flexion"] = out[f"{side}_hip_abduction"] = _TORSO + leg
+        out[f"{side}_knee_flexion"] = _TORSO + leg + (f"{side}_ankle",)
+        out[f"{side}_ankle_dorsiflexion"] = ()
+        out[f"{side}_shoulder_flexion"] = out[f"{side}_shoulder_abduction"] = _TORSO + (f"{side}_elbow",)
+        out[f"{side}_elbow_flexion"] = (f"{side}_shoulder", f"{side}_elbow", f"{side}_wrist")
+    out["trunk_flexion"] = out["trunk_lateral_lean"] = _TORSO
+    out["neck_flexion"] = out["neck_lateral_flexion"] = _TORSO + _HEAD
+    return out
+
+
+#: COCO-17 joints whose 2D scores bound each angle's confidence (the H36M joints an angle uses are built
+#: from these: pelvis and spine from hips and shoulders, thorax from shoulders, head top from eyes and ears)
+ANGLE_SOURCES: dict[str, tuple[str, ...]] = _sources()
+_SOURCE_INDEX = {name: [COCO17.index(j) for j in joints] for name, joints in ANGLE_SOURCES.items()}
+
+
+def _unit(v: np.ndarray) -> np.ndarray | None:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-9 else None
+
+
+def _frame(right: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """ISB axes (X anterior, Y superior, Z right) from a rightwards and an upwards vector, or None."""
+    z = _unit(right)
+    if z is None:
+        return None
+    y = _unit(up - np.dot(up, z) * z)
+    if y is None:
+        return None
+    return np.cross(y, z), y, z
+
+
+def _deg(v: float) -> float:
+    return float(np.degrees(v))
+
+
+def _planar(v: np.ndarray, down: np.ndarray, towards: np.ndarray) -> float:
+    """Angle of ``v`` in the plane spanned by ``down`` (0) and ``towards`` (+90), in (-90, 270] so that an
+    arm overhead does not jump between +180 and -180; NaN when ``v`` lies within 20 degrees of the plane's
+    normal."""
+    a, b = float(np.dot(v, down)), float(np.dot(v, towards))
+    if np.hypot(a, b) < PLANE_MIN_PROJECTION * np.linalg.norm(v):
         return float("nan")
-    return float(np.degrees(np.arccos(np.clip(np.dot(u, v) / (nu * nv), -1.0, 1.0))))
+    angle = _deg(np.arctan2(b, a))
+    return angle + 360.0 if angle <= -90.0 else angle
+
+
+def _between(u: np.ndarray, v: np.ndarray) -> float:
+    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
+    if nu < 1e-9 or nv < 1e-9:
+        return float("nan")
+    return _deg(np.arccos(np.clip(np.dot(u, v) / (nu * nv), -1.0, 1.0)))
 
 
 def joint_angles(pose: np.ndarray) -> dict[str, float]:
-    """All angles of ``ANGLE_NAMES`` for one pose ``[17, 3]`` (metres, any frame of reference)."""
+    """Every angle of :data:`ANGLE_NAMES` (degrees, NaN = undefined) for one pose [17, 3] in metres,
+    Human3.6M-17 order, in a frame whose y axis points up (world or root-relative y-up)."""
     p = np.asarray(pose, np.float64)
-    return {name: angle_at(p[_J(v)], p[_J(a)], p[_J(b)]) for name, (v, a, b) in ANGLE_DEFINITIONS.items()}
+    out = {name: float("nan") for name in ANGLE_NAMES}
+    if p.shape != (17, 3) or not np.isfinite(p).all():
+        return out
+    pelvis = _frame(p[_J("right_hip")] - p[_J("left_hip")], p[_J("spine")] - p[_J("pelvis")])
+    thorax = _frame(p[_J("right_shoulder")] - p[_J("left_shoulder")], p[_J("thorax")] - p[_J("spine")])
+    for side in ("left", "right"):
+        hip, knee, ankle = p[_J(f"{side}_hip")], p[_J(f"{side}_knee")], p[_J(f"{side}_ankle")]
+        shoulder, elbow, wrist = p[_J(f"{side}_shoulder")], p[_J(f"{side}_elbow")], p[_J(f"{side}_wrist")]
+        lateral = 1.0 if side == "right" else -1.0  # +Z points to the right: away from the midline on the right
+        thigh, shank = knee - hip, ankle - knee
+        out[f"{side}_elbow_flexion"] = _between(elbow - shoulder, wrist - elbow)
+        if pelvis is not None:
+            x, y, z = pelvis
+            t = _unit(thigh)
+            if t is not None:
+                out[f"{side}_hip_abduction"] = _deg(np.arcsin(np.clip(lateral * np.dot(t, z), -1, 1)))
+                if np.hypot(np.dot(t, x), np.dot(t, y)) >= PLANE_MIN_PROJECTION:
+                    out[f"{side}_hip_flexion"] = _deg(np.arctan2(np.dot(t, x), -np.dot(t, y)))
+            bend = _between(thigh, shank)
+            if not np.isnan(bend):
+                # flexion turns the shank backwards: thigh x shank points along -Z (to the person's left)
+                out[f"{side}_knee_flexion"] = bend if np.dot(np.cross(thigh, shank), z) <= 0 else -bend
+        if thorax is not None:
+            x, y, z = thorax
+            arm = elbow - shoulder
+            if np.linalg.norm(arm) > 1e-9:
+                out[f"{side}_shoulder_flexion"] = _planar(arm, -y, x)
+                out[f"{side}_shoulder_abduction"] = _planar(arm, -y, lateral * z)
+    vertical = np.array([0.0, 1.0, 0.0])
+    if pelvis is not None:
+        x, _, z = pelvis
+        forwards, right = _unit(x - x[1] * vertical), _unit(z - z[1] * vertical)
+        trunk = p[_J("thorax")] - p[_J("pelvis")]
+        if forwards is not None and right is not None and np.linalg.norm(trunk) > 1e-9:
+            out["trunk_flexion"] = _deg(np.arctan2(np.dot(trunk, forwards), np.dot(trunk, vertical)))
+            out["trunk_lateral_lean"] = _deg(np.arctan2(np.dot(trunk, right), np.dot(trunk, vertical)))
+    if thorax is not None:
+        x, y, z = thorax
+        head = p[_J("head_top")] - p[_J("thorax")]
+        if np.linalg.norm(head) > 1e-9:
+            out["neck_flexion"] = _deg(np.arctan2(np.dot(head, x), np.dot(head, y)))
+            out["neck_lateral_flexion"] = _deg(np.arctan2(np.dot(head, z), np.dot(head, y)))
+    return out
+
+
+def angle_confidence(angles: dict[str, float], keypoints_2d: np.ndarray | None) -> dict[str, float]:
+    """Confidence 0..1 of each angle: the lowest 2D score (COCO-17 ``keypoints_2d`` [17, 3]) among
+    :data:`ANGLE_SOURCES`; 0 for an undefined angle or when no 2D is known."""
+    out = {}
+    for name in ANGLE_NAMES:
+        sources = _SOURCE_INDEX[name]
+        if keypoints_2d is None or not sources or np.isnan(angles.get(name, float("nan"))):
+            out[name] = 0.0
+        else:
+            out[name] = float(np.clip(np.min(np.asarray(keypoints_2d)[sources, 2]), 0.0, 1.0))
+    return out

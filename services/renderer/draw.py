@@ -1,11 +1,20 @@
-"""Drawing with OpenCV: 2D skeletons on a frame and a fixed 3D view panel of grounded skeletons.
+"""Drawing with OpenCV: 2D skeletons on a frame, and the 3D panel of the people in world coordinates.
 
-Colours are BGR. Each track gets a base colour; its left-side bones are drawn lighter and its
-right-side bones darker than the base, the midline in the base colour.
+Colours are BGR. Each track gets a base colour; its left-side bones are drawn lighter and its right-side
+bones darker than the base, the midline in the base colour.
+
+The 3D panel (:class:`View3D`) looks at the world frame (metres, x right, y up, floor y = 0, z towards the
+video camera) through an orthographic camera turned ``azimuth_deg`` about y and tilted ``elevation_deg``
+down. Per frame it frames the people's bounding volume (:class:`Framing`): the panel's centre follows the
+volume's centre and its scale keeps the volume at :data:`FILL` of the panel, both smoothed over time so
+the camera glides instead of jumping. It draws the floor grid (fixed to the world, so it slides under a
+walking person), ground shadows, each person's pelvis trail over the last :data:`TRAIL_S` seconds, the
+skeletons, and an axes gizmo in the lower-left corner.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -15,7 +24,14 @@ from services.common.skeletons import COCO17, H36M17, Skeleton
 TRACK_COLOURS = ((255, 140, 0), (0, 200, 255), (80, 220, 80), (220, 80, 220), (60, 60, 255), (200, 200, 60))
 BACKGROUND = (40, 32, 28)
 GRID = (90, 84, 80)
+SHADOW = (60, 52, 48)
 MIN_SCORE = 0.3
+FILL = 0.75           #: share of the panel's height (or width) the people's bounding volume fills
+MIN_VIEW_M = 1.0      #: the panel never shows less than this many metres across
+SMOOTH_S = 0.4        #: gaussian sigma, in seconds, of the camera's centre and zoom over time
+TRAIL_S = 1.5         #: pelvis trail length in seconds
+_PELVIS = H36M17.index("pelvis")
+_HEAD = H36M17.index("head_top")
 
 
 def track_colour(track_id: int) -> tuple[int, int, int]:
@@ -40,6 +56,10 @@ def _bone_colour(skeleton: Skeleton, bone: tuple[int, int], colours) -> tuple:
     return mid
 
 
+def _mix(colour, towards, t: float) -> tuple[int, int, int]:
+    return tuple(int(round(c + (d - c) * t)) for c, d in zip(colour, towards))
+
+
 def draw_skeleton_2d(image: np.ndarray, keypoints: np.ndarray, track_id: int, scale: float = 1.0,
                      min_score: float = MIN_SCORE) -> None:
     """Draw COCO-17 ``keypoints`` [17, 3] (x px, y px, score, in original-frame pixels) on
@@ -58,84 +78,166 @@ def draw_skeleton_2d(image: np.ndarray, keypoints: np.ndarray, track_id: int, sc
         cv2.circle(image, tuple(pts[j]), thickness * 16, (255, 255, 255), -1, cv2.LINE_AA, shift=4)
 
 
-class View3D:
-    """A fixed orthographic camera on the scene: from the front-left, slightly above.
+def view_rotation(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    """World -> camera rotation [3, 3]: camera x right, y up on the panel, z towards the viewer. The
+    scene turns ``azimuth_deg`` about y, then tilts so the floor is seen ``elevation_deg`` from above."""
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    yaw = np.array([[math.cos(az), 0, math.sin(az)], [0, 1, 0], [-math.sin(az), 0, math.cos(az)]])
+    # world z points towards the video camera, i.e. towards the viewer: tilting so that nearer floor points
+    # (larger z) sink on the panel shows the floor from above
+    pitch = np.array([[1, 0, 0], [0, math.cos(el), -math.sin(el)], [0, math.sin(el), math.cos(el)]])
+    return pitch @ yaw
 
-    World frame (the lifter's): x right, y up, z away from the video camera, metres. The view
-    turns the scene by ``azimuth_deg`` about y and tilts it by ``elevation_deg`` about x, then
-    maps ``extent_m`` metres around ``centre`` (x, z on the ground) to the panel's width.
-    """
 
-    def __init__(self, size: int, centre_xz: tuple[float, float] = (0.0, 0.0), extent_m: float = 4.0,
-                 azimuth_deg: float = 35.0, elevation_deg: float = 18.0, height_m: float = 1.0):
-        self.size = size
-        self.centre = np.array([centre_xz[0], height_m, centre_xz[1]], np.float64)
-        self.extent = extent_m
-        self.scale = size / (extent_m * 1.25)
-        az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
-        yaw = np.array([[math.cos(az), 0, math.sin(az)], [0, 1, 0], [-math.sin(az), 0, math.cos(az)]])
-        # tilt so that points farther from the video camera (larger z) rise on the panel: seen from above, in front
-        pitch = np.array([[1, 0, 0], [0, math.cos(el), math.sin(el)], [0, -math.sin(el), math.cos(el)]])
-        self.rotation = pitch @ yaw
-        self._background = self._draw_background()
+def _gaussian_smooth(values: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """Smooth [F, ...] along frames with a gaussian (sigma in frames; <= 0: unchanged). The ends are padded
+    by point reflection, so steady motion (a person walking at constant speed) is not pulled back there."""
+    if sigma_frames <= 0 or len(values) < 2:
+        return values
+    radius = int(math.ceil(3 * sigma_frames))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
+    kernel /= kernel.sum()
+    head = 2 * values[0] - values[1:radius + 1][::-1]
+    tail = 2 * values[-1] - values[-radius - 1:-1][::-1]
+    padded = np.concatenate([np.repeat(head[:1], radius - len(head), 0), head, values,
+                             tail, np.repeat(tail[-1:], radius - len(tail), 0)])
+    return np.stack([np.tensordot(kernel, padded[i:i + 2 * radius + 1], axes=(0, 0))
+                     for i in range(len(values))])
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Per-frame camera placement of the 3D panel: ``centres`` [F, 3] world point (metres) drawn at the
+    panel's centre, ``spans`` [F] metres shown across the panel's height (and width: the panel is square)."""
+
+    centres: np.ndarray
+    spans: np.ndarray
 
     @classmethod
-    def fitted(cls, size: int, joints: np.ndarray) -> "View3D":
-        """A view framing every grounded joint ``joints`` [N, 3] of the video (fixed for the whole
-        render, so the camera never jumps)."""
-        if joints.size == 0:
-            return cls(size)
-        finite = joints[np.all(np.isfinite(joints), axis=1)]
-        lo, hi = finite[:, [0, 2]].min(axis=0), finite[:, [0, 2]].max(axis=0)
-        extent = float(max(3.0, (hi - lo).max() + 1.5, finite[:, 1].max() + 0.5))
-        return cls(size, centre_xz=tuple((lo + hi) / 2), extent_m=extent)
+    def follow(cls, joints_per_frame: list[np.ndarray], fps: float, rotation: np.ndarray,
+               smooth_s: float = SMOOTH_S) -> "Framing":
+        """Frame each frame's joints (``[N, 3]`` world metres, possibly empty) so their projected box fills
+        :data:`FILL` of the panel, smoothed over ``smooth_s`` seconds. Frames with nobody take the nearest
+        framed frame's placement; a video with nobody at all looks at the origin, 2 m across."""
+        count = len(joints_per_frame)
+        centres, spans = np.zeros((count, 3)), np.zeros(count)
+        known = np.zeros(count, bool)
+        for f, joints in enumerate(joints_per_frame):
+            joints = joints[np.all(np.isfinite(joints), axis=1)] if len(joints) else joints
+            if not len(joints):
+                continue
+            cam = joints @ rotation.T
+            lo, hi = cam.min(axis=0), cam.max(axis=0)
+            centres[f] = ((lo + hi) / 2) @ rotation  # back to world
+            spans[f] = max(MIN_VIEW_M, (hi[0] - lo[0]) / FILL, (hi[1] - lo[1]) / FILL)
+            known[f] = True
+        if not known.any():
+            return cls(np.tile([0.0, 0.9, 0.0], (count, 1)), np.full(count, 2.0))
+        idx = np.flatnonzero(known)
+        nearest = idx[np.clip(np.searchsorted(idx, np.arange(count)), 0, len(idx) - 1)]
+        before = idx[np.clip(np.searchsorted(idx, np.arange(count)) - 1, 0, len(idx) - 1)]
+        nearest = np.where(np.abs(before - np.arange(count)) < np.abs(nearest - np.arange(count)), before, nearest)
+        centres, spans = centres[nearest], spans[nearest]
+        sigma = smooth_s * (fps if fps > 0 else 30.0)
+        return cls(_gaussian_smooth(centres, sigma), np.maximum(_gaussian_smooth(spans, sigma), MIN_VIEW_M))
 
-    def project(self, points: np.ndarray) -> np.ndarray:
-        """World points [..., 3] (metres) -> panel pixels [..., 2] (float)."""
-        cam = (np.asarray(points, np.float64) - self.centre) @ self.rotation.T
-        return np.stack([self.size / 2 + cam[..., 0] * self.scale,
-                         self.size * 0.55 - cam[..., 1] * self.scale], axis=-1)
 
-    def _draw_background(self) -> np.ndarray:
+class View3D:
+    """The 3D panel: an orthographic camera placed per frame by a :class:`Framing`.
+
+    ``size`` panel side in pixels; ``grid_m`` floor cell size in metres (fixed for the whole video so
+    cells do not change under the viewer's eyes).
+    """
+
+    def __init__(self, size: int, framing: Framing, azimuth_deg: float = 35.0, elevation_deg: float = 18.0,
+                 grid_m: float = 0.5, fps: float = 30.0):
+        self.size = size
+        self.framing = framing
+        self.rotation = view_rotation(azimuth_deg, elevation_deg)
+        self.grid_m = grid_m
+        self.trail_frames = max(1, int(round(TRAIL_S * (fps if fps > 0 else 30.0))))
+        self.thickness = max(2, size // 240)
+        self._corner = self._draw_static()
+
+    @classmethod
+    def following(cls, size: int, joints_per_frame: list[np.ndarray], fps: float, **kwargs) -> "View3D":
+        """A view that follows ``joints_per_frame`` (see :meth:`Framing.follow`); the grid cell is 0.5 m,
+        or 1 m when the view ever spans more than 6 m."""
+        rotation = view_rotation(kwargs.get("azimuth_deg", 35.0), kwargs.get("elevation_deg", 18.0))
+        framing = Framing.follow(joints_per_frame, fps, rotation)
+        grid = 0.5 if framing.spans.max() <= 6.0 else 1.0
+        return cls(size, framing, grid_m=grid, fps=fps, **kwargs)
+
+    def project(self, points: np.ndarray, frame: int) -> np.ndarray:
+        """World points [..., 3] (metres) -> panel pixels [..., 2] (float) at ``frame``."""
+        centre, span = self.framing.centres[frame], self.framing.spans[frame]
+        cam = (np.asarray(points, np.float64) - centre) @ self.rotation.T
+        scale = self.size / span
+        return np.stack([self.size / 2 + cam[..., 0] * scale, self.size * 0.53 - cam[..., 1] * scale], axis=-1)
+
+    def _draw_static(self) -> np.ndarray:
+        """The background with the axes gizmo (lower-left) and the title; the grid moves, so it is not here."""
         panel = np.full((self.size, self.size, 3), BACKGROUND, np.uint8)
-        half = self.extent / 2
-        steps = np.arange(-half, half + 1e-6, 0.5)
-        cx, cz = self.centre[0], self.centre[2]
-        for s in steps:
-            for a, b in (((cx + s, 0, cz - half), (cx + s, 0, cz + half)),
-                         ((cx - half, 0, cz + s), (cx + half, 0, cz + s))):
-                pa, pb = self.project(np.array([a, b]))
-                cv2.line(panel, _pt(pa), _pt(pb), GRID, 1, cv2.LINE_AA, shift=4)
-        origin = np.array([cx - half, 0, cz + half])  # back-left corner of the grid
+        origin = np.array([0.09 * self.size, 0.91 * self.size])
+        length = 0.06 * self.size
         for axis, colour, label in ((0, (60, 60, 230), "x"), (1, (60, 200, 60), "y"), (2, (230, 120, 60), "z")):
-            tip = origin.copy()
-            tip[axis] += 0.5
-            po, pt = self.project(np.array([origin, tip]))
-            cv2.arrowedLine(panel, _pt(po), _pt(pt), colour, 2, cv2.LINE_AA, shift=4, tipLength=0.2)
-            cv2.putText(panel, label, (int(pt[0]) + 4, int(pt[1]) + 4), cv2.FONT_HERSHEY_SIMPLEX,
-                        0.45, colour, 1, cv2.LINE_AA)
-        cv2.putText(panel, "3D (m), grid 0.5 m", (10, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+            d = self.rotation[:, axis]  # the world axis in camera coordinates
+            tip = origin + length * np.array([d[0], -d[1]])
+            cv2.arrowedLine(panel, _pt(origin), _pt(tip), colour, 2, cv2.LINE_AA, shift=4, tipLength=0.25)
+            cv2.putText(panel, label, (int(tip[0]) + 3, int(tip[1]) + 4), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.4, colour, 1, cv2.LINE_AA)
+        cv2.putText(panel, f"3D world (m), grid {self.grid_m:g} m", (10, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                     (200, 200, 200), 1, cv2.LINE_AA)
         return panel
 
-    def render(self, skeletons: list[tuple[int, np.ndarray]]) -> np.ndarray:
-        """A fresh panel ``[size, size, 3]`` with each (track_id, grounded [17, 3]) skeleton."""
-        panel = self._background.copy()
-        thickness = max(2, self.size // 240)
-        for track_id, joints in skeletons:
-            if joints is None or not np.all(np.isfinite(joints)):
-                continue
-            colours = _side_colours(track_colour(track_id))
+    def _draw_grid(self, panel: np.ndarray, frame: int) -> None:
+        centre, span = self.framing.centres[frame], self.framing.spans[frame]
+        reach = 1.2 * span
+        g = self.grid_m
+        x0, x1 = math.floor((centre[0] - reach) / g) * g, math.ceil((centre[0] + reach) / g) * g
+        z0, z1 = math.floor((centre[2] - reach) / g) * g, math.ceil((centre[2] + reach) / g) * g
+        for x in np.arange(x0, x1 + g / 2, g):
+            a, b = self.project(np.array([[x, 0, z0], [x, 0, z1]]), frame)
+            cv2.line(panel, _pt(a), _pt(b), GRID, 1, cv2.LINE_AA, shift=4)
+        for z in np.arange(z0, z1 + g / 2, g):
+            a, b = self.project(np.array([[x0, 0, z], [x1, 0, z]]), frame)
+            cv2.line(panel, _pt(a), _pt(b), GRID, 1, cv2.LINE_AA, shift=4)
+
+    def render(self, frame: int, skeletons: list[tuple[int, np.ndarray]],
+               trails: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """A fresh panel ``[size, size, 3]`` at ``frame``: each (track_id, world [17, 3]) skeleton, and each
+        track's pelvis trail ``trails[track_id]`` [n, 3] (oldest first, ending at this frame)."""
+        panel = self._corner.copy()
+        self._draw_grid(panel, frame)
+        t = self.thickness
+        live = [(tid, j) for tid, j in skeletons if j is not None and np.all(np.isfinite(j))]
+        for tid, joints in live:  # shadows on the floor first
             shadow = joints.copy()
             shadow[:, 1] = 0.0
-            p2, ps = self.project(joints), self.project(shadow)
+            ps = self.project(shadow, frame)
             for a, b in H36M17.bones:
-                cv2.line(panel, _pt(ps[a]), _pt(ps[b]), (60, 52, 48), thickness, cv2.LINE_AA, shift=4)
+                cv2.line(panel, _pt(ps[a]), _pt(ps[b]), SHADOW, t, cv2.LINE_AA, shift=4)
+        for tid, path in (trails or {}).items():
+            path = path[np.all(np.isfinite(path), axis=1)]
+            if len(path) < 2:
+                continue
+            pts = self.project(path, frame)
+            base = track_colour(tid)
+            for i in range(1, len(pts)):  # older segments fade into the background
+                colour = _mix(base, BACKGROUND, 0.85 * (1 - i / (len(pts) - 1)))
+                cv2.line(panel, _pt(pts[i - 1]), _pt(pts[i]), colour, t, cv2.LINE_AA, shift=4)
+        depth = [float((j[_PELVIS] @ self.rotation.T)[2]) for _, j in live]
+        for _, (tid, joints) in sorted(zip(depth, live), key=lambda x: x[0]):  # far people first
+            colours = _side_colours(track_colour(tid))
+            p2 = self.project(joints, frame)
             for bone in H36M17.bones:
                 cv2.line(panel, _pt(p2[bone[0]]), _pt(p2[bone[1]]), _bone_colour(H36M17, bone, colours),
-                         thickness, cv2.LINE_AA, shift=4)
+                         t, cv2.LINE_AA, shift=4)
             for p in p2:
-                cv2.circle(panel, _pt(p), thickness * 16, (255, 255, 255), -1, cv2.LINE_AA, shift=4)
+                cv2.circle(panel, _pt(p), t * 16, (255, 255, 255), -1, cv2.LINE_AA, shift=4)
+            head = p2[_HEAD]
+            cv2.putText(panel, f"#{tid}", (int(head[0]) - 10, int(head[1]) - 10), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.45, track_colour(tid), 1, cv2.LINE_AA)
         return panel
 
 

@@ -1,18 +1,22 @@
-"""User-facing exports: ``poses.json`` (schema ``poses_schema.json``), ``joints3d.csv`` and
-``joint_angles.csv``.
+"""User-facing exports: ``poses.json`` (schema ``poses_schema.json``), ``joints3d.csv``,
+``joint_angles.csv`` and one ``person_<track>.bvh`` per lifted track.
 
-JSON, schema_version 1.0 (see ``poses_schema.json`` and the README)::
+:func:`poses_document` is the one producer of poses.json: the renderer stage and ``hpe3d lift`` both call
+it. Schema version 2.0 (``poses_schema.json`` is its single description)::
 
-    {"schema_version": "1.0",
-     "video": {"width", "height", "fps", "frame_count", "duration_s", "rotation_deg"},
-     "units": {"keypoints_2d": "pixels", "keypoints_3d": "metres", "angles": "degrees"},
+    {"schema_version": "2.0",
+     "video": {"width", "height", "fps", "frame_count", "duration_s", "rotation_deg", "still_image"},
+     "units": {"keypoints_2d": "pixels", "keypoints_3d": "metres", "angles": "degrees", "time": "seconds"},
      "joints_2d": [17 COCO-17 names], "joints_3d": [17 Human3.6M-17 names],
+     "camera": {"focal_px", "focal_from_prior", "pitch_deg", "height_m"} | null,
+     "angles": [{"name", "unit", "convention"}], "warnings": [str],
      "frames": [{"index", "timestamp_s",
                  "persons": [{"track_id", "keypoints_2d": [[x, y, score] * 17] | null,
                               "keypoints_3d_root_relative": [[x, y, z] * 17] | null,
-                              "keypoints_3d_grounded": [[x, y, z] * 17] | null}]}]}
-
-CSV files are long format, one row per (frame, track, joint) or (frame, track, angle).
+                              "keypoints_3d_world": [[x, y, z] * 17] | null,
+                              "foot_contacts": {"left": bool, "right": bool} | null,
+                              "angles_deg": {name: number | null},
+                              "angle_confidence": {name: 0..1}}]}]}
 """
 from __future__ import annotations
 
@@ -26,12 +30,17 @@ import numpy as np
 from hpe3d.v1 import common_pb2
 from services.common.skeletons import COCO17, H36M17
 
-from .angles import ANGLE_NAMES, joint_angles
-from .pose_data import PoseTimeline
+from .angles import ANGLE_NAMES, ANGLES, angle_confidence, joint_angles
+from .bvh import bvh_for_track
+from .pose_data import PersonPose, PoseTimeline
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 JOINTS3D_HEADER = ("frame", "timestamp_s", "track_id", "joint", "x_m", "y_m", "z_m")
-ANGLES_HEADER = ("frame", "timestamp_s", "track_id", *(f"{n}_deg" for n in ANGLE_NAMES))
+ANGLES_HEADER = ("frame", "timestamp_s", "track_id",
+                 *(column for n in ANGLE_NAMES for column in (f"{n}_deg", f"{n}_confidence")))
+GROUNDED_FALLBACK_WARNING = (
+    "3D positions: the lifter gave no shared world frame, so each person stands on the floor at their own "
+    "pelvis-centred place; distances between persons and walking paths are not measured")
 
 
 def _rows(array: np.ndarray | None, digits: int) -> list[list[float]] | None:
@@ -41,62 +50,97 @@ def _rows(array: np.ndarray | None, digits: int) -> list[list[float]] | None:
 
 
 def frame_timestamps(info: common_pb2.VideoInfo) -> list[float]:
-    """Time of every frame in seconds: the probed timestamps, else index / fps."""
+    """Time of every frame in seconds: the probed timestamps, else index / fps (a still image: 0)."""
     if len(info.timestamps_s) == info.frame_count:
         return list(info.timestamps_s)
     return [i / (info.fps or 30.0) for i in range(info.frame_count)]
 
 
-def poses_document(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> dict:
-    """The poses.json document as plain Python data."""
-    frames = []
-    for index, t in enumerate(frame_timestamps(info)):
-        frames.append({"index": index, "timestamp_s": round(t, 6), "persons": [
-            {"track_id": p.track_id,
-             "keypoints_2d": _rows(p.keypoints_2d, 2),
-             "keypoints_3d_root_relative": _rows(p.root_relative, 4),
-             "keypoints_3d_grounded": _rows(p.grounded, 4)}
-            for p in timeline.persons(index)]})
+def person_angles(person: PersonPose) -> tuple[dict[str, float], dict[str, float]]:
+    """(angles in degrees, NaN = undefined; confidence 0..1) of one person from their world joints."""
+    angles = joint_angles(person.world) if person.world is not None else {n: math.nan for n in ANGLE_NAMES}
+    return angles, angle_confidence(angles, person.keypoints_2d)
+
+
+def _person_entry(p: PersonPose) -> dict:
+    angles, confidence = person_angles(p)
+    contacts = None
+    if p.foot_contacts is not None:
+        contacts = {"left": bool(p.foot_contacts[0] >= 0.5), "right": bool(p.foot_contacts[1] >= 0.5)}
+    return {"track_id": p.track_id,
+            "keypoints_2d": _rows(p.keypoints_2d, 2),
+            "keypoints_3d_root_relative": _rows(p.root_relative, 4),
+            "keypoints_3d_world": _rows(p.world, 4),
+            "foot_contacts": contacts,
+            "angles_deg": {n: None if math.isnan(v) else round(v, 1) + 0.0 for n, v in angles.items()},
+            "angle_confidence": {n: round(v, 3) for n, v in confidence.items()}}
+
+
+def poses_document(info: common_pb2.VideoInfo, timeline: PoseTimeline, warnings: list[str] = ()) -> dict:
+    """The poses.json document as plain Python data (see the module docstring). ``warnings`` are added
+    after the video's own (``info.warnings``) and the renderer's (a fall-back from world to grounded)."""
+    frames = [{"index": index, "timestamp_s": round(t, 6),
+               "persons": [_person_entry(p) for p in timeline.persons(index)]}
+              for index, t in enumerate(frame_timestamps(info))]
+    camera = timeline.camera
+    all_warnings = list(info.warnings)
+    if timeline.world_source == "grounded":
+        all_warnings.append(GROUNDED_FALLBACK_WARNING)
+    all_warnings += list(warnings)
     return {
         "schema_version": SCHEMA_VERSION,
         "video": {"width": info.width, "height": info.height, "fps": info.fps,
                   "frame_count": info.frame_count, "duration_s": info.duration_s,
-                  "rotation_deg": info.rotation_deg},
-        "units": {"keypoints_2d": "pixels", "keypoints_3d": "metres", "angles": "degrees"},
+                  "rotation_deg": info.rotation_deg, "still_image": info.still_image},
+        "units": {"keypoints_2d": "pixels", "keypoints_3d": "metres", "angles": "degrees", "time": "seconds"},
         "joints_2d": list(COCO17.joints),
         "joints_3d": list(H36M17.joints),
+        "camera": None if camera is None else {
+            "focal_px": round(camera.focal_px, 2), "focal_from_prior": camera.focal_from_prior,
+            "pitch_deg": round(camera.pitch_deg, 2), "height_m": round(camera.height_m, 3)},
+        "angles": [{"name": a.name, "unit": a.unit, "convention": a.convention} for a in ANGLES],
+        "warnings": all_warnings,
         "frames": frames,
     }
 
 
-def poses_json(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> bytes:
-    return json.dumps(poses_document(info, timeline), separators=(",", ":")).encode()
+def poses_json(info: common_pb2.VideoInfo, timeline: PoseTimeline, warnings: list[str] = ()) -> bytes:
+    return json.dumps(poses_document(info, timeline, warnings), separators=(",", ":")).encode()
 
 
 def joints3d_csv(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> bytes:
-    """Grounded 3D joints (metres, y up, feet on y = 0), one row per frame, track and joint."""
+    """World 3D joints (metres, y up, floor y = 0, shared by all persons), one row per frame, track and joint."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(JOINTS3D_HEADER)
     for index, t in enumerate(frame_timestamps(info)):
         for p in timeline.persons(index):
-            if p.grounded is None:
+            if p.world is None:
                 continue
-            for name, (x, y, z) in zip(H36M17.joints, p.grounded):
+            for name, (x, y, z) in zip(H36M17.joints, p.world):
                 writer.writerow((index, f"{t:.6f}", p.track_id, name, f"{x:.4f}", f"{y:.4f}", f"{z:.4f}"))
     return out.getvalue().encode()
 
 
 def joint_angles_csv(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> bytes:
-    """Angles of ``angles.ANGLE_NAMES`` in degrees, one row per frame and track; empty cell = NaN."""
+    """Wide format: one row per frame and lifted person; per angle of ``angles.ANGLE_NAMES`` a
+    ``<name>_deg`` column (degrees, empty = undefined) and a ``<name>_confidence`` column (0..1)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(ANGLES_HEADER)
     for index, t in enumerate(frame_timestamps(info)):
         for p in timeline.persons(index):
-            if p.root_relative is None:
+            if p.world is None:
                 continue
-            angles = joint_angles(p.root_relative)
-            writer.writerow((index, f"{t:.6f}", p.track_id,
-                             *("" if math.isnan(angles[n]) else f"{angles[n]:.1f}" for n in ANGLE_NAMES)))
+            angles, confidence = person_angles(p)
+            cells = []
+            for n in ANGLE_NAMES:
+                cells += ["" if math.isnan(angles[n]) else f"{angles[n] + 0.0:.1f}", f"{confidence[n]:.3f}"]
+            writer.writerow((index, f"{t:.6f}", p.track_id, *cells))
     return out.getvalue().encode()
+
+
+def bvh_files(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> list[tuple[str, bytes]]:
+    """``(person_<track>.bvh, content)`` per lifted track: its world joints from its first frame on, frame
+    time 1/fps of the video (a still image: one frame). See :mod:`services.renderer.bvh`."""
+    return [(f"person_{t.track_id}.bvh", bvh_for_track(t.world, info.fps)) for t in timeline.tracks]

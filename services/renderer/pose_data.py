@@ -4,6 +4,11 @@ Per frame, the persons to draw and export are the 3D tracks that cover it (their
 the lifter's, stable over the whole video; their 2D keypoints are the lifter's gap-filled COCO-17
 input). A frame no 3D track covers falls back to the raw 2D detections of that frame (segment-local
 track ids, no 3D).
+
+3D positions of a track: ``Track3D.world`` (metres, y up, floor at y = 0, one frame shared by all tracks of
+the video). A Poses3D without ``world`` (from a lifter that does not place people yet) falls back to
+``grounded`` (each person's feet on y = 0 at their own pelvis-centred place); ``PoseTimeline.world_source``
+says which one was used.
 """
 from __future__ import annotations
 
@@ -17,26 +22,37 @@ from services.common.arrays import from_proto
 
 @dataclass(frozen=True)
 class PersonPose:
-    """One person in one frame. ``keypoints_2d`` [17, 3] COCO-17 (x px, y px, score) of the
-    original, upright frame; ``root_relative`` / ``grounded`` [17, 3] Human3.6M-17 metres, or None."""
+    """One person in one frame. ``keypoints_2d`` [17, 3] COCO-17 (x px, y px, score) of the original,
+    upright frame; ``root_relative`` / ``world`` [17, 3] Human3.6M-17 metres, y up; ``foot_contacts`` [2]
+    (left, right; 1 = planted) -- each None when absent."""
 
     track_id: int
     keypoints_2d: np.ndarray | None
-    root_relative: np.ndarray | None
-    grounded: np.ndarray | None
+    root_relative: np.ndarray | None = None
+    world: np.ndarray | None = None
+    foot_contacts: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class Track:
+    """One lifted person: ``frame_count`` frames from ``first_frame``."""
+
     track_id: int
     first_frame: int
-    root_relative: np.ndarray   # [n, 17, 3] metres
-    grounded: np.ndarray        # [n, 17, 3] metres, feet on y = 0
-    keypoints_2d: np.ndarray | None  # [n, 17, 3] or None
+    root_relative: np.ndarray           # [n, 17, 3] metres, pelvis at the origin, y up
+    world: np.ndarray                   # [n, 17, 3] metres, y up, floor y = 0 (or grounded, see module doc)
+    keypoints_2d: np.ndarray | None     # [n, 17, 3] or None
+    foot_contacts: np.ndarray | None    # [n, 2] left, right (0/1) or None
 
     @property
     def frame_count(self) -> int:
-        return int(self.grounded.shape[0])
+        return int(self.world.shape[0])
+
+
+def _array(message: common_pb2.FloatArray, frames: int, shape: tuple[int, ...]) -> np.ndarray | None:
+    if not message.values:
+        return None
+    return from_proto(message).reshape((frames,) + shape)
 
 
 class PoseTimeline:
@@ -47,14 +63,27 @@ class PoseTimeline:
         for segment in poses2d:
             for frame in segment.frames:
                 self.raw_2d[frame.frame_index] = [
-                    PersonPose(p.track_id, from_proto(p.coco17).reshape(17, 3), None, None)
+                    PersonPose(p.track_id, from_proto(p.coco17).reshape(17, 3))
                     for p in frame.persons if len(p.coco17.values) == 51]
+        self.camera: common_pb2.CameraEstimate | None = (
+            poses3d.camera if poses3d is not None and poses3d.HasField("camera") else None)
         self.tracks: list[Track] = []
+        sources = set()
         for t in (poses3d.tracks if poses3d is not None else []):
-            grounded = from_proto(t.grounded).reshape(-1, 17, 3)
-            root = from_proto(t.root_relative).reshape(-1, 17, 3) if t.root_relative.values else grounded
-            kp2d = from_proto(t.keypoints2d).reshape(-1, 17, 3) if t.keypoints2d.values else None
-            self.tracks.append(Track(t.track_id, t.first_frame, root, grounded, kp2d))
+            world = _array(t.world, -1, (17, 3))
+            sources.add("world" if world is not None else "grounded")
+            if world is None:
+                world = _array(t.grounded, -1, (17, 3))
+            if world is None:
+                continue
+            n = len(world)
+            root = _array(t.root_relative, n, (17, 3))
+            if root is None:
+                root = world - world[:, :1]
+            self.tracks.append(Track(t.track_id, t.first_frame, root, world, _array(t.keypoints2d, n, (17, 3)),
+                                     _array(t.foot_contacts, n, (2,))))
+        #: "world" when every track had Track3D.world, "grounded" when any fell back to it, None: no tracks
+        self.world_source: str | None = ("grounded" if "grounded" in sources else "world") if sources else None
 
     def persons(self, frame_index: int) -> list[PersonPose]:
         out = []
@@ -62,7 +91,8 @@ class PoseTimeline:
             i = frame_index - t.first_frame
             if 0 <= i < t.frame_count:
                 kp = t.keypoints_2d[i] if t.keypoints_2d is not None else self._raw_for(frame_index, t.track_id)
-                out.append(PersonPose(t.track_id, kp, t.root_relative[i], t.grounded[i]))
+                contacts = t.foot_contacts[i] if t.foot_contacts is not None else None
+                out.append(PersonPose(t.track_id, kp, t.root_relative[i], t.world[i], contacts))
         return out or self.raw_2d.get(frame_index, [])
 
     def _raw_for(self, frame_index: int, track_id: int) -> np.ndarray | None:
@@ -71,8 +101,18 @@ class PoseTimeline:
                 return p.keypoints_2d
         return None
 
-    def all_grounded(self) -> np.ndarray:
-        """Every grounded joint of every track, [N, 3] metres (empty when there are no tracks)."""
+    def pelvis_trails(self, frame_index: int, length: int) -> dict[int, np.ndarray]:
+        """Per track present at ``frame_index``: its world pelvis over the last ``length`` frames up to and
+        including this one ([n, 3] metres, oldest first; shorter at the track's start)."""
+        out = {}
+        for t in self.tracks:
+            i = frame_index - t.first_frame
+            if 0 <= i < t.frame_count:
+                out[t.track_id] = t.world[max(0, i - length + 1):i + 1, 0]
+        return out
+
+    def world_joints(self) -> np.ndarray:
+        """Every world joint of every track, [N, 3] metres (empty when there are no tracks)."""
         if not self.tracks:
             return np.zeros((0, 3), np.float32)
-        return np.concatenate([t.grounded.reshape(-1, 3) for t in self.tracks])
+        return np.concatenate([t.world.reshape(-1, 3) for t in self.tracks])

@@ -1,8 +1,12 @@
-"""The rendered MP4: each original frame with its 2D skeletons beside the 3D view, as H.264.
+"""The rendered pictures: each original frame with its 2D skeletons beside the 3D panel.
 
-Frames stream through: one decoded frame in, one encoded frame out; the whole video is never held
-in memory. The output has exactly the input's frame count; constant-rate input keeps its average
-rate, variable-rate input keeps its frame times (pts in 1/90000 s).
+* a video becomes an H.264 MP4 (:func:`render_video`). Frames stream through: one decoded frame in, one
+  encoded frame out; the whole video is never held in memory. The output has exactly the input's frame
+  count; constant-rate input keeps its average rate, variable-rate input keeps its frame times (pts in
+  1/90000 s);
+* a still image becomes a PNG (:func:`render_still`);
+* every job gets a small JPEG thumbnail (:func:`thumbnail_jpeg`, longer side :data:`THUMBNAIL_SIDE` px) of
+  the picture at :func:`thumbnail_frame`.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 
 import av
+import cv2
 import numpy as np
 
 from hpe3d.v1 import common_pb2
@@ -20,6 +25,8 @@ from .pose_data import PoseTimeline
 
 MAX_HEIGHT = 720
 VFR_TIME_BASE = Fraction(1, 90000)
+THUMBNAIL_SIDE = 320
+THUMBNAIL_QUALITY = 85
 
 
 def output_layout(width: int, height: int, max_height: int = MAX_HEIGHT) -> tuple[int, int, int]:
@@ -31,48 +38,117 @@ def output_layout(width: int, height: int, max_height: int = MAX_HEIGHT) -> tupl
     return w, h, h
 
 
-def compose_frame(frame_bgr: np.ndarray, persons, view: View3D, scale: float) -> np.ndarray:
-    """The output picture: ``frame_bgr`` (already scaled by ``scale`` from original pixels) with
-    every person's 2D skeleton, then the 3D panel to its right. Draws on ``frame_bgr`` in place."""
+def build_view(info: common_pb2.VideoInfo, timeline: PoseTimeline, panel: int) -> View3D:
+    """The 3D panel's camera for the whole render: it follows the people present in each frame."""
+    joints = []
+    for index in range(info.frame_count):
+        present = [p.world for p in timeline.persons(index) if p.world is not None]
+        joints.append(np.concatenate(present) if present else np.zeros((0, 3)))
+    return View3D.following(panel, joints, info.fps)
+
+
+def compose_frame(frame_bgr: np.ndarray, index: int, timeline: PoseTimeline, view: View3D,
+                  scale: float) -> np.ndarray:
+    """The output picture of frame ``index``: ``frame_bgr`` (already scaled by ``scale`` from original
+    pixels) with every person's 2D skeleton, then the 3D panel to its right. Draws on ``frame_bgr`` in
+    place."""
+    persons = timeline.persons(index)
     for p in persons:
         if p.keypoints_2d is not None:
             draw_skeleton_2d(frame_bgr, p.keypoints_2d, p.track_id, scale)
-    panel = view.render([(p.track_id, p.grounded) for p in persons if p.grounded is not None])
+    panel = view.render(index, [(p.track_id, p.world) for p in persons if p.world is not None],
+                        timeline.pelvis_trails(index, view.trail_frames))
     return np.hstack([frame_bgr, panel])
 
 
+def thumbnail_frame(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> int:
+    """The frame shown in the thumbnail: one with the most persons in 3D, the nearest to the middle."""
+    counts = np.array([sum(p.world is not None for p in timeline.persons(i)) for i in range(info.frame_count)])
+    best = np.flatnonzero(counts == counts.max())
+    return int(best[np.argmin(np.abs(best - (info.frame_count - 1) / 2))])
+
+
+def thumbnail_jpeg(picture_bgr: np.ndarray, side: int = THUMBNAIL_SIDE) -> bytes:
+    """``picture_bgr`` scaled so its longer side is ``side`` px (area interpolation), as JPEG bytes."""
+    h, w = picture_bgr.shape[:2]
+    scale = side / max(h, w)
+    small = cv2.resize(picture_bgr, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, THUMBNAIL_QUALITY])
+    if not ok:
+        raise RuntimeError("JPEG encoding of the thumbnail failed")
+    return data.tobytes()
+
+
+def _upright_frames(video_path: str, width: int, height: int) -> Iterator[np.ndarray]:
+    container, stream = open_video(video_path)
+    with container:
+        rotation = None
+        for frame in decoded_frames(container, stream):
+            if rotation is None:
+                rotation = frame_rotation_cw(frame, stream)
+            yield upright_bgr(frame, rotation, width, height)
+
+
+def compose_at(video_path: str, info: common_pb2.VideoInfo, timeline: PoseTimeline, index: int) -> np.ndarray:
+    """The output picture of frame ``index`` alone (decodes up to it; the last decodable frame when the
+    file holds fewer)."""
+    width, height, panel = output_layout(info.width, info.height)
+    picture = None
+    for n, frame in enumerate(_upright_frames(video_path, width, height)):
+        picture = frame
+        if n >= index:
+            break
+    if picture is None:
+        raise ValueError(f"{video_path}: no decodable frame")
+    return compose_frame(picture, min(index, info.frame_count - 1), timeline,
+                         build_view(info, timeline, panel), height / info.height)
+
+
+def render_still(image_path: str, info: common_pb2.VideoInfo, timeline: PoseTimeline) -> tuple[bytes, bytes]:
+    """(PNG, thumbnail JPEG) of a still image: the photo with its 2D skeletons beside the 3D panel."""
+    picture = compose_at(image_path, info, timeline, 0)
+    ok, png = cv2.imencode(".png", picture)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return png.tobytes(), thumbnail_jpeg(picture)
+
+
 def render_video(video_path: str, info: common_pb2.VideoInfo, timeline: PoseTimeline, out_path: str,
-                 preset: str = "ultrafast", crf: int = 23, every: int = 25) -> Iterator[int]:
+                 preset: str = "ultrafast", crf: int = 23, every: int = 25,
+                 thumbnail: list | None = None) -> Iterator[int]:
     """Write the rendered H.264 MP4 to ``out_path``; yields the number of frames done every
-    ``every`` frames and once at the end."""
+    ``every`` frames and once at the end. When ``thumbnail`` is a list, the JPEG bytes of the
+    :func:`thumbnail_frame` picture are appended to it."""
     width, height, panel = output_layout(info.width, info.height)
     scale = height / info.height
-    view = View3D.fitted(panel, timeline.all_grounded())
+    view = build_view(info, timeline, panel)
+    thumb_at = thumbnail_frame(info, timeline) if thumbnail is not None else -1
     times = list(info.timestamps_s)
     vfr = info.variable_frame_rate and len(times) == info.frame_count
     rate = Fraction(info.fps).limit_denominator(1001) if info.fps > 0 else Fraction(30)
-    container, stream = open_video(video_path)
-    with container, av.open(out_path, "w", options={"movflags": "+faststart"}) as out:
+    with av.open(out_path, "w", options={"movflags": "+faststart"}) as out:
         encoder = out.add_stream("libx264", rate=rate)
         encoder.width, encoder.height, encoder.pix_fmt = width + panel, height, "yuv420p"
         encoder.options = {"preset": preset, "crf": str(crf)}
         encoder.thread_type = "AUTO"
         if vfr:
             encoder.codec_context.time_base = VFR_TIME_BASE
-        done, rotation, last = 0, None, None
-        for frame in decoded_frames(container, stream):
+        done, last = 0, None
+        for frame in _upright_frames(video_path, width, height):
             if done >= info.frame_count:
                 break
-            if rotation is None:
-                rotation = frame_rotation_cw(frame, stream)
-            picture = compose_frame(upright_bgr(frame, rotation, width, height),
-                                    timeline.persons(done), view, scale)
+            picture = compose_frame(frame, done, timeline, view, scale)
+            if done == thumb_at:
+                thumbnail.append(thumbnail_jpeg(picture))
             _encode(out, encoder, picture, done, times, vfr)
             last = picture
             done += 1
             if done % every == 0:
                 yield done
         while done < info.frame_count and last is not None:  # never fewer frames than probed
+            if done == thumb_at:
+                thumbnail.append(thumbnail_jpeg(last))
             _encode(out, encoder, last, done, times, vfr)
             done += 1
         for packet in encoder.encode():

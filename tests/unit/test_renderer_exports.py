@@ -1,130 +1,210 @@
-"""Exports: poses.json against poses_schema.json, the CSVs, and the angle maths."""
+"""Exports: poses.json 2.0 against poses_schema.json, the CSVs, the BVH list, and the angle maths."""
 import csv
 import io
 import json
 import math
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
 from hpe3d.v1 import common_pb2
 from services.common.arrays import to_proto
-from services.renderer.angles import ANGLE_NAMES, angle_at, joint_angles
-from services.renderer.exports import joint_angles_csv, joints3d_csv, poses_document, poses_json
+from services.common.skeletons import COCO17
+from services.renderer.angles import ANGLE_NAMES, ANGLE_SOURCES, angle_confidence, joint_angles
+from services.renderer.exports import (GROUNDED_FALLBACK_WARNING, bvh_files, joint_angles_csv, joints3d_csv,
+                                       poses_document, poses_json)
 from services.renderer.pose_data import PoseTimeline
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "services/renderer/poses_schema.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
-def validate(value, schema, root=SCHEMA, path="$"):
-    """The subset of JSON Schema that poses_schema.json uses; raises AssertionError with a path."""
-    if "$ref" in schema:
-        node = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            node = node[part]
-        return validate(value, node, root, path)
-    if "const" in schema:
-        assert value == schema["const"], f"{path}: {value!r} != {schema['const']!r}"
-    if "enum" in schema:
-        assert value in schema["enum"], f"{path}: {value!r} not in {schema['enum']}"
-    types = schema.get("type")
-    if types:
-        types = [types] if isinstance(types, str) else types
-        kinds = {"object": dict, "array": list, "string": str, "null": type(None),
-                 "integer": int, "number": (int, float)}
-        assert any(isinstance(value, kinds[t]) and not (t in ("integer", "number") and isinstance(value, bool))
-                   for t in types), f"{path}: {type(value).__name__} is not {types}"
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            assert key in value, f"{path}: missing {key}"
-        props = schema.get("properties", {})
-        if schema.get("additionalProperties") is False:
-            assert not set(value) - set(props), f"{path}: unexpected {set(value) - set(props)}"
-        for key, sub in props.items():
-            if key in value:
-                validate(value[key], sub, root, f"{path}.{key}")
-    if isinstance(value, list):
-        assert len(value) >= schema.get("minItems", 0), f"{path}: too few items"
-        assert len(value) <= schema.get("maxItems", math.inf), f"{path}: too many items"
-        for i, item in enumerate(value):
-            if "items" in schema:
-                validate(item, schema["items"], root, f"{path}[{i}]")
-
-
-def standing(x=0.0, z=3.0):
+def standing(x=0.0, z=-3.0):
+    """Facing the camera (+z), left side at +x, metres, feet near y = 0."""
     return np.array([[0, .95, 0], [-.12, .95, 0], [-.12, .5, 0], [-.12, .05, 0], [.12, .95, 0], [.12, .5, 0],
                      [.12, .05, 0], [0, 1.2, 0], [0, 1.45, 0], [0, 1.55, .05], [0, 1.72, 0], [.12, 1.42, 0],
                      [.12, 1.12, 0], [.12, .85, 0], [-.12, 1.42, 0], [-.39, 1.42, 0], [-.39, 1.70, 0]],
                     np.float32) + np.array([x, 0, z], np.float32)
 
 
-def make_inputs(frames=6):
+def make_inputs(frames=6, world=True):
     info = common_pb2.VideoInfo(width=640, height=360, fps=30, frame_count=frames, duration_s=frames / 30,
-                                timestamps_s=[i / 30 for i in range(frames)])
+                                timestamps_s=[i / 30 for i in range(frames)], warnings=["a video warning"])
     raw = common_pb2.Poses2D(start_frame=0, frame_count=frames)
     for i in range(frames):
         f = raw.frames.add(frame_index=i, timestamp_s=i / 30)
         if i == 0:  # frame 0 is covered by no 3D track: raw 2D only
             f.persons.add(track_id=7, coco17=to_proto(np.full((17, 3), 0.5, np.float32)))
-    g = np.repeat(standing()[None], frames - 2, axis=0)
-    p3 = common_pb2.Poses3D(tracks=[common_pb2.Track3D(
-        track_id=1, first_frame=1, frame_count=frames - 2, grounded=to_proto(g),
-        root_relative=to_proto(g - g[:, :1]), keypoints2d=to_proto(np.ones((frames - 2, 17, 3), np.float32)))])
+    n = frames - 2
+    w = np.repeat(standing()[None], n, axis=0) + np.linspace([0, 0, 0], [0.3, 0, 0], n)[:, None].astype(np.float32)
+    kp = np.ones((n, 17, 3), np.float32)
+    kp[:, COCO17.index("left_wrist"), 2] = 0.4
+    track = common_pb2.Track3D(track_id=1, first_frame=1, frame_count=n, grounded=to_proto(w - [0, 0, 0]),
+                               root_relative=to_proto(w - w[:, :1]), keypoints2d=to_proto(kp))
+    camera = None
+    if world:
+        track.world.CopyFrom(to_proto(w))
+        contacts = np.zeros((n, 2), np.float32)
+        contacts[:, 0] = 1
+        track.foot_contacts.CopyFrom(to_proto(contacts))
+        camera = common_pb2.CameraEstimate(focal_px=500.0, focal_from_prior=True, pitch_deg=8.0, height_m=1.5)
+    p3 = common_pb2.Poses3D(tracks=[track], camera=camera)
     return info, PoseTimeline([raw], p3)
 
 
-def test_poses_json_follows_the_schema():
+def test_poses_json_2_follows_the_schema():
     info, timeline = make_inputs()
-    doc = json.loads(poses_json(info, timeline))
-    validate(doc, SCHEMA)
-    assert doc["schema_version"] == "1.0" and len(doc["frames"]) == 6
+    doc = json.loads(poses_json(info, timeline, ["lifted by hand"]))
+    VALIDATOR.validate(doc)
+    assert doc["schema_version"] == "2.0" and len(doc["frames"]) == 6
     assert doc["joints_2d"][5] == "left_shoulder" and doc["joints_3d"][0] == "pelvis"
-    assert doc["frames"][0]["persons"][0]["track_id"] == 7
-    assert doc["frames"][0]["persons"][0]["keypoints_3d_grounded"] is None
-    p = doc["frames"][1]["persons"][0]
-    assert p["track_id"] == 1 and p["keypoints_3d_grounded"][3][1] == pytest.approx(0.05)
+    assert doc["camera"] == {"focal_px": 500.0, "focal_from_prior": True, "pitch_deg": 8.0, "height_m": 1.5}
+    assert doc["warnings"] == ["a video warning", "lifted by hand"]
+    assert [a["name"] for a in doc["angles"]] == list(ANGLE_NAMES)
+    raw = doc["frames"][0]["persons"][0]
+    assert raw["track_id"] == 7 and raw["keypoints_3d_world"] is None and raw["foot_contacts"] is None
+    assert all(v is None for v in raw["angles_deg"].values())
+    p = doc["frames"][4]["persons"][0]
+    assert p["track_id"] == 1 and p["keypoints_3d_world"][3] == pytest.approx([0.18, 0.05, -3.0], abs=1e-4)
     assert p["keypoints_3d_root_relative"][0] == [0, 0, 0]
+    assert p["foot_contacts"] == {"left": True, "right": False}
+    assert p["angles_deg"]["right_shoulder_abduction"] == pytest.approx(90.0)
+    assert p["angles_deg"]["left_ankle_dorsiflexion"] is None and p["angle_confidence"]["left_ankle_dorsiflexion"] == 0
+    assert p["angle_confidence"]["left_elbow_flexion"] == pytest.approx(0.4)  # the left wrist scored 0.4
+    assert p["angle_confidence"]["right_elbow_flexion"] == pytest.approx(1.0)
     assert doc["frames"][5]["persons"] == []
 
 
-def test_validator_rejects_a_broken_document():
+def test_schema_rejects_a_broken_document():
     info, timeline = make_inputs()
     doc = poses_document(info, timeline)
     doc["frames"][1]["persons"][0]["keypoints_2d"] = [[1, 2]] * 17
-    with pytest.raises(AssertionError, match="too few"):
-        validate(doc, SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate(doc)
+    doc = poses_document(info, timeline)
+    doc["frames"][1]["persons"][0]["angle_confidence"]["trunk_flexion"] = 1.5
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate(doc)
 
 
-def test_joints3d_csv_long_format():
+def test_without_world_the_grounded_joints_stand_in_and_a_warning_says_so():
+    info, timeline = make_inputs(world=False)
+    doc = poses_document(info, timeline)
+    VALIDATOR.validate(doc)
+    assert timeline.world_source == "grounded" and GROUNDED_FALLBACK_WARNING in doc["warnings"]
+    assert doc["camera"] is None
+    p = doc["frames"][1]["persons"][0]
+    assert p["keypoints_3d_world"][3][1] == pytest.approx(0.05) and p["foot_contacts"] is None
+
+
+def test_joints3d_csv_holds_world_joints():
     info, timeline = make_inputs()
     rows = list(csv.DictReader(io.StringIO(joints3d_csv(info, timeline).decode())))
     assert len(rows) == 4 * 17
     first = rows[0]
     assert (first["frame"], first["track_id"], first["joint"]) == ("1", "1", "pelvis")
-    assert float(first["y_m"]) == pytest.approx(0.95) and float(first["z_m"]) == pytest.approx(3.0)
+    assert float(first["y_m"]) == pytest.approx(0.95) and float(first["z_m"]) == pytest.approx(-3.0)
+    last = rows[-17]
+    assert float(last["x_m"]) == pytest.approx(0.3, abs=1e-4)  # the walk along x is in the world joints
 
 
-def test_joint_angles_csv_and_known_geometry():
+def test_joint_angles_csv_wide_with_confidence():
     info, timeline = make_inputs()
     rows = list(csv.DictReader(io.StringIO(joint_angles_csv(info, timeline).decode())))
     assert len(rows) == 4
     row = rows[0]
-    assert float(row["left_elbow_deg"]) == pytest.approx(180.0)   # left arm hangs straight
-    assert float(row["left_shoulder_deg"]) == pytest.approx(0.0, abs=1e-3)
-    assert float(row["right_shoulder_deg"]) == pytest.approx(90.0)  # right arm level
-    assert float(row["right_elbow_deg"]) == pytest.approx(90.0)     # forearm straight up
-    assert float(row["left_knee_deg"]) == pytest.approx(180.0)
-    assert float(row["left_hip_deg"]) == pytest.approx(180.0)
+    assert list(row)[3:5] == [f"{ANGLE_NAMES[0]}_deg", f"{ANGLE_NAMES[0]}_confidence"]
+    assert float(row["left_elbow_flexion_deg"]) == pytest.approx(0.0)    # left arm hangs straight
+    assert float(row["left_elbow_flexion_confidence"]) == pytest.approx(0.4)
+    assert float(row["right_shoulder_abduction_deg"]) == pytest.approx(90.0)  # right arm out sideways
+    assert row["right_shoulder_flexion_deg"] == ""                         # undefined for an arm sideways
+    assert float(row["right_elbow_flexion_deg"]) == pytest.approx(90.0)    # forearm straight up
+    assert row["left_ankle_dorsiflexion_deg"] == "" and float(row["left_ankle_dorsiflexion_confidence"]) == 0
 
 
-def test_angle_at_right_angle_and_degenerate():
-    assert angle_at(np.zeros(3), np.array([1, 0, 0]), np.array([0, 0, 2])) == pytest.approx(90.0)
-    assert angle_at(np.zeros(3), np.array([1, 0, 0]), np.array([-1, 1, 0])) == pytest.approx(135.0)
-    assert math.isnan(angle_at(np.zeros(3), np.zeros(3), np.array([1, 0, 0])))
-    sitting = standing()
-    sitting[5] = sitting[4] + [0, 0, -0.45]  # left thigh forward: knee in front of the hip
-    sitting[6] = sitting[5] + [0, -0.45, 0]
-    angles = joint_angles(sitting)
-    assert angles["left_hip"] == pytest.approx(90.0) and angles["left_knee"] == pytest.approx(90.0)
-    assert set(angles) == set(ANGLE_NAMES)
+def test_bvh_file_per_track():
+    info, timeline = make_inputs()
+    files = bvh_files(info, timeline)
+    assert [name for name, _ in files] == ["person_1.bvh"]
+    text = files[0][1].decode()
+    assert text.startswith("HIERARCHY\nROOT pelvis") and "Frames: 4\n" in text and "Frame Time: 0.03333333" in text
+
+
+def rotate(pose, axis, degrees, about):
+    a = np.radians(degrees)
+    k = np.asarray(axis, float) / np.linalg.norm(axis)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    r = np.eye(3) + np.sin(a) * kx + (1 - np.cos(a)) * kx @ kx
+    return (pose - about) @ r.T + about
+
+
+def test_angles_neutral_zero_and_signed():
+    pose = standing().astype(np.float64)
+    pose[15], pose[16] = pose[14] + [0, -.3, 0], pose[14] + [0, -.57, 0]  # both arms hanging
+    neutral = joint_angles(pose)
+    for name, value in neutral.items():
+        if name.endswith("ankle_dorsiflexion"):
+            assert math.isnan(value)
+        else:
+            assert value == pytest.approx(0.0, abs=1e-6), name
+    # left thigh forwards, shank hanging: hip flexion 90, knee flexion 90
+    sitting = pose.copy()
+    sitting[5] = sitting[4] + [0, 0, .45]
+    sitting[6] = sitting[5] + [0, -.45, 0]
+    a = joint_angles(sitting)
+    assert a["left_hip_flexion"] == pytest.approx(90) and a["left_knee_flexion"] == pytest.approx(90)
+    assert a["left_hip_abduction"] == pytest.approx(0, abs=1e-6)
+    # knee bent forwards (hyperextension) is negative
+    hyper = pose.copy()
+    hyper[6] = hyper[5] + [0, -.45 * np.cos(.2), .45 * np.sin(.2)]
+    assert joint_angles(hyper)["left_knee_flexion"] == pytest.approx(-np.degrees(.2))
+    # right leg out to the side: abduction positive; across the midline: negative
+    out = pose.copy()
+    out[2:4] = rotate(out[2:4], [0, 0, 1], -20, out[1])  # about z: the right (-x) leg swings outwards
+    assert joint_angles(out)["right_hip_abduction"] == pytest.approx(20)
+    across = pose.copy()
+    across[2:4] = rotate(across[2:4], [0, 0, 1], 10, across[1])
+    assert joint_angles(across)["right_hip_abduction"] == pytest.approx(-10)
+    # arm forwards 90 deg: flexion 90, abduction undefined; arm overhead sideways: abduction 180
+    forwards = pose.copy()
+    forwards[12], forwards[13] = forwards[11] + [0, 0, .3], forwards[11] + [0, 0, .57]
+    a = joint_angles(forwards)
+    assert a["left_shoulder_flexion"] == pytest.approx(90) and math.isnan(a["left_shoulder_abduction"])
+    overhead = pose.copy()
+    overhead[12], overhead[13] = overhead[11] + [.01, .3, 0], overhead[11] + [.02, .57, 0]
+    assert joint_angles(overhead)["left_shoulder_abduction"] == pytest.approx(180, abs=3)
+    # trunk leaning forwards 30 deg and to the person's right 10 deg, against the world vertical
+    lean = rotate(pose, [1, 0, 0], 30, pose[0])   # about +x: the upper body tips towards +z (forwards)
+    a = joint_angles(lean)
+    assert a["trunk_flexion"] == pytest.approx(30, abs=0.1) and a["trunk_lateral_lean"] == pytest.approx(0, abs=0.1)
+    side = rotate(pose, [0, 0, 1], 10, pose[0])   # about +z: the upper body tips towards -x (the right)
+    assert joint_angles(side)["trunk_lateral_lean"] == pytest.approx(10, abs=0.1)
+    # head nodding forwards relative to the thorax
+    nod = pose.copy()
+    nod[9:11] = rotate(nod[9:11], [1, 0, 0], 25, nod[8])
+    assert joint_angles(nod)["neck_flexion"] == pytest.approx(25, abs=0.1)
+
+
+def test_angles_of_a_person_turned_away_are_the_same():
+    pose = standing().astype(np.float64)
+    turned = rotate(pose, [0, 1, 0], 140, pose[0]) + [1, 0, 2]
+    a, b = joint_angles(pose), joint_angles(turned)
+    for name in ANGLE_NAMES:
+        assert (math.isnan(a[name]) and math.isnan(b[name])) or a[name] == pytest.approx(b[name], abs=1e-6), name
+
+
+def test_angle_confidence_is_the_lowest_score_of_its_joints():
+    angles = joint_angles(standing())
+    kp = np.ones((17, 3))
+    kp[COCO17.index("right_knee"), 2] = 0.2
+    conf = angle_confidence(angles, kp)
+    for name in ANGLE_NAMES:
+        if math.isnan(angles[name]):
+            assert conf[name] == 0
+        elif "right_knee" in ANGLE_SOURCES[name]:
+            assert conf[name] == pytest.approx(0.2)
+        else:
+            assert conf[name] == pytest.approx(1.0)
+    assert all(v == 0 for v in angle_confidence(angles, None).values())
