@@ -7,16 +7,19 @@ the API documentation, all from this process (nothing from a CDN).
 * ``/v1/options`` the job options with their real defaults, bounds and help (``options.py``).
 * ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) with the assets that the ``fastapi-offline``
   package ships, served under ``/docs-assets/``. The app must be created with
-  ``docs_url=None, redoc_url=None`` so these replace FastAPI's CDN-based pages.
+  ``docs_url=None, redoc_url=None`` so these replace FastAPI's CDN-based pages. ReDoc's script
+  would fetch its maker's logo from a CDN; ``/redoc/redoc.standalone.js`` serves it with that one
+  address replaced by an empty inline image.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import fastapi_offline
 from fastapi import FastAPI, HTTPException
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from services.common.settings import Settings
@@ -27,6 +30,14 @@ from .options import OptionsView, describe_options
 STATIC = Path(__file__).resolve().parent.parent / "static"
 DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 PAGE = STATIC / "index.html"
+REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+EMPTY_SVG = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='1' height='1'/%3E"
+
+
+@lru_cache(maxsize=1)
+def offline_redoc_script() -> bytes:
+    """ReDoc's standalone bundle with its only off-machine fetch (a logo) made inline."""
+    return (DOCS_ASSETS / "redoc.standalone.js").read_bytes().replace(REDOC_CDN_LOGO.encode(), EMPTY_SVG.encode())
 
 
 def install_web(app: FastAPI, settings: Settings, api_prefix: str = "/v1") -> None:
@@ -58,8 +69,12 @@ def install_web(app: FastAPI, settings: Settings, api_prefix: str = "/v1") -> No
                                    swagger_favicon_url="/docs-assets/favicon.png",
                                    swagger_ui_parameters={"validatorUrl": None})
 
+    @app.get("/redoc/redoc.standalone.js", include_in_schema=False)
+    async def redoc_script() -> Response:
+        return Response(offline_redoc_script(), media_type="text/javascript")
+
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
         return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title}: API",
-                              redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_js_url="/redoc/redoc.standalone.js",
                               redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)

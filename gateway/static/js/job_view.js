@@ -1,0 +1,227 @@
+// One job's page (/jobs/{id}): what it is, its progress while it runs (Server-Sent Events), its
+// error in words when it failed, its result and downloads when it succeeded; cancel, retry, delete.
+
+import { API, ApiError, cancelJob, deleteJob, getJob, offers, retryJob } from "./api.js";
+import { el, formatDate, say, stateBadge } from "./dom.js";
+import { renderDownloads } from "./downloads.js";
+import { ResultView } from "./result.js";
+
+const STAGE_LABELS = {
+  decode: "Decoding frames",
+  pose2d: "2D keypoints",
+  lift: "3D poses",
+  render: "Rendering and exports",
+};
+const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+
+function videoFacts(video) {
+  if (!video) return "";
+  const parts = [`${video.width}×${video.height}`];
+  if (video.still_image) parts.push("photo");
+  else parts.push(`${Number(video.fps).toFixed(video.fps % 1 ? 2 : 0)} fps`, `${video.frame_count} frames`, `${Number(video.duration_s).toFixed(1)} s`);
+  return parts.join(" · ");
+}
+
+export class JobView {
+  /** root: the element to fill; id: the job id; navigate(path): go to another page of the app. */
+  constructor(root, id, navigate) {
+    this.root = root;
+    this.id = id;
+    this.navigate = navigate;
+    this.events = null;
+    this.poll = null;
+    this.result = null;
+    this.disposed = false;
+  }
+
+  async show() {
+    this.head = el("div", { className: "job-head" });
+    this.message = el("p", { className: "message", hidden: true, id: "job-message" });
+    this.progress = el("div", { className: "progress", id: "job-progress" });
+    this.resultBox = el("div", { className: "result", id: "result" });
+    this.downloads = el("ul", { className: "downloads", id: "downloads" });
+    this.downloadsSection = el("section", { className: "downloads-section", hidden: true },
+      el("h3", { textContent: "Downloads" }), this.downloads);
+    this.root.replaceChildren(this.head, this.message, this.progress, this.resultBox, this.downloadsSection);
+    this.head.append(el("p", { className: "note", textContent: "Loading the job…" }));
+    try {
+      this.job = await getJob(this.id);
+    } catch (err) {
+      this.head.replaceChildren(el("h2", { textContent: "Job not found" }));
+      say(this.message, err.status === 404
+        ? "There is no job with this address: it was deleted, or the link is incomplete."
+        : err.message);
+      return;
+    }
+    this.update(this.job);
+    if (!FINISHED.has(this.job.state)) this.follow();
+  }
+
+  update(job) {
+    this.job = job;
+    this.root.dataset.state = job.state;
+    const actions = el("div", { className: "actions" });
+    if (!FINISHED.has(job.state)) actions.append(this.button("Cancel", () => this.cancel(), "danger"));
+    if (job.state === "failed") actions.append(this.button("Retry", () => this.retry()));
+    if (FINISHED.has(job.state)) actions.append(this.button("Delete", () => this.remove(), "danger"));
+    actions.append(this.button("Copy link", () => this.copyLink(), "secondary"));
+    this.head.replaceChildren(
+      el("h2", {}, el("span", { className: "input-name", textContent: job.input_name }), " ", stateBadge(job.state)),
+      el("p", { className: "facts", textContent: [formatDate(job.created_at), videoFacts(job.video)].filter(Boolean).join(" · ") }),
+      actions,
+    );
+    if (job.state === "failed" && job.error) {
+      say(this.message, `Failed at ${STAGE_LABELS[job.error.stage] || job.error.stage}: ${job.error.message}`);
+    } else if (job.state === "cancelled") {
+      say(this.message, "This job was cancelled.", "info");
+    }
+    const warnings = job.warnings || [];
+    this.root.querySelector(".warnings")?.remove();
+    if (warnings.length) {
+      this.message.after(el("ul", { className: "warnings" }, ...warnings.map((w) => el("li", { textContent: w }))));
+    }
+    this.showProgress(job.progress, job.state);
+    if (job.state === "succeeded") this.showResult(job);
+  }
+
+  button(text, action, kind = "") {
+    const b = el("button", { type: "button", textContent: text, className: kind });
+    b.addEventListener("click", async () => {
+      b.disabled = true;
+      try { await action(); } finally { b.disabled = false; }
+    });
+    return b;
+  }
+
+  showProgress(progress, state, detail = "") {
+    if (state === "succeeded") {
+      this.progress.replaceChildren();
+      return;
+    }
+    const rows = Object.entries(STAGE_LABELS).map(([name, label]) => {
+      const p = progress?.[name] || { done: 0, total: 0 };
+      const bar = el("progress", { max: p.total || 1, value: p.done });
+      bar.setAttribute("aria-label", label);
+      return el("div", { className: "stage" }, el("span", { textContent: label }), bar,
+        el("span", { className: "count", textContent: p.total ? `${p.done}/${p.total}` : "" }));
+    });
+    const line = FINISHED.has(state) ? null
+      : el("p", { className: "note", textContent: detail || (state === "queued" ? "Waiting for a worker…" : "Working…") });
+    this.progress.replaceChildren(...rows, ...(line ? [line] : []));
+  }
+
+  follow() {
+    this.events?.close();
+    const source = new EventSource(this.job.links.events);
+    this.events = source;
+    source.addEventListener("progress", (e) => {
+      const data = JSON.parse(e.data);
+      if (data.state !== this.job.state) {
+        this.job.state = data.state;
+        this.root.dataset.state = data.state;
+        this.head.querySelector(".badge")?.replaceWith(stateBadge(data.state));
+      }
+      this.showProgress(data.progress, data.state, data.message ? `${STAGE_LABELS[data.stage] || data.stage}: ${data.message}` : "");
+    });
+    source.addEventListener("done", () => {
+      source.close();
+      this.refresh();
+    });
+    source.onerror = () => {
+      // the stream broke (server restart, proxy timeout): fall back to polling the job
+      source.close();
+      if (!this.disposed && !this.poll) this.poll = setInterval(() => this.refresh(), 2000);
+    };
+  }
+
+  async refresh() {
+    if (this.disposed) return;
+    try {
+      const job = await getJob(this.id);
+      if (FINISHED.has(job.state)) {
+        clearInterval(this.poll);
+        this.poll = null;
+      }
+      this.update(job);
+    } catch (err) {
+      if (err.status === 404) {
+        clearInterval(this.poll);
+        this.poll = null;
+        say(this.message, "This job no longer exists: it was deleted.");
+      }
+    }
+  }
+
+  async showResult(job) {
+    renderDownloads(this.downloads, job.links.artifacts);
+    this.downloadsSection.hidden = job.links.artifacts.length === 0;
+    if (this.result) return;
+    this.result = new ResultView(this.resultBox, job);
+    try {
+      await this.result.show();
+    } catch (err) {
+      say(this.message, `The result could not be shown: ${err.message}`);
+    }
+  }
+
+  async cancel() {
+    try {
+      if (await offers("post", `${API}/jobs/{job_id}/cancel`)) {
+        await cancelJob(this.id);
+        await this.refresh();
+      } else {
+        if (!window.confirm("Cancelling stops the job and deletes it with its files. Continue?")) return;
+        await deleteJob(this.id);
+        this.navigate("/", "The job was cancelled and deleted.");
+      }
+    } catch (err) {
+      say(this.message, `Could not cancel: ${err.message}`);
+    }
+  }
+
+  async remove() {
+    if (!window.confirm("Delete this job and all its files?")) return;
+    try {
+      await deleteJob(this.id);
+      this.navigate("/", "The job was deleted.");
+    } catch (err) {
+      say(this.message, `Could not delete: ${err.message}`);
+    }
+  }
+
+  async retry() {
+    try {
+      await retryJob(this.id);
+    } catch (err) {
+      const missing = err instanceof ApiError && (err.status === 404 || err.status === 405)
+        && !(await offers("post", `${API}/jobs/{job_id}/retry`));
+      say(this.message, missing
+        ? "This server cannot retry jobs yet: upload the file again from the start page."
+        : `Could not retry: ${err.message}`);
+      return;
+    }
+    say(this.message, "");
+    this.result?.dispose();
+    this.result = null;
+    this.resultBox.replaceChildren();
+    await this.refresh();
+    if (!FINISHED.has(this.job.state)) this.follow();
+  }
+
+  async copyLink() {
+    const url = `${location.origin}/jobs/${this.id}`;
+    try {
+      await navigator.clipboard.writeText(url);
+      say(this.message, `Link copied: ${url}`, "info");
+    } catch {
+      say(this.message, `Link to this job: ${url}`, "info");
+    }
+  }
+
+  dispose() {
+    this.disposed = true;
+    this.events?.close();
+    clearInterval(this.poll);
+    this.result?.dispose();
+  }
+}

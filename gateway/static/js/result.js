@@ -1,0 +1,179 @@
+// The result of a finished job: the rendered video (or image) beside the interactive 3D view,
+// kept in sync through one clock; the person picker; the joint-angle plots under them.
+
+import { AnglePlots } from "./angle_plots.js";
+import { css, trackColour } from "./colours.js";
+import { el } from "./dom.js";
+import { FreeClock, VideoClock } from "./playback.js";
+import { addAnglesFromCsv, frameAtTime, parsePoses } from "./poses.js";
+import { PoseViewer, webglAvailable } from "./viewer3d.js";
+
+function formatTime(t) {
+  const m = Math.floor(t / 60);
+  const s = t - m * 60;
+  return `${m}:${s.toFixed(2).padStart(5, "0")}`;
+}
+
+async function fetchArtifact(artifacts, name, as = "json") {
+  const a = artifacts.find((x) => x.name === name);
+  if (!a) return null;
+  const resp = await fetch(a.url);
+  if (!resp.ok) throw new Error(`${name}: the server answered ${resp.status}`);
+  return as === "json" ? resp.json() : resp.text();
+}
+
+export class ResultView {
+  /** root: the element to fill; job: the job view from the API (finished, succeeded). */
+  constructor(root, job) {
+    this.root = root;
+    this.job = job;
+    this.viewer = null;
+    this.plots = null;
+  }
+
+  async show() {
+    const artifacts = this.job.links.artifacts;
+    const status = el("p", { className: "note", textContent: "Loading the poses…" });
+    this.root.replaceChildren(status);
+    const doc = await fetchArtifact(artifacts, "poses.json");
+    if (!doc) {
+      status.textContent = "This job has no poses.json, so there is nothing to show in 3D.";
+      return;
+    }
+    const model = parsePoses(doc);
+    if (!model.angleInfo.length && artifacts.some((a) => a.name === "joint_angles.csv")) {
+      addAnglesFromCsv(model, await fetchArtifact(artifacts, "joint_angles.csv", "text"));
+    }
+    this.model = model;
+    this.build(artifacts);
+  }
+
+  build(artifacts) {
+    const model = this.model;
+    const media = el("div", { className: "media" });
+    const render = artifacts.find((a) => a.name === "render.mp4") || artifacts.find((a) => a.name === "render.png");
+    let clock;
+    if (render && render.name.endsWith(".mp4")) {
+      const video = el("video", { controls: true, preload: "auto", muted: true, playsInline: true, id: "result-video" });
+      video.src = render.url;
+      video.setAttribute("aria-label", "rendered video: 2D skeletons and the rendered 3D panel");
+      media.append(video);
+      clock = new VideoClock(video);
+      this.video = video;
+    } else {
+      if (render) media.append(el("img", { src: render.url, alt: "rendered image: 2D skeletons and a 3D panel", id: "result-image" }));
+      else media.append(el("p", { className: "note", textContent: "This job ran without rendering; the 3D view plays the poses on its own." }));
+      const last = model.times.length ? model.times[model.times.length - 1] : 0;
+      clock = new FreeClock(last + (model.fps ? 1 / model.fps : 1 / 30));
+    }
+    this.clock = clock;
+
+    const stage = el("div", { className: "viewer", id: "viewer" });
+    const viewerBox = el("div", { className: "viewer-box" }, stage);
+    const controls = el("div", { className: "viewer-controls" });
+    const playButton = el("button", { type: "button", className: "play", textContent: "Play" });
+    const scrub = el("input", { type: "range", min: 0, max: Math.max(0, model.frameCount - 1), step: 1, value: 0, id: "scrub" });
+    scrub.setAttribute("aria-label", "frame");
+    const clockLabel = el("span", { className: "clock", textContent: "" });
+    const resetButton = el("button", { type: "button", textContent: "Reset view", className: "secondary" });
+    if (!model.still) controls.append(playButton, scrub, clockLabel);
+    controls.append(resetButton);
+    viewerBox.append(controls);
+    if (model.source) viewerBox.append(el("p", { className: "note", textContent: model.source.note }));
+
+    const side = el("div", { className: "side-by-side" }, media, viewerBox);
+
+    const picker = el("div", { className: "person-picker", role: "radiogroup", id: "person-picker" });
+    picker.setAttribute("aria-label", "person");
+    const ids = [...model.tracks.keys()].sort((a, b) => a - b);
+    for (const id of ids) {
+      const track = model.tracks.get(id);
+      const seen = track.present.reduce((n, v) => n + v, 0);
+      const button = el("button", { type: "button", className: "person" },
+        el("span", { className: "swatch" }), ` Person ${id}`, el("small", { textContent: model.still ? "" : ` ${seen}/${model.frameCount} frames` }));
+      button.querySelector(".swatch").style.background = css(trackColour(id));
+      button.dataset.track = String(id);
+      button.setAttribute("role", "radio");
+      button.addEventListener("click", () => this.select(id));
+      picker.append(button);
+    }
+    const plotsBox = el("div", { className: "plots", id: "angle-plots" });
+    const sections = [side];
+    sections.push(el("section", { className: "persons" }, el("h3", { textContent: ids.length === 1 ? "Person" : "Persons" }),
+      ids.length ? picker : el("p", { className: "note", textContent: "No person was found." })));
+    sections.push(el("section", { className: "angles" }, el("h3", { textContent: "Joint angles" }), plotsBox));
+    this.root.replaceChildren(...sections);
+
+    if (webglAvailable()) {
+      this.viewer = new PoseViewer(stage, model);
+    } else {
+      stage.append(el("p", { className: "note", textContent: "The 3D view needs WebGL, which this browser does not offer." }));
+    }
+    resetButton.addEventListener("click", () => this.viewer?.resetView());
+    this.plots = model.still ? null : new AnglePlots(plotsBox, model, (t) => this.seek(t));
+    if (model.still) this.stillAngles(plotsBox);
+
+    playButton.addEventListener("click", () => {
+      if (clock.paused) clock.play().catch(() => {}); else clock.pause();
+    });
+    scrub.addEventListener("input", () => this.seek(model.times[Number(scrub.value)] ?? 0));
+    clock.onTime((t) => {
+      const frame = frameAtTime(model.times, t);
+      this.viewer?.setFrame(frame);
+      this.plots?.setTime(t);
+      scrub.value = String(Math.max(0, frame));
+      clockLabel.textContent = `${formatTime(t)} · frame ${frame + 1}/${model.frameCount}`;
+      playButton.textContent = clock.paused ? "Play" : "Pause";
+    });
+    this.picker = picker;
+    if (ids.length) this.select(ids[0]);
+    clock.emit(clock.time);
+  }
+
+  /** Seek everything to t seconds; the frame shown is the last one whose timestamp is <= t. */
+  seek(t) {
+    const frame = frameAtTime(this.model.times, t);
+    // land inside the frame's interval so the video decodes that frame, not the one before
+    const target = frame >= 0 ? this.model.times[frame] + 0.001 : t;
+    this.clock.seek(target);
+  }
+
+  select(id) {
+    for (const b of this.picker.querySelectorAll("button")) b.setAttribute("aria-checked", String(b.dataset.track === String(id)));
+    this.viewer?.setSelected(id);
+    this.plots?.setTrack(id);
+    if (this.model.still) this.stillAngles(this.root.querySelector("#angle-plots"), id);
+  }
+
+  /** A single frame has no curve to plot: its angles as a table, left and right side by side. */
+  stillAngles(box, id = [...this.model.tracks.keys()][0]) {
+    if (!box) return;
+    const track = this.model.tracks.get(id);
+    if (!track || !this.model.angleInfo.length) {
+      box.replaceChildren(el("p", { className: "note", textContent: "This result carries no joint angles." }));
+      return;
+    }
+    const rows = new Map();
+    for (const info of this.model.angleInfo) {
+      const m = /^(left|right)_(.+)$/.exec(info.name);
+      const key = m ? m[2] : info.name;
+      if (!rows.has(key)) rows.set(key, { key, info });
+      const v = track.angles[info.name]?.[0];
+      rows.get(key)[m ? m[1] : "left"] = Number.isFinite(v) ? `${v.toFixed(1)}°` : "–";
+    }
+    const table = el("table", { className: "angle-table" });
+    table.append(el("tr", {}, el("th", { textContent: "joint" }), el("th", { textContent: "left" }), el("th", { textContent: "right" }), el("th", { textContent: "convention" })));
+    for (const r of rows.values()) {
+      table.append(el("tr", {}, el("td", { textContent: r.key.replace(/_/g, " ") }), el("td", { textContent: r.left ?? "" }),
+        el("td", { textContent: r.right ?? "" }), el("td", { textContent: r.info.convention || "" })));
+    }
+    box.replaceChildren(table);
+    box.dataset.points = String(rows.size);
+  }
+
+  dispose() {
+    this.video?.pause();
+    this.viewer?.dispose();
+    this.plots?.dispose();
+  }
+}

@@ -1,0 +1,207 @@
+// The interactive 3D view of one job: every person's Human3.6M-17 skeleton in the shared world
+// frame (metres, y up, floor at y = 0; x right and z towards the video camera), a floor grid with
+// 0.5 m cells, each person's pelvis trail up to the shown frame, orbit / zoom / pan with the mouse or
+// fingers (OrbitControls). It draws only when something changed (frame, selection, camera, size).
+
+import * as THREE from "three";
+import { OrbitControls } from "three/addons/controls/OrbitControls.js";
+
+import { hex, sideColours } from "./colours.js";
+import { bounds, JOINTS } from "./poses.js";
+import { boneSide, H36M17_BONES, PELVIS } from "./skeleton.js";
+
+const BACKGROUND = 0x1c2028;
+const GRID_CELL_M = 0.5;
+const BONE_RADIUS_M = 0.022;
+const JOINT_RADIUS_M = 0.032;
+const UP = new THREE.Vector3(0, 1, 0);
+
+export function webglAvailable() {
+  try {
+    const canvas = document.createElement("canvas");
+    return Boolean(canvas.getContext("webgl2") || canvas.getContext("webgl"));
+  } catch {
+    return false;
+  }
+}
+
+class PersonFigure {
+  /** Meshes of one track: bones (cylinders), joints (spheres), floor shadow, pelvis trail, marker. */
+  constructor(track, frameCount) {
+    this.track = track;
+    this.group = new THREE.Group();
+    const colours = sideColours(track.id);
+    const materials = {
+      left: new THREE.MeshLambertMaterial({ color: hex(colours.left) }),
+      right: new THREE.MeshLambertMaterial({ color: hex(colours.right) }),
+      mid: new THREE.MeshLambertMaterial({ color: hex(colours.mid) }),
+    };
+    const boneGeometry = new THREE.CylinderGeometry(BONE_RADIUS_M, BONE_RADIUS_M, 1, 10);
+    this.bones = H36M17_BONES.map((bone) => {
+      const mesh = new THREE.Mesh(boneGeometry, materials[boneSide(bone)]);
+      this.group.add(mesh);
+      return mesh;
+    });
+    const jointGeometry = new THREE.SphereGeometry(JOINT_RADIUS_M, 12, 8);
+    const jointMaterial = new THREE.MeshLambertMaterial({ color: 0xf4f4f4 });
+    this.joints = Array.from({ length: JOINTS }, () => {
+      const mesh = new THREE.Mesh(jointGeometry, jointMaterial);
+      this.group.add(mesh);
+      return mesh;
+    });
+    // shadow: the bones projected on the floor
+    this.shadowPositions = new Float32Array(H36M17_BONES.length * 2 * 3);
+    const shadowGeometry = new THREE.BufferGeometry();
+    shadowGeometry.setAttribute("position", new THREE.BufferAttribute(this.shadowPositions, 3));
+    this.shadow = new THREE.LineSegments(shadowGeometry, new THREE.LineBasicMaterial({ color: 0x0b0d10 }));
+    this.group.add(this.shadow);
+    // pelvis trail: the pelvis of every present frame, drawn up to the shown frame
+    const trail = [];
+    this.trailCount = new Uint32Array(frameCount);
+    for (let i = 0; i < frameCount; i++) {
+      if (track.present[i]) {
+        const o = (i * JOINTS + PELVIS) * 3;
+        trail.push(track.joints[o], track.joints[o + 1], track.joints[o + 2]);
+      }
+      this.trailCount[i] = trail.length / 3;
+    }
+    const trailGeometry = new THREE.BufferGeometry();
+    trailGeometry.setAttribute("position", new THREE.Float32BufferAttribute(trail, 3));
+    this.trail = new THREE.Line(trailGeometry, new THREE.LineBasicMaterial({ color: hex(colours.left) }));
+    this.group.add(this.trail);
+    // floor ring under the chosen person
+    this.marker = new THREE.Mesh(new THREE.RingGeometry(0.28, 0.34, 40),
+      new THREE.MeshBasicMaterial({ color: hex(colours.mid), side: THREE.DoubleSide }));
+    this.marker.rotation.x = -Math.PI / 2;
+    this.group.add(this.marker);
+  }
+
+  show(i, selected) {
+    const t = this.track;
+    const here = i >= 0 && t.present[i] === 1;
+    for (const m of [...this.bones, ...this.joints, this.shadow]) m.visible = here;
+    this.marker.visible = here && selected;
+    this.trail.geometry.setDrawRange(0, i >= 0 ? this.trailCount[i] : 0);
+    if (!here) return;
+    const p = (j) => {
+      const o = (i * JOINTS + j) * 3;
+      return new THREE.Vector3(t.joints[o], t.joints[o + 1], t.joints[o + 2]);
+    };
+    const pts = Array.from({ length: JOINTS }, (_, j) => p(j));
+    pts.forEach((v, j) => this.joints[j].position.copy(v));
+    H36M17_BONES.forEach(([a, b], k) => {
+      const mesh = this.bones[k];
+      const dir = new THREE.Vector3().subVectors(pts[b], pts[a]);
+      const length = dir.length();
+      mesh.visible = length > 1e-6;
+      if (!mesh.visible) return;
+      mesh.position.addVectors(pts[a], pts[b]).multiplyScalar(0.5);
+      mesh.quaternion.setFromUnitVectors(UP, dir.divideScalar(length));
+      mesh.scale.set(1, length, 1);
+      const s = this.shadowPositions;
+      s.set([pts[a].x, 0.002, pts[a].z, pts[b].x, 0.002, pts[b].z], k * 6);
+    });
+    this.shadow.geometry.attributes.position.needsUpdate = true;
+    this.marker.position.set(pts[PELVIS].x, 0.003, pts[PELVIS].z);
+  }
+}
+
+export class PoseViewer {
+  /** container: an element sized by CSS; model: parsePoses(); the canvas fills the container. */
+  constructor(container, model) {
+    this.container = container;
+    this.model = model;
+    this.frame = -1;
+    this.selected = null;
+    this.renderer = new THREE.WebGLRenderer({ antialias: true });
+    this.renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
+    this.renderer.setClearColor(BACKGROUND);
+    this.canvas = this.renderer.domElement;
+    this.canvas.setAttribute("aria-label", "3D view of the poses: drag to orbit, wheel or pinch to zoom");
+    container.appendChild(this.canvas);
+
+    this.scene = new THREE.Scene();
+    this.scene.add(new THREE.HemisphereLight(0xffffff, 0x404050, 2.2));
+    const sun = new THREE.DirectionalLight(0xffffff, 1.2);
+    sun.position.set(2, 5, 3);
+    this.scene.add(sun);
+
+    const { min, max } = bounds(model);
+    const ok = min.every(Number.isFinite);
+    const lo = ok ? min : [-1, 0, -1];
+    const hi = ok ? max : [1, 1.8, 1];
+    this.centre = new THREE.Vector3((lo[0] + hi[0]) / 2, Math.max(0.9, (hi[1] - Math.max(lo[1], 0)) / 2), (lo[2] + hi[2]) / 2);
+    const span = Math.max(hi[0] - lo[0], hi[2] - lo[2], hi[1], 2);
+    const cells = Math.ceil((span + 2) / GRID_CELL_M / 2) * 2;
+    const grid = new THREE.GridHelper(cells * GRID_CELL_M, cells, 0x5a6070, 0x383e4a);
+    grid.position.set(Math.round(this.centre.x / GRID_CELL_M) * GRID_CELL_M, 0, Math.round(this.centre.z / GRID_CELL_M) * GRID_CELL_M);
+    this.scene.add(grid);
+    const axes = new THREE.AxesHelper(0.5);
+    axes.position.set(grid.position.x - (cells * GRID_CELL_M) / 2, 0.003, grid.position.z + (cells * GRID_CELL_M) / 2);
+    this.scene.add(axes);
+
+    this.figures = new Map();
+    for (const track of model.tracks.values()) {
+      const figure = new PersonFigure(track, model.frameCount);
+      this.figures.set(track.id, figure);
+      this.scene.add(figure.group);
+    }
+
+    this.camera = new THREE.PerspectiveCamera(40, 4 / 3, 0.05, 200);
+    this.distance = span * 0.8 + 1.8;
+    this.controls = new OrbitControls(this.camera, this.canvas);
+    this.controls.enableDamping = false;
+    this.controls.maxPolarAngle = Math.PI * 0.495;
+    this.controls.addEventListener("change", () => this.draw());
+    this.resetView();
+
+    this.resizeObserver = new ResizeObserver(() => this.resize());
+    this.resizeObserver.observe(container);
+    this.resize();
+  }
+
+  /** Look from the front-left and a little above, as the rendered video's 3D panel does. */
+  resetView() {
+    const d = this.distance;
+    this.camera.position.set(this.centre.x - 0.45 * d, this.centre.y + 0.35 * d, this.centre.z + 0.85 * d);
+    this.controls.target.copy(this.centre);
+    this.controls.update();
+    this.draw();
+  }
+
+  resize() {
+    const w = Math.max(1, this.container.clientWidth);
+    const h = Math.max(1, this.container.clientHeight);
+    this.renderer.setSize(w, h, false);
+    this.canvas.style.width = "100%";
+    this.canvas.style.height = "100%";
+    this.camera.aspect = w / h;
+    this.camera.updateProjectionMatrix();
+    this.draw();
+  }
+
+  setFrame(i) {
+    if (i === this.frame) return;
+    this.frame = i;
+    this.draw();
+  }
+
+  setSelected(trackId) {
+    this.selected = trackId;
+    this.draw();
+  }
+
+  draw() {
+    if (!this.figures) return;
+    for (const [id, figure] of this.figures) figure.show(this.frame, id === this.selected);
+    this.renderer.render(this.scene, this.camera);
+    this.container.dataset.frame = String(this.frame);
+  }
+
+  dispose() {
+    this.resizeObserver.disconnect();
+    this.controls.dispose();
+    this.renderer.dispose();
+    this.canvas.remove();
+  }
+}
