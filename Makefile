@@ -62,6 +62,6 @@ deploy-check: setup $(KUBECTL)
 
 images:
 	for s in decoder pose2d lifter3d renderer; do docker build -f services/$$s/Dockerfile -t $(REGISTRY)/$$s:$(TAG) . || exit 1; done
-	docker build -f services/pose2d/Dockerfile.triton -t $(REGISTRY)/pose2d-triton:$(TAG) .
+	docker build -f services/triton/Dockerfile -t $(REGISTRY)/pose2d-triton:$(TAG) .
 	docker build -f gateway/Dockerfile -t $(REGISTRY)/gateway:$(TAG) .
 	docker build -t $(REGISTRY)/tritonserver:25.08-py3 deploy/triton

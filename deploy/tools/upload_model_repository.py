@@ -3,7 +3,7 @@
 Run inside the ``hpe3d/pose2d-triton`` image (the Triton GPU Deployment's initContainer does), or
 from a checkout after ``make models``::
 
-    python deploy/tools/upload_model_repository.py [--src services/pose2d/models/repository]
+    python deploy/tools/upload_model_repository.py [--src services/triton/repository]
         [--prefix models] [--file LOCAL=KEY ...] [--prune]
 
 It reads the usual settings (``HPE3D_S3_ENDPOINT``, ``HPE3D_S3_ACCESS_KEY``,
@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:  # run as a script from the image's /app or a chec
 
 from services.common.settings import Settings  # noqa: E402
 
-DEFAULT_SRC = ROOT / "services" / "pose2d" / "models" / "repository"
+DEFAULT_SRC = ROOT / "services" / "triton" / "repository"
 
 
 def plan(src: Path, prefix: str, extra: list[str]) -> dict[str, Path]:

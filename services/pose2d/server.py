@@ -1,4 +1,5 @@
-"""gRPC wiring of the pose2d stage: ``Pose2D.Estimate`` over ``estimate_segment``, models on Triton.
+"""gRPC wiring of the pose2d stage: ``Pose2D.Estimate`` over the model catalog (BlazePose, or a
+top-down model chosen by ``pose_model``) and ``Pose2D.ListModels``, models on Triton.
 
     python -m services.pose2d.server      # HPE3D_TRITON_URL, HPE3D_S3_*, HPE3D_GRPC_PORT, ...
 
@@ -21,9 +22,13 @@ from services.common.job_scope import check_job_scope
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
+from .catalog import PoseModelCatalog
 from .client import BlazePoseModels, TritonBlazePose
-from .estimator import EstimatorOptions
-from .segment import estimate_segment, frames_with_person
+from .models.topdown import TOPDOWN_MODELS
+from .pose_models import (DEFAULT_POSE_MODEL, KNOWN_POSE_MODELS, how_to_supply, triton_models_of,
+                          unknown_model_message)
+from .segment import frames_with_person
+from .topdown_client import TritonTopDown, ready_models
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +40,15 @@ FRAME_SECONDS = Histogram("hpe3d_pose2d_segment_seconds_per_frame", "Estimate ti
 
 
 class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
-    def __init__(self, store: ObjectStore, settings: Settings, models: BlazePoseModels | None = None):
+    def __init__(self, store: ObjectStore, settings: Settings, models: BlazePoseModels | None = None,
+                 catalog: PoseModelCatalog | None = None):
         self.store = store
         self.settings = settings
         self.models = models or TritonBlazePose(settings.triton_url)
+        triton_names = sorted({m for name in KNOWN_POSE_MODELS for m in triton_models_of(name)})
+        self.catalog = catalog or PoseModelCatalog(
+            self.models, lambda name: TritonTopDown(settings.triton_url, name),
+            lambda: ready_models(settings.triton_url, triton_names))
 
     def Estimate(self, request: pose2d_pb2.EstimateRequest, context) -> pose2d_pb2.EstimateReply:
         check_job_scope(request, context, self.store.bucket, request.segment.job_id)
@@ -46,6 +56,8 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
             raise InvalidInput("segment.frames.key is empty")
         if not 0 <= request.max_persons <= MAX_PERSONS_LIMIT:
             raise InvalidInput(f"max_persons must be 0..{MAX_PERSONS_LIMIT}, got {request.max_persons}")
+        if request.pose_model and request.pose_model not in KNOWN_POSE_MODELS:
+            raise InvalidInput(unknown_model_message(request.pose_model))
         if request.output.key and request.output.bucket not in ("", self.store.bucket):
             raise InvalidInput(f"output.bucket must be {self.store.bucket!r} (this server's bucket)")
         if request.output.key and self.store.exists(request.output):
@@ -55,20 +67,32 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
             return pose2d_pb2.EstimateReply(poses=poses, stored=self.store.ref(request.output.key),
                                             frames_with_person=frames_with_person(poses))
         segment = self.store.get_message(request.segment.frames, common_pb2.FrameSegment)
-        options = EstimatorOptions(max_persons=request.max_persons or self.settings.max_persons)
         started = time.perf_counter()
-        poses = estimate_segment(segment, self.models, options)
+        poses = self.catalog.estimate(segment, request.pose_model, request.max_persons or self.settings.max_persons)
         elapsed = time.perf_counter() - started
         found = frames_with_person(poses)
         if poses.frames:
             FRAMES.inc(len(poses.frames))
             PERSONS.inc(sum(len(f.persons) for f in poses.frames))
             FRAME_SECONDS.observe(elapsed / len(poses.frames))
-        log.info("segment %d: %d frames, %d with a person, %.1f frames/s", request.segment.index,
-                 len(poses.frames), found, len(poses.frames) / elapsed if elapsed > 0 else 0.0)
+        log.info("segment %d (%s): %d frames, %d with a person, %.1f frames/s", request.segment.index,
+                 request.pose_model or DEFAULT_POSE_MODEL, len(poses.frames), found,
+                 len(poses.frames) / elapsed if elapsed > 0 else 0.0)
         reply = pose2d_pb2.EstimateReply(poses=poses, frames_with_person=found)
         if request.output.key:
             reply.stored.CopyFrom(self.store.put_message(request.output.key, poses))
+        return reply
+
+    def ListModels(self, request: pose2d_pb2.ListModelsRequest, context) -> pose2d_pb2.ListModelsReply:
+        offered = self.catalog.offered()
+        reply = pose2d_pb2.ListModelsReply(models=[
+            pose2d_pb2.PoseModelInfo(name=m.name, kind=m.kind, input_width=m.input_width,
+                                     input_height=m.input_height, triton_models=list(m.triton_models),
+                                     is_default=m.name == DEFAULT_POSE_MODEL) for m in offered])
+        loaded = {m.name for m in offered}
+        reply.not_loaded.extend(pose2d_pb2.MissingPoseModel(name=name, checkpoint=TOPDOWN_MODELS[name].checkpoint,
+                                                            how=how_to_supply(name))
+                                for name in TOPDOWN_MODELS if name not in loaded)
         return reply
 
 

@@ -37,10 +37,10 @@ IMAGES = [
           ["python", "-m", "services.decoder.server"], ("services.decoder.server",)),
     Image("pose2d", "services/pose2d/Dockerfile", "services/pose2d/requirements.txt", 50052,
           ["python", "-m", "services.pose2d.server"], ("services.pose2d.server",)),
-    Image("pose2d-triton", "services/pose2d/Dockerfile.triton", "services/pose2d/requirements-triton.txt", 8001,
-          ["python", "-m", "services.pose2d.triton_host", "--host", "0.0.0.0", "--grpc-port", "8001", "--http-port", "8000",
+    Image("pose2d-triton", "services/triton/Dockerfile", "services/triton/requirements.txt", 8001,
+          ["python", "-m", "services.triton.host", "--host", "0.0.0.0", "--grpc-port", "8001", "--http-port", "8000",
            "--metrics-port", "8002"],
-          ("services.pose2d.triton_host", "deploy/tools/upload_model_repository.py")),
+          ("services.triton.host", "deploy/tools/upload_model_repository.py")),
     Image("lifter3d", "services/lifter3d/Dockerfile", "services/lifter3d/requirements.txt", 50053,
           ["python", "-m", "services.lifter3d.server"], ("services.lifter3d.server",)),
     Image("renderer", "services/renderer/Dockerfile", "services/renderer/requirements.txt", 50054,
@@ -115,7 +115,8 @@ def test_lifter_image_carries_weights_and_torch_index():
 
 
 def test_only_the_right_images_carry_heavy_packages():
-    heavy = {"torch": {"lifter3d"}, "nvidia-pytriton": {"pose2d-triton"}, "ai-edge-litert": {"pose2d-triton"}}
+    heavy = {"torch": {"lifter3d"}, "nvidia-pytriton": {"pose2d-triton"}, "ai-edge-litert": {"pose2d-triton"},
+             "onnxruntime": {"pose2d-triton"}}
     for image in IMAGES:
         pins = _pins(ROOT / image.requirements)
         for package, allowed in heavy.items():

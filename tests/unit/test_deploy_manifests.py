@@ -368,7 +368,7 @@ def test_local_overlay_runs_cpu_triton_without_gpu(rendered):
     spec = _find(objs, "Deployment", "triton")["spec"]["template"]["spec"]
     container = spec["containers"][0]
     assert "pose2d-triton" in container["image"]
-    assert container["command"][:3] == ["python", "-m", "services.pose2d.triton_host"]
+    assert container["command"][:3] == ["python", "-m", "services.triton.host"]
     assert "nodeSelector" not in spec and "tolerations" not in spec and "initContainers" not in spec
     for obj, pod in _workloads(objs):
         for c in _containers(pod):

@@ -25,8 +25,9 @@ ort = pytest.importorskip("onnxruntime")
 
 from services.pose2d.models.export_onnx import main as export_main  # noqa: E402
 from services.pose2d.models.model_config import numpy_dtype, read_config  # noqa: E402
-from services.pose2d.models.topdown import (IMAGENET_MEAN, IMAGENET_STD, TOPDOWN_MODELS,  # noqa: E402
-                                            CheckpointError, load_checkpoint, official_state_dict)
+from services.pose2d.models.checkpoint import (CheckpointError, build_model, load_checkpoint,  # noqa: E402
+                                              official_state_dict)
+from services.pose2d.models.topdown import IMAGENET_MEAN, IMAGENET_STD, TOPDOWN_MODELS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -37,7 +38,7 @@ ZOO_PARAMETERS_M = {"hrnet_w32": 28.5, "hrnet_w32_384": 28.5, "hrnet_w48": 63.6,
 def randomised(name: str, seed: int = 0):
     """The model with random weights and plausible batch-norm statistics (conformance only)."""
     torch.manual_seed(seed)
-    model = TOPDOWN_MODELS[name].build()
+    model = build_model(TOPDOWN_MODELS[name])
     with torch.no_grad():
         for key, tensor in model.state_dict().items():
             if key.endswith("running_var"):
@@ -58,14 +59,14 @@ def reference_heatmaps(model, rgb: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("name", ["hrnet_w32", "simplebaseline_r50"])
 def test_state_dict_matches_the_official_layout(name):
     expected = json.loads((DATA / f"{name}_official_keys.json").read_text())["keys"]
-    ours = {k: list(v.shape) for k, v in TOPDOWN_MODELS[name].build().state_dict().items()}
+    ours = {k: list(v.shape) for k, v in build_model(TOPDOWN_MODELS[name]).state_dict().items()}
     assert list(ours) == list(expected)
     assert ours == expected
 
 
 @pytest.mark.parametrize("name", sorted(ZOO_PARAMETERS_M))
 def test_parameter_count_is_the_model_zoo_figure(name):
-    count = sum(p.numel() for p in TOPDOWN_MODELS[name].build().parameters()) / 1e6
+    count = sum(p.numel() for p in build_model(TOPDOWN_MODELS[name]).parameters()) / 1e6
     assert round(count, 1) == ZOO_PARAMETERS_M[name]
 
 
@@ -73,7 +74,7 @@ def test_heatmaps_are_a_quarter_of_the_crop():
     for name in ("hrnet_w32_384", "simplebaseline_r50"):
         spec = TOPDOWN_MODELS[name]
         with torch.no_grad():
-            out = spec.build()(torch.zeros(1, 3, spec.height, spec.width))
+            out = build_model(spec)(torch.zeros(1, 3, spec.height, spec.width))
         assert tuple(out.shape[1:]) == spec.heatmap_shape == (17, spec.height // 4, spec.width // 4)
 
 
@@ -95,7 +96,7 @@ def test_wrong_or_missing_checkpoint_names_the_problem(tmp_path):
         load_checkpoint(TOPDOWN_MODELS["hrnet_w32"], tmp_path / "r50.pth")
     with pytest.raises(CheckpointError, match="306 missing"):
         load_checkpoint(TOPDOWN_MODELS["simplebaseline_r101"], tmp_path / "r50.pth")
-    torch.save(TOPDOWN_MODELS["hrnet_w32"].build().state_dict(), tmp_path / "w32.pth")
+    torch.save(build_model(TOPDOWN_MODELS["hrnet_w32"]).state_dict(), tmp_path / "w32.pth")
     with pytest.raises(CheckpointError, match="wrong shape"):
         load_checkpoint(TOPDOWN_MODELS["hrnet_w48"], tmp_path / "w32.pth")
     with pytest.raises(FileNotFoundError, match="supply the official checkpoint pose_hrnet_w48_384x288.pth"):

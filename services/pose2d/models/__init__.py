@@ -1,7 +1,8 @@
 """BlazePose GHUM as Triton models: names, files and tensors, in one place.
 
 Two models, served under the same names and tensors whichever server hosts them (PyTriton on a
-laptop and in CI, the official Triton image with ``repository/`` on GPU nodes):
+laptop and in CI, the official Triton image on GPU nodes; both read the model repository
+``services/triton/repository``):
 
 ``blazepose_detector`` -- the person detector (``pose_detection.tflite``)
     input  ``image``            UINT8 [224, 224, 3] RGB pixels, letterboxed (black borders); the
@@ -26,8 +27,10 @@ models themselves take a batch of one, so the runner loops over the batch. Image
 bytes, a quarter of float32 (a landmark crop is 192 KiB instead of 768 KiB), and the served model
 scales them (``input_scale``, ``input_offset``) into the range the .tflite file was trained on.
 
-The runner that serves them is ``litert_runner.py`` (one implementation for both hosts: the
-repository's model folders link to it). This module is imported by ``fetch_blazepose`` in a bare
+The runner that serves them is ``services/triton/litert_runner.py`` (one implementation for both
+hosts: the repository's model folders link to it). The specs below are what the pose2d client
+calls; the hosts read each model's config.pbtxt, and ``tests/unit/test_triton_repository.py`` keeps
+the two in step. This module is imported by ``fetch_blazepose`` in a bare
 Python: standard library only.
 """
 from __future__ import annotations
@@ -41,7 +44,7 @@ MODEL_NAMES = (DETECTOR_MODEL, LANDMARK_MODEL)
 
 MODELS_DIR = Path(__file__).resolve().parent
 BLAZEPOSE_DIR = MODELS_DIR / "blazepose"
-REPOSITORY_DIR = MODELS_DIR / "repository"
+REPOSITORY_DIR = MODELS_DIR.parents[1] / "triton" / "repository"   # the Triton model repository
 DETECTOR_FILE = BLAZEPOSE_DIR / "pose_detection.tflite"
 LANDMARK_FILE = BLAZEPOSE_DIR / "pose_landmark_full.tflite"
 
@@ -128,7 +131,7 @@ def missing_model_files() -> list[Path]:
 def load_runner(spec: ModelSpec, num_threads: int = 2):
     """The LiteRT runner (``litert_runner.py``) for ``spec`` (needs numpy and ai-edge-litert);
     raises ``ModelFileMissing`` naming the file when `make models` has not run."""
-    from services.pose2d.models.litert_runner import Binding, LiteRTModel
+    from services.triton.litert_runner import Binding, LiteRTModel
 
     def bind(tensors):
         return [Binding(t.name, t.tflite_name, t.dims, t.dtype) for t in tensors]

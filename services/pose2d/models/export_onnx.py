@@ -19,8 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.pose2d.models.topdown import (IMAGENET_MEAN, IMAGENET_STD, TOPDOWN_MODELS, CheckpointError,
-                                            TopDownModel, load_checkpoint, topdown_model)
+from services.pose2d.models.checkpoint import CheckpointError, load_checkpoint
+from services.pose2d.models.topdown import IMAGENET_MEAN, IMAGENET_STD, TOPDOWN_MODELS, TopDownModel, topdown_model
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "heatmaps"

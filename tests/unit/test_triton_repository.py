@@ -1,5 +1,6 @@
-"""The Triton model repository (official image, Python backend) and the PyTriton host declare the
-same models: names, tensors, dims, dtypes, batching. Parsed with Triton's own ModelConfig proto."""
+"""The Triton model repository (services/triton/repository, read by the official image and by the
+PyTriton host) and the specs the pose2d client calls declare the same models: names, tensors, dims,
+dtypes, batching. Parsed with Triton's own ModelConfig proto."""
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from tritonclient.grpc import model_config_pb2
 
 from services.pose2d.models import (DETECTOR, LANDMARKS, MAX_BATCH_SIZE, MAX_QUEUE_DELAY_US, MODEL_NAMES, MODELS,
                                     REPOSITORY_DIR, load_runner, missing_model_files)
-from services.pose2d.models import litert_runner
+from services.triton import litert_runner
 
 
 def parse(name: str) -> model_config_pb2.ModelConfig:

@@ -4,9 +4,9 @@
   this file through the link ``repository/<model>/litert_runner.py`` and exposes
   ``TritonPythonModel``: it reads the tensor names, dims and .tflite tensor names from the model's
   ``config.pbtxt``.
-* The PyTriton host (``services/pose2d/triton_host.py``) builds ``LiteRTModel`` from the tensor
-  specs of ``services/pose2d/models/__init__.py`` (``load_runner``); a unit test checks that both
-  declare the same tensors.
+* The PyTriton host (``services/triton/host.py``) builds ``LiteRTModel`` from the same config.pbtxt
+  (``bindings_from_config``); in-process users (``services/pose2d/models.load_runner``) from the
+  pose2d client's specs, which a unit test keeps equal to the configs.
 
 Needs numpy and ``ai-edge-litert`` only (it runs inside the Triton image) and imports nothing of
 this project: Triton copies each model folder of an ``s3://`` repository on its own to a temporary
@@ -36,7 +36,7 @@ import numpy as np
 
 DEFAULT_THREADS = 2
 # Where `make models` puts the .tflite files in a checkout (services/pose2d/models/blazepose).
-CHECKOUT_MODELS = Path(__file__).resolve().parent / "blazepose"
+CHECKOUT_MODELS = Path(__file__).resolve().parents[1] / "pose2d" / "models" / "blazepose"
 
 
 class ModelFileMissing(FileNotFoundError):

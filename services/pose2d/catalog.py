@@ -1,0 +1,76 @@
+"""The 2D models this stage can run, and one segment through the one asked for.
+
+``PoseModelCatalog`` keeps the BlazePose client and one client per top-down model that has been
+asked for (created on first use: it reads the model's config from Triton). It answers
+``ListModels`` from what Triton has ready now, and ``estimate`` runs a segment through the model
+named by ``EstimateRequest.pose_model`` ("" = ``blazepose``).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from hpe3d.v1 import common_pb2
+from services.common.errors import InvalidInput, WeightsMissing
+from services.pose2d.client import BlazePoseModels
+from services.pose2d.estimator import EstimatorOptions
+from services.pose2d.models.topdown import TOPDOWN_MODELS
+from services.pose2d.pose_models import (BLAZEPOSE, DEFAULT_POSE_MODEL, KNOWN_POSE_MODELS, PoseModel, how_to_supply,
+                                         offered_models, unknown_model_message)
+from services.pose2d.segment import estimate_segment
+from services.pose2d.topdown_client import HeatmapModel
+from services.pose2d.topdown_segment import TopDownOptions, estimate_segment_topdown
+
+
+class PoseModelCatalog:
+    """``blazepose``: the BlazePose client; ``topdown_factory(name)``: a ``HeatmapModel`` for a
+    top-down model, raising ``LookupError`` when the server does not have it ready;
+    ``ready_models()``: the names of the Triton models ready now."""
+
+    def __init__(self, blazepose: BlazePoseModels, topdown_factory: Callable[[str], HeatmapModel],
+                 ready_models: Callable[[], set[str]], flip_test: bool = True):
+        self.blazepose = blazepose
+        self._factory = topdown_factory
+        self._ready_models = ready_models
+        self.flip_test = flip_test
+        self._topdown: dict[str, HeatmapModel] = {}
+        self._lock = threading.Lock()
+
+    def topdown(self, name: str) -> HeatmapModel:
+        """The client of top-down model ``name``; ``WeightsMissing`` (naming the checkpoint to supply)
+        when the server does not have it."""
+        with self._lock:
+            if name not in self._topdown:
+                try:
+                    self._topdown[name] = self._factory(name)
+                except LookupError as exc:
+                    raise WeightsMissing(f"pose_model {name} is not loaded ({exc}): {how_to_supply(name)}") from exc
+            return self._topdown[name]
+
+    def estimate(self, segment: common_pb2.FrameSegment, pose_model: str, max_persons: int) -> common_pb2.Poses2D:
+        name = pose_model or DEFAULT_POSE_MODEL
+        if name not in KNOWN_POSE_MODELS:
+            raise InvalidInput(unknown_model_message(name))
+        if name == BLAZEPOSE:
+            return estimate_segment(segment, self.blazepose, EstimatorOptions(max_persons=max_persons))
+        return estimate_segment_topdown(segment, self.blazepose, self.topdown(name),
+                                        TopDownOptions(max_persons=max_persons, flip_test=self.flip_test))
+
+    def offered(self) -> list[PoseModel]:
+        """The models whose Triton models are ready now (top-down crop sizes from their configs)."""
+        ready = self._ready_models()
+        sizes = {}
+        for name in TOPDOWN_MODELS:
+            if name in ready:
+                try:
+                    info = self.topdown(name).info
+                except WeightsMissing:
+                    continue
+                sizes[name] = (info.width, info.height)
+        return offered_models(ready, sizes)
+
+    def close(self) -> None:
+        for model in self._topdown.values():
+            close = getattr(model, "close", None)
+            if close:
+                close()

@@ -1,0 +1,100 @@
+"""One frame segment through a top-down model: ``estimate_segment_topdown(FrameSegment) -> Poses2D``.
+
+1. Every frame's people: the BlazePose detector (``person_boxes.detect_people``, batched over the
+   whole segment), track ids by box overlap (``person_boxes.assign_tracks``).
+2. Every person of every frame cut out (``topdown.cut_crop``), with its mirror image when
+   ``flip_test`` is on, and sent to the model in one call (the client splits it into requests of at
+   most the model's ``max_batch_size``, several in flight, for Triton's dynamic batcher).
+3. Heatmaps decoded with sub-pixel refinement, mapped back to the frame and scaled to the original
+   video's pixels (``source_width / width``).
+
+Per person (``Person2D``): ``coco17`` [17, 3] x, y in original-frame pixels and the heatmap peak as
+the score; ``box`` the detector's body box in original pixels, clipped to the frame; ``score`` the
+detector's score. ``blazepose33`` stays empty (the model has no such landmarks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from hpe3d.v1 import common_pb2
+from services.common.arrays import to_proto
+from services.common.errors import InvalidInput
+from services.pose2d.client import BlazePoseModels
+from services.pose2d.person_boxes import PersonBox, assign_tracks, detect_people
+from services.pose2d.segment import decode_jpegs
+from services.pose2d.topdown import crop_box, cut_crop, flip_back, keypoints_in_frame
+from services.pose2d.topdown_client import HeatmapModel
+
+
+@dataclass(frozen=True)
+class TopDownOptions:
+    max_persons: int = 2
+    flip_test: bool = True            # also run the mirrored crops and average (as the official test)
+    search_tiles: bool = True         # detector also on square tiles of a wide frame (small people)
+    min_detection_score: float = 0.5
+
+
+def crops_of(frames_rgb: list[np.ndarray], people: list[list[PersonBox]], width: int, height: int):
+    """All crops ``[N, height, width, 3]`` and their regions, frame by frame, person by person."""
+    regions = [crop_box(p.box, width / height) for persons in people for p in persons]
+    crops = np.empty((len(regions), height, width, 3), np.uint8)
+    k = 0
+    for frame, persons in zip(frames_rgb, people):
+        for _ in persons:
+            cut_crop(frame, regions[k], width, height, out=crops[k])
+            k += 1
+    return crops, regions
+
+
+def topdown_keypoints(frames_rgb: list[np.ndarray], people: list[list[PersonBox]], model: HeatmapModel,
+                      flip_test: bool = True) -> list[np.ndarray]:
+    """COCO-17 ``[17, 3]`` (frame pixels, score) of every person of every frame, in order."""
+    info = model.info
+    crops, regions = crops_of(frames_rgb, people, info.width, info.height)
+    if not regions:
+        return []
+    batch = np.concatenate([crops, crops[:, :, ::-1]]) if flip_test else crops
+    heatmaps = model.heatmaps(batch)
+    if flip_test:
+        heatmaps = 0.5 * (heatmaps[:len(regions)] + flip_back(heatmaps[len(regions):]))
+    return list(keypoints_in_frame(heatmaps, regions))
+
+
+def estimate_segment_topdown(segment: common_pb2.FrameSegment, detector: BlazePoseModels, model: HeatmapModel,
+                             options: TopDownOptions | None = None) -> common_pb2.Poses2D:
+    """The 2D poses of every frame of ``segment`` by a top-down model (frame indices are the video's)."""
+    options = options or TopDownOptions()
+    count = len(segment.jpeg)
+    result = common_pb2.Poses2D(start_frame=segment.start_frame, frame_count=count)
+    if count == 0:
+        return result
+    if segment.width <= 0 or segment.height <= 0:
+        raise InvalidInput(f"segment has no working size ({segment.width}x{segment.height})")
+    frames = list(decode_jpegs(segment.jpeg))
+    people = assign_tracks(detect_people(frames, detector, options.max_persons, options.min_detection_score,
+                                         options.search_tiles))
+    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
+    keypoints = iter(topdown_keypoints(rgb, people, model, options.flip_test))
+    source_w = segment.source_width or segment.width
+    source_h = segment.source_height or segment.height
+    for i, (frame, persons) in enumerate(zip(frames, people)):
+        sx, sy = source_w / frame.shape[1], source_h / frame.shape[0]
+        timestamp = segment.timestamps_s[i] if i < len(segment.timestamps_s) else 0.0
+        out = []
+        for person in persons:
+            kp = next(keypoints).copy()
+            kp[:, 0] *= sx
+            kp[:, 1] *= sy
+            x0, y0, x1, y1 = person.box
+            box = common_pb2.BoundingBox(x_min=float(np.clip(x0 * sx, 0, source_w)),
+                                         y_min=float(np.clip(y0 * sy, 0, source_h)),
+                                         x_max=float(np.clip(x1 * sx, 0, source_w)),
+                                         y_max=float(np.clip(y1 * sy, 0, source_h)))
+            out.append(common_pb2.Person2D(track_id=person.track_id, box=box, score=person.score,
+                                           coco17=to_proto(kp)))
+        result.frames.append(common_pb2.FramePoses2D(frame_index=segment.start_frame + i, timestamp_s=timestamp,
+                                                     persons=out))
+    return result
