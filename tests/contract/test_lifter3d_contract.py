@@ -81,3 +81,45 @@ def test_missing_segment_object_is_not_found(lifter_stub, store):
         _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="x", width=640, height=360,
                                                     segments=[store.ref("jobs/x/nope/poses2d.pb")]))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_lift_gives_world_joints_contacts_and_the_camera(lifter_stub):
+    frames = _standing_person(40)
+    result = _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="lift-world", width=1920, height=1080,
+                                                          frames=frames, fps=25))
+    poses = result.poses
+    assert poses.camera.focal_from_prior
+    assert poses.camera.focal_px == pytest.approx(960 / np.tan(np.deg2rad(57.5 / 2)))
+    assert -30 < poses.camera.pitch_deg < 30 and 0.2 < poses.camera.height_m < 4
+    track = poses.tracks[0]
+    world = from_proto(track.world)
+    contacts = from_proto(track.foot_contacts)
+    assert world.shape == (40, 17, 3) and contacts.shape == (40, 2)
+    assert set(np.unique(contacts)) <= {0.0, 1.0} and contacts.mean() > 0.8  # a person standing still
+    ankles = world[:, [3, 6], 1]
+    assert np.all(ankles.min(axis=1) < 0.2) and np.all(ankles.min(axis=1) > 0.0)  # on the floor, not in it
+    assert np.all(world[:, 10, 1] > 1.0)  # head top well above the floor
+    # the pose in world is the root-relative pose moved and turned: bone lengths agree
+    rel = from_proto(track.root_relative)
+    for child, parent in [(3, 2), (13, 12), (10, 9)]:
+        assert np.allclose(np.linalg.norm(world[:, child] - world[:, parent], axis=1),
+                           np.linalg.norm(rel[:, child] - rel[:, parent], axis=1), atol=1e-3)
+    # the caller's focal length is used as given, and a longer lens puts the person further away
+    longer = _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="lift-world", width=1920, height=1080,
+                                                          frames=frames, focal_px=4000)).poses
+    assert not longer.camera.focal_from_prior and longer.camera.focal_px == 4000
+    depth = np.linalg.norm(world[:, 0, [0, 2]], axis=1).mean()
+    longer_depth = np.linalg.norm(from_proto(longer.tracks[0].world)[:, 0, [0, 2]], axis=1).mean()
+    assert longer_depth > 1.8 * depth
+
+
+def test_a_photo_lifts_one_frame_when_asked(lifter_stub):
+    frames = _standing_person(1)
+    result = _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="lift-photo", width=1920, height=1080,
+                                                          frames=frames, min_track_frames=1))
+    track = result.poses.tracks[0]
+    assert track.frame_count == 1
+    assert from_proto(track.world).shape == (1, 17, 3) and from_proto(track.foot_contacts).shape == (1, 2)
+    with pytest.raises(grpc.RpcError) as err:  # the default minimum of 5 frames drops it
+        _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="lift-photo", width=1920, height=1080, frames=frames))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
