@@ -30,6 +30,7 @@ FILL = 0.75           #: share of the panel's height (or width) the people's bou
 MIN_VIEW_M = 1.0      #: the panel never shows less than this many metres across
 SMOOTH_S = 0.4        #: gaussian sigma, in seconds, of the camera's centre and zoom over time
 TRAIL_S = 1.5         #: pelvis trail length in seconds
+FLOOR_REACH = 6.0     #: the floor grid reaches at most this many view spans from the panel's centre
 _PELVIS = H36M17.index("pelvis")
 _HEAD = H36M17.index("head_top")
 
@@ -190,12 +191,29 @@ class View3D:
                     (200, 200, 200), 1, cv2.LINE_AA)
         return panel
 
-    def _draw_grid(self, panel: np.ndarray, frame: int) -> None:
+    def floor_bounds(self, frame: int) -> tuple[float, float, float, float]:
+        """(x min, x max, z min, z max) in metres of the floor the panel shows at ``frame``: where the
+        viewing rays through the panel's corners meet the plane y = 0, at most :data:`FLOOR_REACH` spans
+        from the panel's centre (rays near the horizon meet the floor very far away)."""
         centre, span = self.framing.centres[frame], self.framing.spans[frame]
-        reach = 1.2 * span
+        half = span / 2
+        top = span * 0.53   # the panel's centre sits 53 % down (see project)
+        corners = []
+        for u in (-half, half):
+            for v in (top, top - span):
+                # world = centre + R^T (u, v, t): choose t so that world y = 0
+                along = self.rotation[2, 1]
+                t = -(centre[1] + self.rotation[0, 1] * u + self.rotation[1, 1] * v) / along if along else 0.0
+                t = float(np.clip(t, -FLOOR_REACH * span, FLOOR_REACH * span))
+                corners.append(centre + self.rotation.T @ np.array([u, v, t]))
+        corners = np.array(corners)
+        return corners[:, 0].min(), corners[:, 0].max(), corners[:, 2].min(), corners[:, 2].max()
+
+    def _draw_grid(self, panel: np.ndarray, frame: int) -> None:
         g = self.grid_m
-        x0, x1 = math.floor((centre[0] - reach) / g) * g, math.ceil((centre[0] + reach) / g) * g
-        z0, z1 = math.floor((centre[2] - reach) / g) * g, math.ceil((centre[2] + reach) / g) * g
+        lo_x, hi_x, lo_z, hi_z = self.floor_bounds(frame)
+        x0, x1 = math.floor(lo_x / g) * g, math.ceil(hi_x / g) * g
+        z0, z1 = math.floor(lo_z / g) * g, math.ceil(hi_z / g) * g
         for x in np.arange(x0, x1 + g / 2, g):
             a, b = self.project(np.array([[x, 0, z0], [x, 0, z1]]), frame)
             cv2.line(panel, _pt(a), _pt(b), GRID, 1, cv2.LINE_AA, shift=4)

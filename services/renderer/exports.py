@@ -7,7 +7,7 @@ it. Schema version 2.0 (``poses_schema.json`` is its single description)::
     {"schema_version": "2.0",
      "video": {"width", "height", "fps", "frame_count", "duration_s", "rotation_deg", "still_image"},
      "units": {"keypoints_2d": "pixels", "keypoints_3d": "metres", "angles": "degrees", "time": "seconds"},
-     "joints_2d": [17 COCO-17 names], "joints_3d": [17 Human3.6M-17 names],
+     "joints_2d": [17 COCO-17 names], "joints_3d": [17 Human3.6M-17 names], "model": str | null,
      "camera": {"focal_px", "focal_from_prior", "pitch_deg", "height_m"} | null,
      "angles": [{"name", "unit", "convention"}], "warnings": [str],
      "frames": [{"index", "timestamp_s",
@@ -95,6 +95,7 @@ def poses_document(info: common_pb2.VideoInfo, timeline: PoseTimeline, warnings:
         "units": {"keypoints_2d": "pixels", "keypoints_3d": "metres", "angles": "degrees", "time": "seconds"},
         "joints_2d": list(COCO17.joints),
         "joints_3d": list(H36M17.joints),
+        "model": timeline.model,
         "camera": None if camera is None else {
             "focal_px": round(camera.focal_px, 2), "focal_from_prior": camera.focal_from_prior,
             "pitch_deg": round(camera.pitch_deg, 2), "height_m": round(camera.height_m, 3)},

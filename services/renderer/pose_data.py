@@ -65,6 +65,7 @@ class PoseTimeline:
                 self.raw_2d[frame.frame_index] = [
                     PersonPose(p.track_id, from_proto(p.coco17).reshape(17, 3))
                     for p in frame.persons if len(p.coco17.values) == 51]
+        self.model: str | None = (poses3d.model or None) if poses3d is not None else None  #: lifter weights
         self.camera: common_pb2.CameraEstimate | None = (
             poses3d.camera if poses3d is not None and poses3d.HasField("camera") else None)
         self.tracks: list[Track] = []
