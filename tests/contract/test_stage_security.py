@@ -357,3 +357,11 @@ def test_stage_process_listens_on_loopback_and_requires_its_token(settings, vict
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_triton_host_listens_on_loopback(triton_stack):
+    """The local Triton host (PyTriton), started as the local stack starts it: gRPC, HTTP and metrics
+    on 127.0.0.1 only."""
+    for name in ("triton_grpc", "triton_http", "triton_metrics"):
+        port = triton_stack.ports[name][0]  # one port per replica
+        assert listening_addresses(port) == {"127.0.0.1"}, (name, listening_addresses(port))
