@@ -18,7 +18,10 @@ function videoFacts(video) {
   if (!video) return "";
   const parts = [`${video.width}×${video.height}`];
   if (video.still_image) parts.push("photo");
-  else parts.push(`${Number(video.fps).toFixed(video.fps % 1 ? 2 : 0)} fps`, `${video.frame_count} frames`, `${Number(video.duration_s).toFixed(1)} s`);
+  else {
+    parts.push(`${Number(video.fps).toFixed(video.fps % 1 ? 2 : 0)} fps`,
+      `${video.frame_count} frame${video.frame_count === 1 ? "" : "s"}`, `${Number(video.duration_s).toFixed(1)} s`);
+  }
   return parts.join(" · ");
 }
 

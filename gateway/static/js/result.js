@@ -81,7 +81,6 @@ export class ResultView {
     viewerBox.append(controls);
     if (model.source) viewerBox.append(el("p", { className: "note", textContent: model.source.note }));
 
-    const side = el("div", { className: "side-by-side" }, media, viewerBox);
 
     const picker = el("div", { className: "person-picker", role: "radiogroup", id: "person-picker" });
     picker.setAttribute("aria-label", "person");
@@ -90,7 +89,7 @@ export class ResultView {
       const track = model.tracks.get(id);
       const seen = track.present.reduce((n, v) => n + v, 0);
       const button = el("button", { type: "button", className: "person" },
-        el("span", { className: "swatch" }), ` Person ${id}`, el("small", { textContent: model.still ? "" : ` ${seen}/${model.frameCount} frames` }));
+        el("span", { className: "swatch" }), ` Person ${id}`, el("small", { textContent: model.still ? "" : ` in ${seen} of ${model.frameCount} frames` }));
       button.querySelector(".swatch").style.background = css(trackColour(id));
       button.dataset.track = String(id);
       button.setAttribute("role", "radio");
@@ -98,11 +97,11 @@ export class ResultView {
       picker.append(button);
     }
     const plotsBox = el("div", { className: "plots", id: "angle-plots" });
-    const sections = [side];
-    sections.push(el("section", { className: "persons" }, el("h3", { textContent: ids.length === 1 ? "Person" : "Persons" }),
-      ids.length ? picker : el("p", { className: "note", textContent: "No person was found." })));
-    sections.push(el("section", { className: "angles" }, el("h3", { textContent: "Joint angles" }), plotsBox));
-    this.root.replaceChildren(...sections);
+    const persons = el("section", { className: "persons" }, el("h3", { textContent: ids.length === 1 ? "Person" : "Persons" }),
+      ids.length ? picker : el("p", { className: "note", textContent: "No person was found." }),
+      el("p", { className: "note", textContent: "Colours match the skeletons drawn on the video: left side lighter, right side darker." }));
+    const side = el("div", { className: "side-by-side" }, el("div", { className: "media-column" }, media, persons), viewerBox);
+    this.root.replaceChildren(side, el("section", { className: "angles" }, el("h3", { textContent: "Joint angles" }), plotsBox));
 
     if (webglAvailable()) {
       this.viewer = new PoseViewer(stage, model);
@@ -165,7 +164,7 @@ export class ResultView {
     table.append(el("tr", {}, el("th", { textContent: "joint" }), el("th", { textContent: "left" }), el("th", { textContent: "right" }), el("th", { textContent: "convention" })));
     for (const r of rows.values()) {
       table.append(el("tr", {}, el("td", { textContent: r.key.replace(/_/g, " ") }), el("td", { textContent: r.left ?? "" }),
-        el("td", { textContent: r.right ?? "" }), el("td", { textContent: r.info.convention || "" })));
+        el("td", { textContent: r.right ?? "" }), el("td", { textContent: r.info.convention || "Angle at the joint between its two segments (see the README, Joint angles)." })));
     }
     box.replaceChildren(table);
     box.dataset.points = String(rows.size);
