@@ -9,9 +9,9 @@ REGISTRY ?= hpe3d
 TAG      ?= 0.1.0
 MODELS := services/pose2d/models/blazepose/pose_detection.tflite services/pose2d/models/blazepose/pose_landmark_full.tflite
 
-.PHONY: setup run proto models test test-unit test-e2e bench clean kubectl deploy-check images
+.PHONY: setup run proto models chromium test test-unit test-e2e test-browser bench clean kubectl deploy-check images
 
-setup: $(VENV)/.installed proto models
+setup: $(VENV)/.installed proto models chromium
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,18 @@ test-unit: setup
 
 test-e2e: setup
 	$(PY) -m pytest -q tests/e2e
+
+test-browser: setup
+	$(PY) -m pytest -q tests/browser
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own browser here): installed
+# with apt-get when missing and run as root (as CI is); otherwise tests/browser skips and says why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || [ -n "$$HPE3D_CHROMIUM" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "could not install chromium with apt-get: the browser tests (tests/browser) will skip"; \
+	else echo "chromium is missing and this is not root: the browser tests (tests/browser) will skip"; fi
 
 bench: setup
 	$(PY) bench/pipeline.py
