@@ -24,7 +24,7 @@ Figures:
 * baseline: the pinned-at-origin output the service gave before root motion (``Track3D.grounded``: pelvis at
   x = z = 0, lower ankle on the floor in every frame), scored the same way.
 
-    python -m training.evaluate_motion [--noisy] [--takes N] [--json out.json]
+    python -m training.evaluate_motion [--noisy] [--true-focal] [--takes N] [--json out.json]
 """
 from __future__ import annotations
 
@@ -135,12 +135,14 @@ def take_scores(pred_world: np.ndarray, pred_contacts: np.ndarray | None, gt_wor
 
 
 def evaluate_take(lifter: Lifter, coco: np.ndarray, h36m: np.ndarray, fps: float, seed: int, take: int,
-                  noisy: bool) -> dict[str, dict]:
-    """Scores of the service output and of the pinned baseline on one take."""
+                  noisy: bool, true_focal: bool = False) -> dict[str, dict]:
+    """Scores of the service output and of the pinned baseline on one take (``true_focal``: the lifter is
+    given the virtual camera's focal length, as a caller who knows the lens would, instead of the prior)."""
     points = coco.astype(np.float64)
     cam = static_camera(np.random.default_rng([seed, take]), points)
     kp = project_take(np.random.default_rng([seed, take, 1]), cam, coco, noisy)
-    poses = lift_frames(frames_message(kp), WIDTH, HEIGHT, lifter, min_track_frames=1, fps=fps)
+    poses = lift_frames(frames_message(kp), WIDTH, HEIGHT, lifter, min_track_frames=1, fps=fps,
+                        focal_px=float(cam.f[0]) if true_focal else 0.0)
     track = max(poses.tracks, key=lambda t: t.frame_count)
     sl = slice(track.first_frame, track.first_frame + track.frame_count)
     world = from_proto(track.world).reshape(-1, 17, 3)
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="lifter weights (default: the service's)")
     parser.add_argument("--noisy", action="store_true", help="detector-like 2D noise instead of exact projections")
+    parser.add_argument("--true-focal", action="store_true",
+                        help="give the lifter the virtual camera's focal length instead of using the prior")
     parser.add_argument("--seed", type=int, default=EVAL_SEED)
     parser.add_argument("--takes", type=int, default=0, help="only the first N validation takes (0: all)")
     parser.add_argument("--min-travel", type=float, default=1.0, help="metres a take must travel to count in RTE")
@@ -202,14 +206,14 @@ def main(argv: list[str] | None = None) -> None:
     fragmented = 0
     for i in takes:
         res = evaluate_take(lifter, data.take(i, "coco17"), data.take(i, "h36m17"), 30.0, args.seed, int(i),
-                            args.noisy)
+                            args.noisy, args.true_focal)
         action = f"{data.datasets[i]}/{data.actions[i]}"
         for k in rows:
             rows[k].append((action, res[k]))
         fragmented += res["tracks"] > 1
     tables = {k: summarise(v, args.min_travel) for k, v in rows.items()}
     print(f"Root motion on {len(takes)} validation takes, static virtual camera, "
-          f"{'noisy' if args.noisy else 'clean'} 2D, focal from the prior; RTE over takes travelling >= "
+          f"{'noisy' if args.noisy else 'clean'} 2D, {'true focal length' if args.true_focal else 'focal from the prior'}; RTE over takes travelling >= "
           f"{args.min_travel} m; sliding while the true foot is planted; {fragmented} takes split into >1 track")
     print(f"{'action':32s} {'takes':>5s} | {'RTE %':>6s} {'slide cm/f':>10s} {'contact P/R':>11s} |"
           f" {'pitch err':>9s} {'height err':>10s} | {'pinned RTE %':>12s} {'slide':>6s}")
