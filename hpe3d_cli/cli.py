@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hpe3d_cli.client import GatewayClient, GatewayError
 from gateway.events import ProgressEvent
-from hpe3d_cli.keypoints_io import KeypointFormatError, LiftedTrack, lifted_document, parse_size, read_keypoints
+from hpe3d_cli.keypoints_io import KeypointFormatError, parse_size, read_keypoints
 from gateway.manifest import STAGE_NAMES
 
 EXIT_FAILED = 1
@@ -147,21 +147,19 @@ def cmd_lift(args: argparse.Namespace) -> int:
     except KeypointFormatError as exc:
         say(f"error: {exc}")
         return EXIT_USAGE
-    from services.lifter3d.lift import DEFAULT_WEIGHTS, lift_sequence, load_lifter
+    from hpe3d_cli.lift_outputs import frame_rate, lift_to_poses3d, video_info, write_outputs
+    from services.lifter3d.lift import DEFAULT_WEIGHTS, load_lifter
     weights = args.weights or DEFAULT_WEIGHTS
     try:
+        fps, warnings = frame_rate(doc, args.fps)
         model = load_lifter(weights)
     except (FileNotFoundError, ValueError) as exc:
         say(f"error: {exc}")
         return EXIT_USAGE
-    lifted = []
-    for track in parsed.tracks:
-        result = lift_sequence(track.keypoints, parsed.width, parsed.height, model)
-        lifted.append(LiftedTrack(track.track_id, track.first_frame, result.world, result.grounded))
-        say(f"track {track.track_id}: {len(track.keypoints)} frames lifted")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(lifted_document(parsed, lifted, Path(weights).name), separators=(",", ":")))
-    say(f"wrote {args.output}")
+    poses3d = lift_to_poses3d(parsed, model, Path(weights).name, fps, args.focal_px or 0.0,
+                              progress=lambda done, total, message: say(message))
+    for path in write_outputs(video_info(parsed, doc, fps), poses3d, args.output, args.bvh, warnings):
+        say(f"wrote {path}")
     return 0
 
 
@@ -201,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     lift.add_argument("-o", "--output", type=Path, required=True, help="output JSON")
     lift.add_argument("--size", help="frame size WIDTHxHEIGHT (required for GAST-Net files)")
     lift.add_argument("--weights", type=Path, help="lifter weights (default: the shipped ones)")
+    lift.add_argument("--bvh", type=Path, metavar="DIR", help="also write person_<track>.bvh files into DIR")
+    lift.add_argument("--fps", type=float, help="frame rate of the keypoints (default: the file's, else 30)")
+    lift.add_argument("--focal-px", type=float, help="camera focal length in pixels (default: a prior)")
     lift.set_defaults(func=cmd_lift)
     return parser
 

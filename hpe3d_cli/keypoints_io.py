@@ -1,4 +1,4 @@
-"""Reading 2D keypoint files for ``hpe3d lift`` and writing its 3D result.
+"""Reading 2D keypoint files for ``hpe3d lift`` (its outputs: :mod:`hpe3d_cli.lift_outputs`).
 
 Two inputs are understood:
 
@@ -14,10 +14,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-
-from services.common.skeletons import H36M17
-
-OUTPUT_SCHEMA_VERSION = "1.0"
 
 
 class KeypointFormatError(ValueError):
@@ -122,36 +118,3 @@ def read_keypoints(doc: dict, size: tuple[int, int] | None = None) -> KeypointIn
     if not parsed.tracks:
         raise KeypointFormatError("the file holds no person with 2D keypoints")
     return parsed
-
-
-@dataclass
-class LiftedTrack:
-    track_id: int
-    first_frame: int
-    root_relative: np.ndarray  # [F, 17, 3] metres, y up, pelvis at the origin
-    grounded: np.ndarray       # [F, 17, 3] same, feet on y = 0
-
-
-def _rows(arr: np.ndarray) -> list[list[float]]:
-    return [[round(float(v), 4) for v in joint] for joint in arr]
-
-
-def lifted_document(parsed: KeypointInput, lifted: list[LiftedTrack], model: str) -> dict:
-    """The 3D part of our ``poses.json`` export, per frame, for the lifted tracks."""
-    frames = [{"index": i, "persons": []} for i in range(parsed.frame_count)]
-    for track in lifted:
-        for offset in range(len(track.grounded)):
-            frames[track.first_frame + offset]["persons"].append({
-                "track_id": track.track_id,
-                "keypoints_3d_root_relative": _rows(track.root_relative[offset]),
-                "keypoints_3d_grounded": _rows(track.grounded[offset])})
-    return {
-        "schema_version": OUTPUT_SCHEMA_VERSION,
-        "source": {"format": parsed.source_format, "width": parsed.width, "height": parsed.height},
-        "model": model,
-        "units": {"keypoints_3d": "metres"},
-        "axes": "x right, y up, z towards the camera; root_relative has the pelvis at the origin, "
-                "grounded has the feet on y = 0",
-        "joints_3d": list(H36M17.joints),
-        "frames": frames,
-    }

@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
 from tests.conftest import require_shared
 from hpe3d_cli.cli import main
 from hpe3d_cli.client import ServerSentEvent, parse_sse
-from hpe3d_cli.keypoints_io import (KeypointFormatError, LiftedTrack, lifted_document, parse_size,
-                                  read_keypoints)
+from hpe3d_cli.keypoints_io import KeypointFormatError, parse_size, read_keypoints
+from hpe3d_cli.lift_outputs import ASSUMED_FPS, frame_rate, video_info
+
+POSES_SCHEMA = Path(__file__).resolve().parents[2] / "services" / "renderer" / "poses_schema.json"
 
 
 def gastnet_doc(frames: int = 4, persons_in_frame=lambda i: 1) -> dict:
@@ -66,12 +70,17 @@ def test_lift_command_without_size_exits_with_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "out.json").exists()
 
 
-def test_lifted_document_lists_frames_and_joints():
-    parsed = read_keypoints(gastnet_doc(3), size=(100, 100))
-    track = LiftedTrack(0, 0, np.zeros((3, 17, 3)), np.ones((3, 17, 3)))
-    doc = lifted_document(parsed, [track], "w.pt")
-    assert doc["schema_version"] and doc["units"]["keypoints_3d"] == "metres" and len(doc["joints_3d"]) == 17
-    assert len(doc["frames"]) == 3 and doc["frames"][2]["persons"][0]["keypoints_3d_grounded"][0] == [1.0] * 3
+def test_lift_frame_rate_and_video_info():
+    parsed = read_keypoints(gastnet_doc(3), size=(100, 80))
+    fps, warnings = frame_rate(gastnet_doc(3), None)
+    assert fps == ASSUMED_FPS and "--fps" in warnings[0]                      # GAST-Net files record no rate
+    assert frame_rate(gastnet_doc(3), 25.0) == (25.0, [])
+    assert frame_rate({"video": {"fps": 59.94}}, None) == (59.94, [])         # our poses.json's own rate
+    with pytest.raises(ValueError, match="positive"):
+        frame_rate({}, 0.0)
+    info = video_info(parsed, gastnet_doc(3), 25.0)
+    assert (info.width, info.height, info.frame_count, info.fps) == (100, 80, 3, 25.0)
+    assert list(info.timestamps_s) == pytest.approx([0, 0.04, 0.08])
 
 
 def test_sse_parsing():
@@ -91,6 +100,8 @@ def test_lift_command_writes_3d_for_every_frame(tmp_path, capsys):
     out = tmp_path / "out.json"
     assert main(["lift", str(src), "-o", str(out), "--size", "640x480", "--weights", str(weights)]) == 0
     doc = json.loads(out.read_text())
+    jsonschema.validate(doc, json.loads(POSES_SCHEMA.read_text()))  # the same poses.json as a job's
+    assert doc["schema_version"] == "2.0" and doc["video"]["fps"] == ASSUMED_FPS and "--fps" in doc["warnings"][0]
     assert doc["model"] == "tiny.pt" and len(doc["frames"]) == 12
     assert [len(f["persons"]) for f in doc["frames"]] == [1] * 6 + [2] * 6
     person = doc["frames"][0]["persons"][0]
