@@ -25,6 +25,9 @@ class Settings:
     triton_url: str = "127.0.0.1:8001"        # HPE3D_TRITON_URL
     triton_models: str = "blazepose_detector,blazepose_landmarks"  # HPE3D_TRITON_MODELS, comma-separated:
                                               # the models /readyz requires Triton to have READY
+    triton_repositories: str = ""             # HPE3D_TRITON_REPOSITORIES, comma-separated model repositories
+                                              # the PyTriton host serves beside services/triton/repository
+                                              # (where `hpe3d models export` wrote HRNet / SimpleBaseline)
     # Stage addresses (gRPC, host:port)
     decoder_addr: str = "127.0.0.1:50051"     # HPE3D_DECODER_ADDR
     pose2d_addr: str = "127.0.0.1:50052"      # HPE3D_POSE2D_ADDR

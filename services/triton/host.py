@@ -3,7 +3,8 @@
     python -m services.triton.host [--repository DIR ...] --grpc-port 8001 --http-port 8000 --metrics-port 8002
 
 Every model folder of every ``--repository`` (default: ``services/triton/repository``, the BlazePose
-models; add the folder ``hpe3d models export`` writes to serve HRNet / SimpleBaseline) is served
+models, plus the comma-separated folders of ``HPE3D_TRITON_REPOSITORIES``, e.g. the one
+``hpe3d models export`` writes HRNet / SimpleBaseline into) is served
 under the name, tensors, max batch size and queue delay of its ``config.pbtxt`` -- the same file
 the official Triton image reads on GPU nodes, so the pose2d stage cannot tell which server it talks
 to. The config's platform decides what runs the model here:
@@ -116,6 +117,14 @@ def load_repositories(repositories: list[Path], num_threads: int = 2) -> list[Ho
     return list(models.values())
 
 
+def default_repositories() -> list[Path]:
+    """``services/triton/repository`` and the folders of ``HPE3D_TRITON_REPOSITORIES``."""
+    from services.common.settings import Settings
+
+    extra = [Path(p.strip()) for p in Settings.from_env().triton_repositories.split(",") if p.strip()]
+    return [REPOSITORY_DIR, *extra]
+
+
 def _infer_function(runner):
     """A PyTriton infer function over a list of (dynamically batched) requests."""
     def infer(requests):
@@ -141,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve Triton model repositories over Triton's protocol "
                                                  "(PyTriton, CPU)")
     parser.add_argument("--repository", action="append", type=Path,
-                        help=f"model repository folder (repeatable; default {REPOSITORY_DIR})")
+                        help=f"model repository folder (repeatable; default {REPOSITORY_DIR} and the folders "
+                             "of HPE3D_TRITON_REPOSITORIES)")
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--metrics-port", type=int, default=8002)
@@ -154,13 +164,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     started = time.monotonic()
+    repositories = args.repository or default_repositories()
     try:
-        models = load_repositories(args.repository or [REPOSITORY_DIR], args.threads)
+        models = load_repositories(repositories, args.threads)
     except (ModelUnservable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not models:
-        print(f"error: no model folder (with a config.pbtxt) in {args.repository or [REPOSITORY_DIR]}",
+        print(f"error: no model folder (with a config.pbtxt) in {', '.join(map(str, repositories))}",
               file=sys.stderr)
         return 2
     libdir = ensure_libpython_first()
