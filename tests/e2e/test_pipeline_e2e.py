@@ -93,14 +93,16 @@ def test_good_clip_succeeds_beside_bad_inputs(gateway: httpx.Client, tmp_path: P
     frame_count = job["video"]["frame_count"]
     assert frame_count == 24 and job["progress"]["pose2d"]["done"] == frame_count
     artifacts = {a["name"]: a["url"] for a in job["links"]["artifacts"]}
-    assert {"render.mp4", "poses.json"} <= set(artifacts)
+    assert {"render.mp4", "poses.json", "thumbnail.jpg", "joint_angles.csv"} <= set(artifacts)
+    assert any(name.startswith("person_") and name.endswith(".bvh") for name in artifacts)
 
     poses = gateway.get(artifacts["poses.json"]).json()
     frames = poses["frames"]
     assert len(frames) == frame_count
     with_2d = sum(any(p["keypoints_2d"] for p in f["persons"]) for f in frames)
     assert with_2d >= 0.9 * frame_count
-    assert all(any(p["keypoints_3d_grounded"] for p in f["persons"]) for f in frames)
+    assert poses["schema_version"] == "2.0"
+    assert all(any(p["keypoints_3d_world"] for p in f["persons"]) for f in frames)
 
     mp4 = gateway.get(artifacts["render.mp4"])
     assert mp4.status_code == 200 and mp4.headers["content-type"] == "video/mp4"
