@@ -85,3 +85,11 @@ def test_damaged_photo_is_invalid_input(tmp_path, picture):
     path.write_bytes(data.tobytes()[:200])
     with pytest.raises(InvalidInput, match="^not a"):
         probe_video(str(path))
+
+
+def test_one_frame_video_is_one_frame_but_not_a_still_image(tmp_path, picture):
+    from tests.video_fixtures import encode_h264
+    path = encode_h264(tmp_path / "one.mp4", [picture])
+    info = probe_video(str(path))
+    assert info.frame_count == 1 and not info.still_image and info.fps == pytest.approx(30.0)
+    assert len(decode_segment(str(path), 0, 128, 640).jpeg) == 1
