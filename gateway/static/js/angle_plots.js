@@ -22,6 +22,33 @@ export function angleGroups(angleInfo) {
   return [...groups.values()];
 }
 
+const UNIT_WORDS = { deg: "degrees", rad: "radians" };
+const PREFERRED = ["knee_flexion", "hip_flexion", "knee", "hip", "elbow_flexion", "elbow"];
+
+export function unitWords(unit) {
+  return UNIT_WORDS[unit] || unit || "degrees";
+}
+
+/** Whether any person has a value of this group at any frame. */
+function hasData(group, model) {
+  const names = [group.left, group.right, group.single].filter(Boolean).map((i) => i.name);
+  for (const track of model.tracks.values()) {
+    for (const name of names) if (track.angles[name]?.some(Number.isFinite)) return true;
+  }
+  return false;
+}
+
+/** The sign conventions of a chart's series, said once when left and right say the same. */
+function conventionText(parts) {
+  const texts = parts.filter(([, i]) => i.convention).map(([side, i]) => [side, i.convention]);
+  if (!texts.length) return "Angle at the joint between its two segments, 0 to 180 degrees (see the README, Joint angles).";
+  const same = texts.every(([, t]) => t.replace(/\b(left|right)\b/g, "") === texts[0][1].replace(/\b(left|right)\b/g, ""));
+  if (texts.length === 1) return texts[0][1];
+  const shared = texts[0][1].replace(/^(left|right) /, "");
+  if (same && !/\b(left|right)\b/.test(shared)) return shared;
+  return texts.map(([side, t]) => `${side ? side.charAt(0).toUpperCase() + side.slice(1) + ": " : ""}${t}`).join(" · ");
+}
+
 function title(key) {
   const words = key.replace(/_/g, " ");
   return words.charAt(0).toUpperCase() + words.slice(1);
@@ -43,8 +70,10 @@ export class AnglePlots {
     this.time = 0;
     this.trackId = null;
     this.charts = [];
-    this.groups = angleGroups(model.angleInfo);
-    this.chosen = new Set(this.groups.slice(0, 2).map((g) => g.key));
+    this.groups = angleGroups(model.angleInfo).map((g) => ({ ...g, empty: !hasData(g, model) }));
+    const withData = this.groups.filter((g) => !g.empty);
+    const preferred = PREFERRED.filter((k) => withData.some((g) => g.key === k)).slice(0, 2);
+    this.chosen = new Set(preferred.length ? preferred : withData.slice(0, 2).map((g) => g.key));
     container.replaceChildren();
     if (!this.groups.length) {
       container.append(Object.assign(document.createElement("p"), {
@@ -57,12 +86,13 @@ export class AnglePlots {
     picker.append(Object.assign(document.createElement("legend"), { textContent: "Angles to plot" }));
     for (const g of this.groups) {
       const label = document.createElement("label");
-      const box = Object.assign(document.createElement("input"), { type: "checkbox", checked: this.chosen.has(g.key), value: g.key });
+      const box = Object.assign(document.createElement("input"), { type: "checkbox", checked: this.chosen.has(g.key), value: g.key, disabled: g.empty });
+      if (g.empty) label.title = conventionText([["", g.left || g.right || g.single]]);
       box.addEventListener("change", () => {
         if (box.checked) this.chosen.add(g.key); else this.chosen.delete(g.key);
         this.build();
       });
-      label.append(box, ` ${title(g.key)}`);
+      label.append(box, ` ${title(g.key)}${g.empty ? " (no values)" : ""}`);
       picker.append(label);
     }
     this.chartsBox = document.createElement("div");
@@ -133,14 +163,12 @@ export class AnglePlots {
       box.className = "chart";
       const info = parts[0][1];
       const caption = document.createElement("figcaption");
-      const unit = info.unit || "degrees";
-      caption.innerHTML = `<strong>${title(g.key)}</strong> (${unit})`;
-      const conventions = parts.map(([, i]) => i.convention).filter(Boolean);
+      const unit = unitWords(info.unit);
+      caption.append(Object.assign(document.createElement("strong"), { textContent: title(g.key) }), ` (${unit})`);
       const convention = document.createElement("p");
       convention.className = "convention";
-      convention.textContent = conventions.length
-        ? conventions[0]
-        : "Angle at the joint between its two segments, 0 to 180 degrees (see the README, Joint angles).";
+      const text = conventionText(parts);
+      convention.textContent = text.charAt(0).toUpperCase() + text.slice(1);
       box.append(caption);
       this.chartsBox.append(box);
       const plot = new uPlot({
@@ -150,7 +178,7 @@ export class AnglePlots {
         scales: { x: { time: false } },
         axes: [
           { ...AXIS, label: "time (s)", labelSize: 18, size: 36 },
-          { ...AXIS, label: unit === "degrees" ? "°" : unit, labelSize: 18, size: 44 },
+          { ...AXIS, label: unit === "degrees" ? "°" : unit, labelSize: 18, size: 48 },
         ],
         legend: { live: true },
         cursor: { drag: { x: false, y: false } },

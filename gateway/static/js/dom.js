@@ -23,6 +23,7 @@ export function say(box, text, kind = "error") {
 export const STATE_WORDS = {
   queued: "queued",
   running: "running",
+  recovering: "recovering",
   succeeded: "done",
   failed: "failed",
   cancelled: "cancelled",

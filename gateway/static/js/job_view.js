@@ -6,13 +6,22 @@ import { el, formatDate, say, stateBadge } from "./dom.js";
 import { renderDownloads } from "./downloads.js";
 import { ResultView } from "./result.js";
 
+// stage names as the API reports them (decoder, pose2d, lifter3d, renderer; older servers: decode,
+// pose2d, lift, render), in pipeline order
 const STAGE_LABELS = {
+  decoder: "Decoding frames",
   decode: "Decoding frames",
   pose2d: "2D keypoints",
+  lifter3d: "3D poses",
   lift: "3D poses",
+  renderer: "Rendering and exports",
   render: "Rendering and exports",
 };
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+const WAITING = {
+  queued: "Waiting for a worker…",
+  recovering: "Its worker stopped answering; another worker takes the job over and resumes it…",
+};
 
 function videoFacts(video) {
   if (!video) return "";
@@ -101,7 +110,9 @@ export class JobView {
       this.progress.replaceChildren();
       return;
     }
-    const rows = Object.entries(STAGE_LABELS).map(([name, label]) => {
+    const names = Object.keys(progress || {});
+    const rows = (names.length ? names : ["decoder", "pose2d", "lifter3d", "renderer"]).map((name) => {
+      const label = STAGE_LABELS[name] || name;
       const p = progress?.[name] || { done: 0, total: 0 };
       const bar = el("progress", { max: p.total || 1, value: p.done });
       bar.setAttribute("aria-label", label);
@@ -109,7 +120,7 @@ export class JobView {
         el("span", { className: "count", textContent: p.total ? `${p.done}/${p.total}` : "" }));
     });
     const line = FINISHED.has(state) ? null
-      : el("p", { className: "note", textContent: detail || (state === "queued" ? "Waiting for a worker…" : "Working…") });
+      : el("p", { className: "note", textContent: detail || WAITING[state] || "Working…" });
     this.progress.replaceChildren(...rows, ...(line ? [line] : []));
   }
 

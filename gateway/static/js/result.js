@@ -1,7 +1,7 @@
 // The result of a finished job: the rendered video (or image) beside the interactive 3D view,
 // kept in sync through one clock; the person picker; the joint-angle plots under them.
 
-import { AnglePlots } from "./angle_plots.js";
+import { AnglePlots, unitWords } from "./angle_plots.js";
 import { css, trackColour } from "./colours.js";
 import { el } from "./dom.js";
 import { FreeClock, VideoClock } from "./playback.js";
@@ -158,7 +158,7 @@ export class ResultView {
       const key = m ? m[2] : info.name;
       if (!rows.has(key)) rows.set(key, { key, info });
       const v = track.angles[info.name]?.[0];
-      rows.get(key)[m ? m[1] : "left"] = Number.isFinite(v) ? `${v.toFixed(1)}°` : "–";
+      rows.get(key)[m ? m[1] : "left"] = Number.isFinite(v) ? `${v.toFixed(1)} ${unitWords(info.unit) === "degrees" ? "°" : unitWords(info.unit)}` : "–";
     }
     const table = el("table", { className: "angle-table" });
     table.append(el("tr", {}, el("th", { textContent: "joint" }), el("th", { textContent: "left" }), el("th", { textContent: "right" }), el("th", { textContent: "convention" })));
