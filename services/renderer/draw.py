@@ -260,4 +260,5 @@ class View3D:
 
 
 def _pt(p: np.ndarray) -> tuple[int, int]:
-    return int(round(p[0] * 16)), int(round(p[1] * 16))
+    """A pixel position as OpenCV's fixed-point (4 fractional bits) integer pair."""
+    return math.floor(p[0] * 16 + 0.5), math.floor(p[1] * 16 + 0.5)
