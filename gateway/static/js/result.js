@@ -76,8 +76,11 @@ export class ResultView {
     scrub.setAttribute("aria-label", "frame");
     const clockLabel = el("span", { className: "clock", textContent: "" });
     const resetButton = el("button", { type: "button", textContent: "Reset view", className: "secondary" });
+    const follow = el("input", { type: "checkbox", id: "follow" });
+    const followLabel = el("label", { htmlFor: "follow", className: "follow" }, follow, " Follow person");
     if (!model.still) controls.append(playButton, scrub, clockLabel);
     controls.append(resetButton);
+    if (!model.still && model.source?.name === "world") controls.append(followLabel);
     viewerBox.append(controls);
     if (model.source) viewerBox.append(el("p", { className: "note", textContent: model.source.note }));
 
@@ -108,7 +111,11 @@ export class ResultView {
     } else {
       stage.append(el("p", { className: "note", textContent: "The 3D view needs WebGL, which this browser does not offer." }));
     }
-    resetButton.addEventListener("click", () => this.viewer?.resetView());
+    resetButton.addEventListener("click", () => {
+      follow.checked = false;
+      this.viewer?.setFollow(false);
+    });
+    follow.addEventListener("change", () => this.viewer?.setFollow(follow.checked));
     this.plots = model.still ? null : new AnglePlots(plotsBox, model, (t) => this.seek(t));
     if (model.still) this.stillAngles(plotsBox);
 

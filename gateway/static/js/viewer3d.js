@@ -15,6 +15,8 @@ const GRID_CELL_M = 0.5;
 const BONE_RADIUS_M = 0.022;
 const JOINT_RADIUS_M = 0.032;
 const UP = new THREE.Vector3(0, 1, 0);
+const FOV_DEG = 40;
+const FOLLOW_DISTANCE_M = 4.0;
 
 export function webglAvailable() {
   try {
@@ -147,8 +149,10 @@ export class PoseViewer {
       this.scene.add(figure.group);
     }
 
-    this.camera = new THREE.PerspectiveCamera(40, 4 / 3, 0.05, 200);
-    this.distance = span * 0.8 + 1.8;
+    this.camera = new THREE.PerspectiveCamera(FOV_DEG, 4 / 3, 0.05, 500);
+    // far enough that a sphere around every joint of the video fits the view
+    const radius = Math.max(1.0, 0.5 * Math.hypot(hi[0] - lo[0], hi[1] - Math.min(lo[1], 0), hi[2] - lo[2]));
+    this.distance = (0.9 * radius) / Math.sin(THREE.MathUtils.degToRad(FOV_DEG / 2));
     this.controls = new OrbitControls(this.camera, this.canvas);
     this.controls.enableDamping = false;
     this.controls.maxPolarAngle = Math.PI * 0.495;
@@ -160,10 +164,12 @@ export class PoseViewer {
     this.resize();
   }
 
-  /** Look from the front-left and a little above, as the rendered video's 3D panel does. */
+  /** Look from the front-left (the video camera's side) and a little above, at the middle of all
+   * the motion, from far enough to see all of it. */
   resetView() {
     const d = this.distance;
-    this.camera.position.set(this.centre.x - 0.45 * d, this.centre.y + 0.35 * d, this.centre.z + 0.85 * d);
+    const dir = new THREE.Vector3(-0.45, 0.35, 0.85).normalize();
+    this.camera.position.copy(this.centre).addScaledVector(dir, d);
     this.controls.target.copy(this.centre);
     this.controls.update();
     this.draw();
@@ -191,8 +197,33 @@ export class PoseViewer {
     this.draw();
   }
 
+  /** Keep the chosen person's pelvis at the centre of the view (the camera moves along). */
+  setFollow(on) {
+    this.follow = on;
+    if (!on) {
+      this.resetView();
+      return;
+    }
+    // come close enough that one person fills most of the view's height
+    const dir = new THREE.Vector3().subVectors(this.camera.position, this.controls.target).normalize();
+    this.camera.position.copy(this.controls.target).addScaledVector(dir, FOLLOW_DISTANCE_M);
+    this.draw();
+  }
+
+  followSelected() {
+    const track = this.model.tracks.get(this.selected);
+    if (!this.follow || !track || this.frame < 0 || !track.present[this.frame]) return;
+    const o = (this.frame * JOINTS + PELVIS) * 3;
+    const pelvis = new THREE.Vector3(track.joints[o], this.centre.y, track.joints[o + 2]);
+    const shift = pelvis.sub(this.controls.target);
+    this.controls.target.add(shift);
+    this.camera.position.add(shift);
+    this.camera.lookAt(this.controls.target);
+  }
+
   draw() {
     if (!this.figures) return;
+    this.followSelected();
     for (const [id, figure] of this.figures) figure.show(this.frame, id === this.selected);
     this.renderer.render(this.scene, this.camera);
     this.container.dataset.frame = String(this.frame);
