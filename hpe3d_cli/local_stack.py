@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,7 @@ class LocalStack:
         self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix="hpe3d-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.supervisor = Supervisor()
+        self._ready_checks: dict[str, Callable[[], bool]] = {}
         n = self.count
         # Fixed loopback ports, one set per replica, kept across restarts.
         self.ports: dict[str, list[int]] = {
@@ -221,6 +223,23 @@ class LocalStack:
         os.kill(pid, sig)
         return pid
 
+    def healthy(self, name: str) -> bool:
+        """Whether process ``name`` runs and passes the readiness check it passed at start."""
+        proc = self.process(name)
+        check = self._ready_checks.get(name, proc.alive)
+        try:
+            return proc.alive() and bool(check())
+        except Exception:  # noqa: BLE001 - not ready
+            return False
+
+    def wait_healthy(self, name: str, timeout_s: float = 120.0) -> None:
+        """Block until ``healthy(name)`` (say, after a restart); StackError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not self.healthy(name):
+            if time.monotonic() > deadline:
+                raise StackError(f"{name} not healthy {timeout_s:.0f}s after its restart:\n{self.process(name).log_tail()}")
+            time.sleep(0.3)
+
     def hold(self, name: str) -> None:
         """Stop ``name`` and keep it down (an outage) until ``release``."""
         self.supervisor.hold(name)
@@ -257,6 +276,7 @@ class LocalStack:
         return self.supervisor.add(spec)
 
     def _wait(self, proc: SupervisedProcess, ready: Callable[[], bool]) -> None:
+        self._ready_checks[proc.name] = ready
         wait_ready(proc, ready, self.startup_timeout_s, StackError)
 
     def _start_seaweedfs(self) -> None:

@@ -31,7 +31,8 @@ SMALL_CLIP = TEST_DATA / "vfr_12f.mp4"
 JOB_TIMEOUT_S = 300.0
 TERMINAL = ("succeeded", "failed", "cancelled")
 # Stack settings for these tests: small segments one at a time, so a job has several steps to hit.
-OVERRIDES = {"segment_frames": 4, "stage_concurrency": 1}
+# A dead worker's job goes to another after 10 s of silence (30 s by default).
+OVERRIDES = {"segment_frames": 4, "stage_concurrency": 1, "job_ack_wait_s": 10.0}
 # Poses must come back identical up to float noise of JSON round-trips.
 ATOL = 1e-6
 
@@ -56,6 +57,7 @@ def store(stack):
 
 # -- REST helpers ----------------------------------------------------------------------------------
 def submit(url: str, video: Path = CLIP, options: dict[str, str] | None = None) -> str:
+    """Upload to the API replica at ``url``; the job id."""
     with open(video, "rb") as f:
         resp = httpx.post(f"{url}/v1/jobs", files={"file": (video.name, f, "video/mp4")}, data=options or {},
                           timeout=120)
@@ -148,7 +150,7 @@ def manifest_owner(store, job_id: str) -> str:
 def reference(stack):
     job_id = submit(stack.gateway_url)
     job = wait_finished(stack.gateway_urls, job_id)
-    assert job["state"] == "succeeded", job
+    assert job["state"] == "succeeded", (job.get("error"), job.get("progress"))
     doc = poses_of(stack.gateway_urls, job)
     assert len(doc["frames"]) == 24
     return doc
@@ -194,6 +196,7 @@ def test_kill_9_mid_job_gives_the_same_poses(stack, store, reference, part):
     job = wait_finished(stack.gateway_urls, job_id)
     assert job["state"] == "succeeded", f"after kill -9 of {name} at {at_kill['progress']}: {job}"
     assert_same_poses(reference, poses_of(stack.gateway_urls, job))
+    stack.wait_healthy(name)  # the next test starts with the whole stack up
 
 
 def test_the_job_rides_out_a_30_s_storage_outage(stack, reference):
@@ -206,8 +209,9 @@ def test_the_job_rides_out_a_30_s_storage_outage(stack, reference):
         assert job is None or job["state"] not in ("failed", "cancelled"), job
     finally:
         stack.release("s3")
+    stack.wait_healthy("s3")
     job = wait_finished(stack.gateway_urls, job_id)
-    assert job["state"] == "succeeded", job
+    assert job["state"] == "succeeded", (job.get("error"), job.get("progress"))
     assert_same_poses(reference, poses_of(stack.gateway_urls, job))
 
 
