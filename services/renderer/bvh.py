@@ -25,7 +25,10 @@ Rotations are solved per frame from the positions (:func:`solve_motion`): the pe
 two-vector alignment (the spine / neck direction exactly, then the left-right line of the hips / shoulders
 for the twist about it); every other joint with one child by the smallest rotation (swing) from its
 parent's orientation that points its bone at the child, so each bone's twist follows its parent's and
-stays stable over time; leaves keep their parent's orientation.
+stays stable over time; the thighs and upper arms then turn about their own axis so that the knee or elbow
+below bends about one local axis (a hinge: knee flexion is a pure local x rotation, elbow flexion a pure local
+y rotation), the twist interpolated in time where the limb is almost straight; leaves keep their parent's
+orientation.
 """
 from __future__ import annotations
 
@@ -54,6 +57,15 @@ _REST_DIRECTION = {
     _J("left_elbow"): (1, 0, 0), _J("left_wrist"): (1, 0, 0),
     _J("right_elbow"): (-1, 0, 0), _J("right_wrist"): (-1, 0, 0),
 }
+# upper-limb joints whose twist follows the hinge below them: rest hinge axis (joint frame) = rest bone x the
+# direction the lower limb bends in (knees backwards, -z; elbows forwards, +z, palms facing forwards)
+_HINGES = {
+    _J("right_hip"): np.cross(_REST_DIRECTION[_J("right_knee")], (0, 0, -1)).astype(float),
+    _J("left_hip"): np.cross(_REST_DIRECTION[_J("left_knee")], (0, 0, -1)).astype(float),
+    _J("left_shoulder"): np.cross(_REST_DIRECTION[_J("left_elbow")], (0, 0, 1)).astype(float),
+    _J("right_shoulder"): np.cross(_REST_DIRECTION[_J("right_elbow")], (0, 0, 1)).astype(float),
+}
+HINGE_MIN_BEND_DEG = 15.0  #: below this knee / elbow bend the hinge axis is too unsteady to set the twist
 _FOOT_FRACTION = 0.3   # ankle End Site: this fraction of the shin length, forwards (+z)
 _TIP_FRACTION = 0.3    # wrist / head-top End Site: this fraction of the last bone's length, along it
 
@@ -118,13 +130,35 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         helper = np.where(np.abs(a[flip, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
         axis[flip] = np.cross(a[flip], helper)
         s[flip] = 0.0
-    k = _unit(axis)
-    kx = np.zeros(a.shape[:-1] + (3, 3))
+    return _axis_angle(_unit(axis), np.arctan2(s, c))
+
+
+def _axis_angle(k: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rotations [F, 3, 3] by ``angle`` [F] radians about unit axes ``k`` [F, 3] (right-handed)."""
+    kx = np.zeros(k.shape[:-1] + (3, 3))
     kx[..., 0, 1], kx[..., 0, 2], kx[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
     kx = kx - np.swapaxes(kx, -1, -2)
-    angle = np.arctan2(s, c)
     sin, cos = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
     return np.eye(3) + sin * kx + (1 - cos) * (kx @ kx)
+
+
+def _hinge_twist(swung: np.ndarray, bone: np.ndarray, next_bone: np.ndarray, rest_axis: np.ndarray) -> np.ndarray:
+    """Turn the frames ``swung`` [F, 3, 3] of an upper limb (thigh, upper arm) about their bone ``bone`` [F, 3]
+    so that the rest hinge axis ``rest_axis`` (joint frame) lies along the knee's / elbow's current hinge,
+    ``bone x next_bone``: the lower limb then bends about one local axis. Where the limb is within
+    :data:`HINGE_MIN_BEND_DEG` of straight the hinge is undefined; the twist is interpolated in time there
+    from the frames around (held at the ends; none at all when the limb is never bent)."""
+    d = _unit(bone)
+    hinge = np.cross(d, _unit(next_bone))
+    defined = np.linalg.norm(hinge, axis=-1) > np.sin(np.radians(HINGE_MIN_BEND_DEG))
+    if not defined.any():
+        return swung
+    current = swung @ rest_axis
+    hinge = _unit(hinge)
+    theta = np.arctan2(np.sum(d * np.cross(current, hinge), axis=-1), np.sum(current * hinge, axis=-1))
+    known = np.flatnonzero(defined)
+    theta = np.interp(np.arange(len(d)), known, np.unwrap(theta[known]))
+    return _axis_angle(d, theta) @ swung
 
 
 def rest_offsets(world: np.ndarray) -> np.ndarray:
@@ -177,6 +211,10 @@ def solve_motion(world: np.ndarray, fps: float) -> BvhMotion:
             child = children[0]
             current = world[:, child] - world[:, joint]
             glob[:, joint] = _swing(glob[:, parent] @ offsets[child], current) @ glob[:, parent]
+            if joint in _HINGES:
+                grandchild = _CHILDREN[child][0]
+                glob[:, joint] = _hinge_twist(glob[:, joint], current, world[:, grandchild] - world[:, child],
+                                              _HINGES[joint])
         else:
             glob[:, joint] = glob[:, parent]
     local = glob.copy()

@@ -120,6 +120,23 @@ def test_offsets_are_median_bone_lengths_and_rigid_motion_needs_rotations_only()
     assert np.abs(forward_kinematics(motion) - rigid).max() < 1e-6
 
 
+def test_knees_and_elbows_bend_about_one_local_axis():
+    world = synthetic_motion()
+    motion = solve_motion(world, fps=30)
+    angles = euler_zxy_deg(motion.local_rotations)  # [F, 17, (z, x, y)]
+    limbs = {"left_knee": ("left_hip", "left_ankle", [0, 2]), "right_knee": ("right_hip", "right_ankle", [0, 2]),
+             "left_elbow": ("left_shoulder", "left_wrist", [0, 1]),
+             "right_elbow": ("right_shoulder", "right_wrist", [0, 1])}
+    for joint, (upper, lower, off_axis) in limbs.items():
+        j, u, w = H36M17.index(joint), H36M17.index(upper), H36M17.index(lower)
+        a, b = world[:, j] - world[:, u], world[:, w] - world[:, j]
+        bend = np.degrees(np.arccos(np.sum(a * b, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)))
+        hinge = bend > 15  # where the bend defines the hinge: flexion about one local axis only
+        assert hinge.sum() > 10, joint
+        assert np.abs(angles[hinge][:, j, off_axis]).max() < 1e-6, joint
+        assert np.abs(angles[~hinge][:, j, off_axis]).max(initial=0) < 15, joint  # nearly straight: small
+
+
 def test_euler_zxy_round_trip_including_gimbal_lock():
     rng = np.random.default_rng(3)
     angles = rng.uniform(-170, 170, size=(200, 3))
