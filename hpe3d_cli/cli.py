@@ -10,10 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
+from gateway.jobs.events import ProgressEvent
 from hpe3d_cli.client import GatewayClient, GatewayError
-from gateway.events import ProgressEvent
 from hpe3d_cli.keypoints_io import KeypointFormatError, parse_size, read_keypoints
-from gateway.manifest import STAGE_NAMES
+from services.common.stage_names import STAGES
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -31,7 +31,7 @@ class ProgressPrinter:
         self.last: dict[str, tuple[int, int]] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
-        for stage in STAGE_NAMES:
+        for stage in STAGES:
             p = event.progress.get(stage)
             if p is None or p.total == 0 or self.last.get(stage) == (p.done, p.total):
                 continue

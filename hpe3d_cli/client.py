@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from gateway.events import DoneEvent, ProgressEvent
-from gateway.views import JobView
+from gateway.api.views import JobView
+from gateway.jobs.events import DoneEvent, ProgressEvent
 
 
 class GatewayError(RuntimeError):
