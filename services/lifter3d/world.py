@@ -122,19 +122,25 @@ def body_up(root_relative: list[np.ndarray]) -> np.ndarray:
 
 
 def _ground_points(absolute: list[np.ndarray], up: np.ndarray, fps: float) -> np.ndarray:
-    """Ankles likely on the floor, camera frame ``[N, 3]``: per person and frame the lower ankle (along
-    ``up``), kept when it moves slower than 0.5 m/s and is within 15 cm of that person's low ankles."""
+    """Ankles likely on the floor, camera frame ``[N, 3]``: per person, frame and foot the ankles that are
+    within 5 cm of the lower ankle (along ``up``), within 15 cm of that person's low ankles (20th percentile)
+    and slow (under 0.5 m/s, or 0.8 times the pelvis's speed when the person runs). When fewer than three
+    qualify, every frame's lower ankle."""
     points = []
     for a in absolute:
-        ankles = a[:, list(FEET)]
+        ankles = a[:, list(FEET)]  # [F, 2, 3]
         heights = ankles @ up
         lower = ankles[np.arange(len(a)), np.argmin(heights, axis=1)]
         if len(a) >= 3:
-            speed = np.linalg.norm(np.gradient(lower, axis=0), axis=-1) * fps
-            h = lower @ up
-            keep = (speed < 0.5) & (h < np.percentile(h, 20) + 0.15)
+            speed = np.linalg.norm(np.gradient(ankles, axis=0), axis=-1) * fps  # [F, 2]
+            body = np.linalg.norm(np.gradient(a[:, 0], axis=0), axis=-1) * fps
+            body = _gaussian(body[:, None], 0.25 * fps)[:, 0]
+            low = heights.min(axis=1)
+            keep = ((heights < low[:, None] + 0.05) & (heights < np.percentile(low, 20) + 0.15)
+                    & (speed < np.maximum(0.5, 0.8 * body)[:, None]))
             if keep.sum() >= 3:
-                lower = lower[keep]
+                points.append(ankles[keep])
+                continue
         points.append(lower)
     return np.concatenate(points)
 
