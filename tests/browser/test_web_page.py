@@ -310,3 +310,26 @@ def test_api_docs_load_with_nothing_from_the_internet(open_page, base_url, path,
     page.wait_for_load_state("networkidle")
     assert "hpe3d" in page.content()
     assert any(u.endswith("/openapi.json") for u in watch.requests)
+
+
+def test_photo_job_shows_the_image_result(open_page, base_url, job_id, tmp_path):
+    import av
+    import cv2
+    with av.open(str(CLIP)) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="bgr24")
+    photo = tmp_path / "office_photo.jpg"
+    cv2.imwrite(str(photo), frame)
+    page = open_page(PHONE).page
+    page.goto(base_url + "/")
+    page.wait_for_selector("#opt-max_persons")
+    page.set_input_files("#file", str(photo))
+    page.click("#start")
+    page.wait_for_url("**/jobs/*")
+    page.wait_for_selector("#main[data-state=succeeded] #viewer canvas", timeout=JOB_TIMEOUT_MS)
+    page.wait_for_function("document.querySelector('#result-image')?.naturalWidth > 0")
+    assert page.locator("#result-video").count() == 0
+    assert "photo" in page.inner_text(".job-head .facts")
+    assert page.locator("#angle-plots table tr").count() > 1
+    assert drawn_fraction(decode_png(page.locator("#viewer canvas").screenshot())) > 0.02
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "photo_result_390x844")

@@ -39,7 +39,7 @@ function hasData(group, model) {
 }
 
 /** The sign conventions of a chart's series, said once when left and right say the same. */
-function conventionText(parts) {
+export function conventionText(parts) {
   const texts = parts.filter(([, i]) => i.convention).map(([side, i]) => [side, i.convention]);
   if (!texts.length) return "Angle at the joint between its two segments, 0 to 180 degrees (see the README, Joint angles).";
   const same = texts.every(([, t]) => t.replace(/\b(left|right)\b/g, "") === texts[0][1].replace(/\b(left|right)\b/g, ""));

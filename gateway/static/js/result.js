@@ -1,7 +1,7 @@
 // The result of a finished job: the rendered video (or image) beside the interactive 3D view,
 // kept in sync through one clock; the person picker; the joint-angle plots under them.
 
-import { AnglePlots, unitWords } from "./angle_plots.js";
+import { AnglePlots, angleGroups, conventionText, unitWords } from "./angle_plots.js";
 import { css, trackColour } from "./colours.js";
 import { el } from "./dom.js";
 import { FreeClock, VideoClock } from "./playback.js";
@@ -151,7 +151,8 @@ export class ResultView {
     if (this.model.still) this.stillAngles(this.root.querySelector("#angle-plots"), id);
   }
 
-  /** A single frame has no curve to plot: its angles as a table, left and right side by side. */
+  /** A single frame has no curve to plot: its angles as a table, left and right side by side, each
+   * with its convention on the line under it. */
   stillAngles(box, id = [...this.model.tracks.keys()][0]) {
     if (!box) return;
     const track = this.model.tracks.get(id);
@@ -159,22 +160,27 @@ export class ResultView {
       box.replaceChildren(el("p", { className: "note", textContent: "This result carries no joint angles." }));
       return;
     }
-    const rows = new Map();
-    for (const info of this.model.angleInfo) {
-      const m = /^(left|right)_(.+)$/.exec(info.name);
-      const key = m ? m[2] : info.name;
-      if (!rows.has(key)) rows.set(key, { key, info });
+    const format = (info) => {
       const v = track.angles[info.name]?.[0];
-      rows.get(key)[m ? m[1] : "left"] = Number.isFinite(v) ? `${v.toFixed(1)} ${unitWords(info.unit) === "degrees" ? "°" : unitWords(info.unit)}` : "–";
-    }
+      if (!Number.isFinite(v)) return "–";
+      const unit = unitWords(info.unit);
+      return unit === "degrees" ? `${v.toFixed(1)}°` : `${v.toFixed(1)} ${unit}`;
+    };
+    const cell = (text, props = {}) => el("td", { textContent: text, ...props });
     const table = el("table", { className: "angle-table" });
-    table.append(el("tr", {}, el("th", { textContent: "joint" }), el("th", { textContent: "left" }), el("th", { textContent: "right" }), el("th", { textContent: "convention" })));
-    for (const r of rows.values()) {
-      table.append(el("tr", {}, el("td", { textContent: r.key.replace(/_/g, " ") }), el("td", { textContent: r.left ?? "" }),
-        el("td", { textContent: r.right ?? "" }), el("td", { textContent: r.info.convention || "Angle at the joint between its two segments (see the README, Joint angles)." })));
+    table.append(el("tr", {}, el("th", { textContent: "angle" }), el("th", { textContent: "left" }),
+      el("th", { textContent: "right" })));
+    for (const g of angleGroups(this.model.angleInfo)) {
+      const parts = [g.left && ["left", g.left], g.right && ["right", g.right], g.single && ["", g.single]].filter(Boolean);
+      const text = conventionText(parts);
+      const row = el("tr", {}, cell(g.key.replace(/_/g, " ")));
+      if (g.single) row.append(cell(format(g.single), { colSpan: 2, className: "value" }));
+      else row.append(cell(g.left ? format(g.left) : "", { className: "value" }), cell(g.right ? format(g.right) : "", { className: "value" }));
+      table.append(row, el("tr", { className: "convention-row" },
+        cell(text.charAt(0).toUpperCase() + text.slice(1), { colSpan: 3, className: "convention" })));
     }
     box.replaceChildren(table);
-    box.dataset.points = String(rows.size);
+    box.dataset.points = String((table.rows.length - 1) / 2);
   }
 
   dispose() {
