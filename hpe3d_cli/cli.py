@@ -203,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     lift.add_argument("--fps", type=float, help="frame rate of the keypoints (default: the file's, else 30)")
     lift.add_argument("--focal-px", type=float, help="camera focal length in pixels (default: a prior)")
     lift.set_defaults(func=cmd_lift)
+
+    models = sub.add_parser("models", help="2D pose models for Triton").add_subparsers(dest="models_command",
+                                                                                      required=True)
+    export = models.add_parser("export", help="official HRNet / SimpleBaseline checkpoint -> Triton ONNX model folder")
+    from services.pose2d.models import export_onnx
+    export_onnx.add_arguments(export)
+    export.set_defaults(func=export_onnx.run)
     return parser
 
 

@@ -17,7 +17,7 @@ from services.common.storage import ObjectStore
 
 from .dependencies import ApiState
 from .problems import install_problem_handlers
-from .routers import jobs, operations
+from .routers import jobs, models, operations
 from .views import API
 from .web import install_web
 
@@ -43,5 +43,6 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(jobs.router)
     app.include_router(operations.router)
+    app.include_router(models.router)
     install_web(app, settings, API)
     return app

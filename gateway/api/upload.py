@@ -32,6 +32,8 @@ UPLOAD_BODY = {
                                                  "(HPE3D_WORKING_SIZE)")},
                 "render": {"type": "boolean", "default": True,
                            "description": "encode the rendered video (false: exports only)"},
+                "pose_model": {"type": "string", "pattern": "^[a-z0-9_]*$", "description": (
+                    "2D pose model, one of GET /v1/models (e.g. blazepose, hrnet_w32); empty = the default")},
             }}}},
     }
 }

@@ -54,6 +54,8 @@ class JobOptions(BaseModel):
     working_size: int = Field(0, ge=0, le=WORKING_SIZE_LIMIT,
                               description="longer side of decoded frames in pixels; 0 = server default")
     render: bool = Field(True, description="encode the rendered MP4 (false: exports only)")
+    pose_model: str = Field("", max_length=64, pattern=r"^[a-z0-9_]*$",
+                            description="2D pose model, one of GET /v1/models; empty = the default (blazepose)")
 
 
 class StageProgress(BaseModel):

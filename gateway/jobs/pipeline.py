@@ -156,7 +156,8 @@ class JobPipeline:
             job.progress[DECODER].done += plan.frame_count
             await self.reporter.save(job, DECODER, f"segment {plan.index} decoded")
             reply = await self._unary(POSE2D, "Estimate", self.clients.pose2d.Estimate, pose2d_pb2.EstimateRequest(
-                segment=segment, output=self.store.ref(poses_key), max_persons=self._max_persons(job)), job.id)
+                segment=segment, output=self.store.ref(poses_key), max_persons=self._max_persons(job),
+                pose_model=job.options.pose_model), job.id)
             found[plan.index] = reply.frames_with_person
         else:
             job.progress[DECODER].done += plan.frame_count

@@ -90,10 +90,10 @@ class TritonTopDown:
         self.timeout_s = timeout_s
         self._client = tgrpc.InferenceServerClient(url)
         try:
-            ready = self._client.is_model_ready(name, client_timeout=5)
+            ready = self._client.is_model_ready(name, client_timeout=15)
             if not ready:
                 raise LookupError(f"Triton at {url} has no ready model {name!r}")
-            config = self._client.get_model_config(name, as_json=True, client_timeout=5)["config"]
+            config = self._client.get_model_config(name, as_json=True, client_timeout=15)["config"]
         except InferenceServerException as exc:
             self._client.close()
             raise DependencyUnavailable(f"Triton at {url} did not answer about {name}: {exc}") from exc
@@ -137,9 +137,9 @@ def ready_models(url: str, names: tuple[str, ...] | list[str]) -> set[str]:
 
     client = tgrpc.InferenceServerClient(url)
     try:
-        if not client.is_server_live(client_timeout=5):
+        if not client.is_server_live(client_timeout=15):
             raise DependencyUnavailable(f"Triton at {url} is not live")
-        return {name for name in names if client.is_model_ready(name, client_timeout=5)}
+        return {name for name in names if client.is_model_ready(name, client_timeout=15)}
     except InferenceServerException as exc:
         raise DependencyUnavailable(f"Triton at {url} did not answer: {exc}") from exc
     finally:

@@ -82,12 +82,17 @@ def clip_frames():
 
 
 @pytest.fixture(scope="module")
-def pose2d(store, settings, topdown_triton):
+def pose2d_addr(store, settings, topdown_triton):
     stage_settings = dataclasses.replace(settings, triton_url=topdown_triton.settings.triton_url)
     stage = grpc_server.start_server(lambda s: register(s, store, stage_settings), ["hpe3d.v1.Pose2D"], port=0)
-    with grpc_server.channel(f"127.0.0.1:{stage.port}") as ch:
-        yield pose2d_pb2_grpc.Pose2DStub(ch)
+    yield f"127.0.0.1:{stage.port}"
     stage.stop(0)
+
+
+@pytest.fixture(scope="module")
+def pose2d(pose2d_addr):
+    with grpc_server.channel(pose2d_addr) as ch:
+        yield pose2d_pb2_grpc.Pose2DStub(ch)
 
 
 def test_served_heatmaps_equal_onnx_and_pytorch(exported, topdown_triton):
@@ -175,3 +180,23 @@ def test_a_model_not_exported_names_the_checkpoint(pose2d, store, clip_frames):
     with pytest.raises(grpc.RpcError) as err:
         pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=ref, pose_model="openpose"), timeout=60)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "hrnet_w32" in err.value.details()
+
+
+def test_api_lists_models_and_refuses_one_not_loaded(pose2d_addr, settings, store):
+    """GET /v1/models and the pose_model job option, through the API to the real pose2d stage."""
+    from fastapi.testclient import TestClient
+
+    from gateway.api.app import create_app
+
+    api_settings = dataclasses.replace(settings, pose2d_addr=pose2d_addr)
+    with TestClient(create_app(api_settings, store)) as client:
+        r = client.get("/v1/models")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert [(m["name"], m["kind"], m["default"]) for m in body["models"]] == [
+            ("blazepose", "landmarks", True), ("hrnet_w32", "top-down", False)]
+        assert {m["name"] for m in body["not_loaded"]} >= {"hrnet_w48", "simplebaseline_r50"}
+        r = client.post("/v1/jobs", files={"file": ("a.mp4", b"abc", "video/mp4")},
+                        data={"pose_model": "simplebaseline_r50"})
+        assert r.status_code == 422
+        assert "pose_resnet_50_256x192.pth.tar" in r.json()["detail"] and "hrnet_w32" in r.json()["detail"]

@@ -78,7 +78,7 @@ def test_submitted_job_is_stored_queued_and_deleted_by_the_api_when_no_worker_ru
     assert r.status_code == 202, r.text
     job = r.json()
     assert r.headers["Location"] == f"/v1/jobs/{job['id']}" == job["links"]["self"]
-    assert job["options"] == {"max_persons": 3, "working_size": 0, "render": False}
+    assert job["options"] == {"max_persons": 3, "working_size": 0, "render": False, "pose_model": ""}
     assert job["state"] == "queued" and job["attempt"] == 1
     assert set(job["progress"]) == {"decoder", "pose2d", "lifter3d", "renderer"}
     assert store.get_bytes(f"jobs/{job['id']}/input/My_clip.mp4") == b"not really a video"
@@ -194,3 +194,10 @@ def test_openapi_documents_errors_and_bounds(client):
     assert fields["max_persons"]["maximum"] == 16 and fields["working_size"]["maximum"] == 4096
     assert {"202", "404", "409", "503"} <= set(spec["paths"]["/v1/jobs/{job_id}/retry"]["post"]["responses"])
     assert "503" in spec["paths"]["/v1/jobs/{job_id}"]["get"]["responses"]
+
+
+def test_models_list_needs_the_pose2d_stage(client):
+    r = client.get("/v1/models")
+    assert r.status_code == 503 and "pose2d" in r.json()["detail"]
+    r = client.post("/v1/jobs", files={"file": ("a.mp4", b"abc", "video/mp4")}, data={"pose_model": "HRNet!"})
+    assert r.status_code == 422 and "pose_model" in r.json()["detail"]

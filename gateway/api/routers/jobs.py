@@ -13,6 +13,7 @@ from ...jobs.manifest import JobManifest, JobState, new_job_id, safe_filename
 from .. import metrics
 from ..admission import admit
 from ..dependencies import ApiState, api_state, job_or_404
+from ..pose_models import check_pose_model
 from ..problems import STORAGE_DOWN, problem
 from ..ranges import RangeNotSatisfiable, parse_range
 from ..sse import job_event_stream
@@ -38,6 +39,7 @@ NOT_FOUND = {404: {"model": Problem, "description": "no such job (or artefact)"}
              openapi_extra=UPLOAD_BODY)
 async def submit_job(request: Request, response: Response, api: ApiState = Depends(api_state)) -> JobView:
     upload = await receive_upload(request, api.settings.max_upload_mb * 1024 * 1024)
+    await check_pose_model(upload.options.pose_model, api.clients)
     job_id = new_job_id()
     name = safe_filename(upload.filename)
     key = f"jobs/{job_id}/input/{name}"
