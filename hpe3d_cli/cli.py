@@ -70,6 +70,8 @@ def _options(args: argparse.Namespace) -> dict[str, str]:
         out["working_size"] = str(args.working_size)
     if args.no_render:
         out["render"] = "false"
+    if args.pose_model:
+        out["pose_model"] = args.pose_model
     return out
 
 
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-persons", type=int, help="most persons tracked per frame (server default if unset)")
         p.add_argument("--working-size", type=int, help="longer side of decoded frames in pixels")
         p.add_argument("--no-render", action="store_true", help="only the exports, no rendered MP4")
+        p.add_argument("--pose-model", help="2D pose model (GET /v1/models lists them; default blazepose)")
 
     run = sub.add_parser("run", help="start the local stack, process VIDEO, download the results")
     run.add_argument("video", type=Path)
