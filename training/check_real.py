@@ -28,7 +28,7 @@ import torch
 
 from services.common.skeletons import H36M17
 from services.lifter3d.lift import DEFAULT_WEIGHTS, ground, lift_sequence, load_lifter
-from services.renderer.draw import View3D
+from services.renderer.draw import Framing, View3D
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_KEYPOINTS = SHARED_DATA / "keypoints" / "baseball_hrnet_coco17.json"
@@ -112,13 +112,14 @@ def write_comparison(path: Path, reference: str | Path, grounded: np.ndarray, fr
     try:
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         centre = np.median(grounded[:, 0, [0, 2]], axis=0)
-        view = View3D(height, centre_xz=(float(centre[0]), float(centre[1])), extent_m=2.4, height_m=0.9)
+        fixed = Framing(np.tile([centre[0], 0.9, centre[1]], (len(grounded), 1)), np.full(len(grounded), 2.4))
+        view = View3D(height, fixed)
         for number in frames:
             capture.set(cv2.CAP_PROP_POS_FRAMES, number - 1)
             ok, left = capture.read()
             if not ok:
                 raise ValueError(f"{reference} has no frame {number}")
-            right = view.render([(0, grounded[number - 1])])
+            right = view.render(number - 1, [(0, grounded[number - 1])])
             cv2.putText(right, f"hpe3d, frame {number}", (10, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
                         (220, 220, 220), 1, cv2.LINE_AA)
             cv2.putText(left, "reference", (10, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1,
