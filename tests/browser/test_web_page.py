@@ -296,6 +296,15 @@ def test_options_show_real_defaults_with_help(open_page, base_url):
         else:
             assert field.input_value() == str(option["default"]) and field.input_value() != "0"
         assert page.inner_text(f"#opt-{name}-help").strip()
+    # a value out of bounds is said in words next to the Start button, and nothing is uploaded
+    jobs_before = len(httpx.get(f"{base_url}/v1/jobs").json()["jobs"])
+    page.set_input_files("#file", str(CLIP))
+    page.fill("#opt-max_persons", str(described["max_persons"]["maximum"] + 1))
+    page.click("#start")
+    message = page.locator("#upload-message.error")
+    message.wait_for()
+    assert str(described["max_persons"]["maximum"]) in message.inner_text()
+    assert len(httpx.get(f"{base_url}/v1/jobs").json()["jobs"]) == jobs_before
 
 
 @pytest.mark.parametrize("path, ready", [

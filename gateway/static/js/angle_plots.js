@@ -112,7 +112,13 @@ export class AnglePlots {
 
   setTime(t) {
     this.time = t;
-    for (const c of this.charts) c.plot.redraw(false, false);
+    for (const c of this.charts) {
+      // redraw only when the cursor moves by a pixel (long videos: thousands of points per chart)
+      const x = Math.round(c.plot.valToPos(t, "x", true));
+      if (x === c.cursorX) continue;
+      c.cursorX = x;
+      c.plot.redraw(false, false);
+    }
   }
 
   /** The drawing width that fits a chart's figure (its content box). */

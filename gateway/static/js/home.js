@@ -73,7 +73,8 @@ export class HomeView {
     this.uploadBar = el("progress", { max: 1, value: 0, hidden: true, id: "upload-progress" });
     this.uploadBar.setAttribute("aria-label", "upload");
     this.limits = el("p", { className: "note" });
-    const form = el("form", { id: "upload", noValidate: false },
+    // the page checks the fields itself, so that a problem is said next to the Start button
+    const form = el("form", { id: "upload", noValidate: true },
       this.fileInput, drop, this.limits, this.optionsBox,
       el("div", { className: "submit-row" }, this.submit, this.uploadBar), this.message);
     this.historyList = el("ul", { className: "history", id: "history" });

@@ -67,8 +67,8 @@ export class FreeClock {
       if (this.paused) return;
       this.t = Math.min(this.duration, this.t + (now - this.last) / 1000);
       this.last = now;
-      this.emit();
       if (this.t >= this.duration) this.paused = true; else requestAnimationFrame(step);
+      this.emit();
     };
     requestAnimationFrame(step);
     return Promise.resolve();
