@@ -3,13 +3,15 @@
 Run inside the ``hpe3d/pose2d-triton`` image (the Triton GPU Deployment's initContainer does), or
 from a checkout after ``make models``::
 
-    python deploy/tools/upload_model_repository.py [--src services/triton/repository]
+    python deploy/tools/upload_model_repository.py [--src services/triton/repository [--src DIR ...]]
         [--prefix models] [--file LOCAL=KEY ...] [--prune]
 
 It reads the usual settings (``HPE3D_S3_ENDPOINT``, ``HPE3D_S3_ACCESS_KEY``,
 ``HPE3D_S3_SECRET_KEY``, ``HPE3D_S3_SECURE``, ``HPE3D_S3_BUCKET``), creates the bucket when it is
-missing, and uploads every file under ``--src`` to ``<prefix>/<path relative to src>`` (symlinks
-followed, ``__pycache__`` skipped). ``--file`` adds single files at a chosen key below the prefix
+missing, and uploads every file under each ``--src`` to ``<prefix>/<path relative to src>`` (symlinks
+followed, ``__pycache__`` skipped). HRNet / SimpleBaseline go up the same way from the folder
+``hpe3d models export`` wrote (``--src DIR``, without ``--prune`` so the BlazePose models stay); Triton
+(``--model-control-mode=none``) loads them at its next start (``kubectl rollout restart deployment/triton``). ``--file`` adds single files at a chosen key below the prefix
 (for weights kept outside the repository folder). ``--prune`` removes objects under the prefix that
 are not in the source. An object whose size and MD5 already match is not uploaded again, so every
 Triton replica can run it at start-up.
@@ -38,6 +40,14 @@ def plan(src: Path, prefix: str, extra: list[str]) -> dict[str, Path]:
     for path in sorted(src.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             files[f"{prefix}/{path.relative_to(src).as_posix()}"] = path
+    files.update(plan_extra(prefix, extra))
+    return files
+
+
+def plan_extra(prefix: str, extra: list[str]) -> dict[str, Path]:
+    """Object key -> local file for the ``--file LOCAL=KEY`` items."""
+    prefix = prefix.strip("/")
+    files: dict[str, Path] = {}
     for item in extra:
         local, sep, key = item.partition("=")
         if not sep or not key:
@@ -106,19 +116,24 @@ def upload(files: dict[str, Path], settings: Settings, prefix: str, prune: bool,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", type=Path, default=DEFAULT_SRC, help="the model repository folder")
+    parser.add_argument("--src", type=Path, action="append",
+                        help=f"a model repository folder (repeatable; default {DEFAULT_SRC.relative_to(ROOT)})")
     parser.add_argument("--prefix", default="models", help="key prefix in the bucket (Triton's repository root)")
     parser.add_argument("--file", action="append", default=[], metavar="LOCAL=KEY",
                         help="also upload LOCAL as <prefix>/KEY (repeatable)")
     parser.add_argument("--prune", action="store_true", help="remove objects under the prefix not in the source")
     args = parser.parse_args(argv)
-    if not args.src.is_dir():
-        print(f"error: model repository {args.src} is not a folder", file=sys.stderr)
-        return 1
-    files = plan(args.src, args.prefix, args.file)
-    if not files:
-        print(f"error: {args.src} holds no files", file=sys.stderr)
-        return 1
+    files: dict[str, Path] = {}
+    for src in args.src or [DEFAULT_SRC]:
+        if not src.is_dir():
+            print(f"error: model repository {src} is not a folder", file=sys.stderr)
+            return 1
+        found = plan(src, args.prefix, [])
+        if not found:
+            print(f"error: {src} holds no files", file=sys.stderr)
+            return 1
+        files.update(found)
+    files.update(plan_extra(args.prefix, args.file))
     settings = Settings.from_env()
     uploaded, unchanged, removed = upload(files, settings, args.prefix, args.prune)
     print(f"model repository s3://{settings.s3_bucket}/{args.prefix.strip('/')}: {uploaded} uploaded, "

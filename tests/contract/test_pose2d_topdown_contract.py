@@ -200,3 +200,20 @@ def test_api_lists_models_and_refuses_one_not_loaded(pose2d_addr, settings, stor
                         data={"pose_model": "simplebaseline_r50"})
         assert r.status_code == 422
         assert "pose_resnet_50_256x192.pth.tar" in r.json()["detail"] and "hrnet_w32" in r.json()["detail"]
+
+
+def test_upload_puts_the_exported_model_beside_blazepose(exported, settings, store, monkeypatch):
+    """The GPU overlay's repository in S3: deploy/tools/upload_model_repository.py with the built-in
+    repository and the exported folder gives Triton's layout <prefix>/<model>/config.pbtxt, 1/model.onnx."""
+    sys.path.insert(0, str(ROOT / "deploy" / "tools"))
+    import upload_model_repository as upload
+
+    for name, value in settings.env().items():
+        monkeypatch.setenv(name, value)
+    prefix = "test-model-repository"
+    assert upload.main(["--src", str(upload.DEFAULT_SRC), "--src", str(exported[1]), "--prefix", prefix]) == 0
+    keys = {o.object_name for o in store.client.list_objects(store.bucket, prefix=prefix + "/", recursive=True)}
+    assert {f"{prefix}/hrnet_w32/config.pbtxt", f"{prefix}/hrnet_w32/1/model.onnx",
+            f"{prefix}/blazepose_detector/config.pbtxt"} <= keys
+    onnx = store.client.stat_object(store.bucket, f"{prefix}/hrnet_w32/1/model.onnx")
+    assert onnx.size == (exported[1] / "hrnet_w32" / "1" / "model.onnx").stat().st_size
