@@ -49,6 +49,15 @@ export function conventionText(parts) {
   return texts.map(([side, t]) => `${side ? side.charAt(0).toUpperCase() + side.slice(1) + ": " : ""}${t}`).join(" · ");
 }
 
+/** Mean of the finite values, or null when there are none. */
+function meanOf(values) {
+  if (!values) return null;
+  let sum = 0;
+  let n = 0;
+  for (const v of values) if (Number.isFinite(v)) { sum += v; n++; }
+  return n ? sum / n : null;
+}
+
 function title(key) {
   const words = key.replace(/_/g, " ");
   return words.charAt(0).toUpperCase() + words.slice(1);
@@ -171,6 +180,13 @@ export class AnglePlots {
       const caption = document.createElement("figcaption");
       const unit = unitWords(info.unit);
       caption.append(Object.assign(document.createElement("strong"), { textContent: title(g.key) }), ` (${unit})`);
+      const confidence = parts.map(([side, i]) => [side, meanOf(track?.confidence[i.name])]).filter(([, c]) => c !== null);
+      if (confidence.length) {
+        caption.append(Object.assign(document.createElement("small"), {
+          className: "confidence",
+          textContent: ` mean confidence ${confidence.map(([side, c]) => `${side ? side + " " : ""}${c.toFixed(2)}`).join(", ")}`,
+        }));
+      }
       const convention = document.createElement("p");
       convention.className = "convention";
       const text = conventionText(parts);

@@ -1,14 +1,17 @@
 // The interactive 3D view of one job: every person's Human3.6M-17 skeleton in the shared world
 // frame (metres, y up, floor at y = 0; x right and z towards the video camera), a floor grid with
-// 0.5 m cells, each person's pelvis trail up to the shown frame, orbit / zoom / pan with the mouse or
-// fingers (OrbitControls). It draws only when something changed (frame, selection, camera, size).
+// 0.5 m cells, each person's pelvis trail up to the shown frame, feet on the ground marked green,
+// orbit / zoom / pan with the mouse or fingers (OrbitControls). It draws only when something changed (frame, selection, camera, size).
 
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 
 import { hex, sideColours } from "./colours.js";
 import { bounds, JOINTS } from "./poses.js";
-import { boneSide, H36M17_BONES, PELVIS } from "./skeleton.js";
+import { boneSide, H36M17_BONES, H36M17_JOINTS, PELVIS } from "./skeleton.js";
+
+const LEFT_ANKLE = H36M17_JOINTS.indexOf("left_ankle");
+const RIGHT_ANKLE = H36M17_JOINTS.indexOf("right_ankle");
 
 const BACKGROUND = 0x1c2028;
 const GRID_CELL_M = 0.5;
@@ -17,6 +20,7 @@ const JOINT_RADIUS_M = 0.032;
 const UP = new THREE.Vector3(0, 1, 0);
 const FOV_DEG = 40;
 const FOLLOW_DISTANCE_M = 4.0;
+const CONTACT_COLOUR = 0x4ade80;
 
 export function webglAvailable() {
   try {
@@ -46,6 +50,8 @@ class PersonFigure {
     });
     const jointGeometry = new THREE.SphereGeometry(JOINT_RADIUS_M, 12, 8);
     const jointMaterial = new THREE.MeshLambertMaterial({ color: 0xf4f4f4 });
+    this.contactMaterial = new THREE.MeshLambertMaterial({ color: CONTACT_COLOUR });
+    this.jointMaterial = jointMaterial;
     this.joints = Array.from({ length: JOINTS }, () => {
       const mesh = new THREE.Mesh(jointGeometry, jointMaterial);
       this.group.add(mesh);
@@ -91,6 +97,12 @@ class PersonFigure {
     };
     const pts = Array.from({ length: JOINTS }, (_, j) => p(j));
     pts.forEach((v, j) => this.joints[j].position.copy(v));
+    // a foot on the ground (poses.json foot_contacts): its ankle drawn larger and green
+    for (const [side, j] of [["left", LEFT_ANKLE], ["right", RIGHT_ANKLE]]) {
+      const planted = Boolean(t.contacts && t.contacts[side][i]);
+      this.joints[j].material = planted ? this.contactMaterial : this.jointMaterial;
+      this.joints[j].scale.setScalar(planted ? 1.5 : 1);
+    }
     H36M17_BONES.forEach(([a, b], k) => {
       const mesh = this.bones[k];
       const dir = new THREE.Vector3().subVectors(pts[b], pts[a]);
