@@ -3,8 +3,9 @@
 One clip goes through the page's own upload controls; the checks share that job: the result view
 (3D canvas drawn, plots with data, seeking the video moves the 3D and the viewer's slider moves the
 video), the permalink after a reload and in a fresh browser context, the job history, the phone
-layout at 390x844, errors in words for a bad upload, delete, and /docs and /redoc served with no
-request leaving the machine. Every page's console errors fail the test that opened it.
+layout at 390x844, errors in words for a bad upload and an out-of-bounds option, delete, the form's
+defaults and drag and drop, a photo job, and /docs and /redoc served with no request leaving the
+machine. Every page's console errors, and any request to another host, fail the test that opened it.
 
 Set HPE3D_SCREENSHOTS=DIR to keep screenshots of each view at 1280x900 and 390x844, and
 HPE3D_GATEWAY_URL=http://HOST:PORT to test a gateway that is already running instead of a local stack.
@@ -296,6 +297,15 @@ def test_options_show_real_defaults_with_help(open_page, base_url):
         else:
             assert field.input_value() == str(option["default"]) and field.input_value() != "0"
         assert page.inner_text(f"#opt-{name}-help").strip()
+    # a file dropped on the box is the one chosen
+    page.evaluate("""() => {
+        const data = new DataTransfer();
+        data.items.add(new File([new Uint8Array(2048)], "dropped_clip.mp4", {type: "video/mp4"}));
+        const drop = document.querySelector("#drop");
+        drop.dispatchEvent(new DragEvent("dragover", {dataTransfer: data, bubbles: true, cancelable: true}));
+        drop.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""")
+    assert "dropped_clip.mp4 (2.0 KB)" in page.inner_text("#drop")
     # a value out of bounds is said in words next to the Start button, and nothing is uploaded
     jobs_before = len(httpx.get(f"{base_url}/v1/jobs").json()["jobs"])
     page.set_input_files("#file", str(CLIP))
