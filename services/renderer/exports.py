@@ -44,7 +44,8 @@ GROUNDED_FALLBACK_WARNING = (
 
 
 def _rows(array: np.ndarray | None, digits: int) -> list[list[float]] | None:
-    if array is None:
+    """The array as nested lists rounded to ``digits``; None when absent or incomplete (NaN is not JSON)."""
+    if array is None or not np.isfinite(array).all():
         return None
     return [[round(float(v), digits) for v in joint] for joint in array]
 
@@ -116,7 +117,7 @@ def joints3d_csv(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> bytes:
     writer.writerow(JOINTS3D_HEADER)
     for index, t in enumerate(frame_timestamps(info)):
         for p in timeline.persons(index):
-            if p.world is None:
+            if p.world is None or not np.isfinite(p.world).all():
                 continue
             for name, (x, y, z) in zip(H36M17.joints, p.world):
                 writer.writerow((index, f"{t:.6f}", p.track_id, name, f"{x:.4f}", f"{y:.4f}", f"{z:.4f}"))
@@ -141,7 +142,25 @@ def joint_angles_csv(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> byte
     return out.getvalue().encode()
 
 
+def _complete_frames(world: np.ndarray) -> np.ndarray | None:
+    """``world`` [F, 17, 3] with every frame that lacks a joint (NaN) replaced by the nearest complete frame;
+    None when no frame is complete."""
+    complete = np.flatnonzero(np.isfinite(world).all(axis=(1, 2)))
+    if len(complete) == 0:
+        return None
+    if len(complete) == len(world):
+        return world
+    nearest = complete[np.abs(np.arange(len(world))[:, None] - complete[None, :]).argmin(axis=1)]
+    return world[nearest]
+
+
 def bvh_files(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> list[tuple[str, bytes]]:
     """``(person_<track>.bvh, content)`` per lifted track: its world joints from its first frame on, frame
-    time 1/fps of the video (a still image: one frame). See :mod:`services.renderer.bvh`."""
-    return [(f"person_{t.track_id}.bvh", bvh_for_track(t.world, info.fps)) for t in timeline.tracks]
+    time 1/fps of the video (a still image: one frame). See :mod:`services.renderer.bvh`. A frame missing a
+    joint repeats the nearest complete frame; a track with no complete frame gets no file."""
+    files = []
+    for t in timeline.tracks:
+        world = _complete_frames(t.world)
+        if world is not None:
+            files.append((f"person_{t.track_id}.bvh", bvh_for_track(world, info.fps)))
+    return files

@@ -132,6 +132,19 @@ def test_bvh_file_per_track():
     assert text.startswith("HIERARCHY\nROOT pelvis") and "Frames: 4\n" in text and "Frame Time: 0.03333333" in text
 
 
+def test_bvh_of_a_track_with_missing_joints_repeats_the_nearest_complete_frame():
+    info, _ = make_inputs()
+    w = np.stack([standing(x=0.1 * i) for i in range(4)])
+    w[1, 5] = np.nan
+    timeline = PoseTimeline([], common_pb2.Poses3D(tracks=[
+        common_pb2.Track3D(track_id=2, first_frame=0, frame_count=4, world=to_proto(w)),
+        common_pb2.Track3D(track_id=3, first_frame=0, frame_count=1, world=to_proto(np.full((1, 17, 3), np.nan)))]))
+    files = dict(bvh_files(info, timeline))
+    assert list(files) == ["person_2.bvh"]
+    rows = files["person_2.bvh"].decode().strip().splitlines()[-4:]
+    assert rows[1].split()[:3] == rows[0].split()[:3] != rows[2].split()[:3]   # frame 1 = frame 0's root
+
+
 def rotate(pose, axis, degrees, about):
     a = np.radians(degrees)
     k = np.asarray(axis, float) / np.linalg.norm(axis)
