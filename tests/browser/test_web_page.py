@@ -12,6 +12,7 @@ HPE3D_GATEWAY_URL=http://HOST:PORT to test a gateway that is already running ins
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -32,6 +33,7 @@ WIDE = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 VIEWER_BACKGROUND_RGB = (28, 32, 40)  # viewer3d.js BACKGROUND
 JOB_TIMEOUT_MS = 600_000
+UPLOAD_LIMIT_MB = 2
 
 
 def chromium_executable() -> str:
@@ -61,7 +63,8 @@ def base_url():
                 if not (ROOT / "services" / s / "server.py").exists()]
     if missing:
         pytest.skip(f"not there yet: {', '.join(str(p.relative_to(ROOT)) for p in missing)}")
-    with _local_stack_class()(startup_timeout_s=240) as stack:
+    # a small upload limit, so that refusing a file over it costs the test a few megabytes only
+    with _local_stack_class()(startup_timeout_s=240, settings_overrides={"max_upload_mb": UPLOAD_LIMIT_MB}) as stack:
         yield stack.gateway_url
 
 
@@ -352,3 +355,35 @@ def test_photo_job_shows_the_image_result(open_page, base_url, job_id, tmp_path)
     assert drawn_fraction(decode_png(page.locator("#viewer canvas").screenshot())) > 0.02
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, "photo_result_390x844")
+
+
+def test_upload_over_the_limit_is_refused_in_words(open_page, base_url, tmp_path):
+    limit_mb = httpx.get(f"{base_url}/v1/options").json()["limits"]["max_upload_mb"]
+    if limit_mb > 16:
+        pytest.skip(f"the gateway accepts {limit_mb} MB; this test uploads more than the limit only when it is small")
+    big = tmp_path / "too_big.mp4"
+    big.write_bytes(os.urandom((limit_mb + 1) * 1024 * 1024))
+    watch = open_page(WIDE)
+    page = watch.page
+    page.goto(base_url + "/")
+    page.wait_for_selector("#opt-max_persons")
+    page.set_input_files("#file", str(big))
+    page.click("#start")
+    message = page.locator("#upload-message.error")
+    message.wait_for()
+    assert f"up to {limit_mb} MB" in message.inner_text()  # said before sending a byte
+
+    def options_without_the_limit(route):  # the page does not know the limit: the server's 413 is shown
+        response = route.fetch()
+        body = response.json()
+        body["limits"]["max_upload_mb"] = 10_000
+        route.fulfill(response=response, body=json.dumps(body))
+    page.route("**/v1/options", options_without_the_limit)
+    page.goto(base_url + "/")
+    page.wait_for_selector("#opt-max_persons")
+    page.set_input_files("#file", str(big))
+    page.click("#start")
+    page.wait_for_function("document.querySelector('#upload-message').textContent.startsWith('Too large')")
+    assert f"{limit_mb} MB" in message.inner_text()
+    watch.errors = [e for e in watch.errors if "413" not in e]  # the refused request, logged by the browser
+    screenshot(page, "upload_413_1280x900")
