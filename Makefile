@@ -8,6 +8,7 @@ KUBECTL := .cache/tools/kubectl
 REGISTRY ?= hpe3d
 TAG      ?= 0.1.0
 MODELS := services/pose2d/models/blazepose/pose_detection.tflite services/pose2d/models/blazepose/pose_landmark_full.tflite
+ONNX_MODELS := $(MODELS:.tflite=.onnx)
 
 .PHONY: setup run proto models chromium test test-unit test-e2e test-browser bench clean kubectl deploy-check images
 
@@ -25,10 +26,13 @@ proto: $(STUBS)
 proto/hpe3d/v1/%_pb2.py: proto/hpe3d/v1/%.proto $(VENV)/.installed
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=proto --pyi_out=proto --grpc_python_out=proto $<
 
-# BlazePose GHUM's .tflite files, taken out of the mediapipe wheel (no other download).
-models: $(MODELS)
+# BlazePose GHUM's .tflite files, taken out of the mediapipe wheel (no other download), and their ONNX
+# conversions for GPU nodes (services/triton/repository_gpu).
+models: $(MODELS) $(ONNX_MODELS)
 $(MODELS): $(VENV)/.installed
 	$(PY) -m services.pose2d.models.fetch_blazepose
+$(ONNX_MODELS): $(MODELS)
+	$(PY) -m services.triton.tflite_to_onnx
 
 # The whole pipeline on one video, on a local stack started and stopped for it.
 VIDEO ?= tests/data/two_people_office_24f.mp4

@@ -90,3 +90,19 @@ def test_runner_tensor_details_and_batches(spec):
 
 def test_specs_cover_both_models():
     assert set(MODELS) == set(MODEL_NAMES)
+
+
+GPU_REPOSITORY = REPOSITORY_DIR.parent / "repository_gpu"
+
+
+@pytest.mark.parametrize("spec", [DETECTOR, LANDMARKS], ids=lambda s: s.name)
+def test_gpu_repository_serves_the_onnx_conversion_under_the_same_tensors(spec):
+    cpu = parse(spec.name)
+    gpu = text_format.Parse((GPU_REPOSITORY / spec.name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert gpu.name == spec.name and gpu.platform == "onnxruntime_onnx" and not gpu.backend
+    assert gpu.max_batch_size == cpu.max_batch_size
+    assert tensors(gpu.input) == tensors(cpu.input) and tensors(gpu.output) == tensors(cpu.output)
+    assert [g.kind for g in gpu.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
+    link = GPU_REPOSITORY / spec.name / "1" / "model.onnx"
+    assert link.is_symlink() and link.resolve() == spec.file.resolve().with_suffix(".onnx")
+    assert sorted(p.name for p in GPU_REPOSITORY.iterdir() if p.is_dir()) == sorted(MODEL_NAMES)
