@@ -62,6 +62,7 @@ export const deleteJob = (id) => request("DELETE", `${API}/jobs/${id}`);
 export const retryJob = (id) => request("POST", `${API}/jobs/${id}/retry`);
 export const cancelJob = (id) => request("POST", `${API}/jobs/${id}/cancel`);
 export const getOptions = () => request("GET", `${API}/options`);
+export const getModels = () => request("GET", `${API}/models`);
 
 let openapi = null;
 /** The server's OpenAPI document (cached): which actions this server offers. */

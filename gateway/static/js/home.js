@@ -1,20 +1,23 @@
 // The start page: the upload (drop or choose a file, options with their real defaults and a line of
 // help each, errors in words next to the button) and the job history.
 
-import { getOptions, listJobs, submitJob } from "./api.js";
+import { getModels, getOptions, listJobs, submitJob } from "./api.js";
 import { el, formatDate, say, stateBadge } from "./dom.js";
 import { humanSize } from "./downloads.js";
 
-const LABELS = { max_persons: "Max persons", working_size: "Working size (px)", render: "Render the video" };
+const LABELS = {
+  max_persons: "Max persons", working_size: "Working size (px)", render: "Render the video", pose_model: "2D pose model",
+};
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
 function label(name) {
   return LABELS[name] || name.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
 }
 
-/** The help line of an option: its description without the "0 = server default" wire detail. */
+/** The help line of an option: its description without wire details ("0 = server default", "one of GET ..."). */
 function helpLine(option) {
-  let text = (option.help || "").replace(/;?\s*0 = server default/i, "").trim();
+  let text = (option.help || "").replace(/;?\s*0 = server default/i, "").replace(/,?\s*one of GET \S+;?/i, ";").replace(/;\s*;/, ";")
+    .replace(/;?\s*empty = the default[^;]*/i, "").trim();
   if (text) text = text.charAt(0).toUpperCase() + text.slice(1);
   const parts = [text && `${text}.`];
   if (option.type === "integer" || option.type === "number") {
@@ -22,9 +25,10 @@ function helpLine(option) {
     parts.push(`Default ${option.default}${option.server_default_setting ? ` (server setting ${option.server_default_setting})` : ""}.`);
   } else if (option.type === "boolean") {
     parts.push(`Default ${option.default ? "on" : "off"}.`);
-  } else if (option.default != null && option.default !== "") {
+  } else if (option.default != null && option.default !== "" && !option.choices) {
     parts.push(`Default ${option.default}.`);
   }
+  if (option.choices?.some((c) => c.disabled)) parts.push("The greyed-out ones need their official weights installed first.");
   return parts.filter(Boolean).join(" ");
 }
 
@@ -39,7 +43,12 @@ function optionField(option) {
     return row;
   }
   if (option.choices) {
-    input = el("select", { name: option.name, id }, ...option.choices.map((c) => el("option", { value: c, textContent: c, selected: c === String(option.default) })));
+    input = el("select", { name: option.name, id }, ...option.choices.map((c) => {
+      const choice = typeof c === "string" ? { value: c, text: c } : c;
+      const node = el("option", { value: choice.value, textContent: choice.text, selected: choice.value === String(option.default), disabled: Boolean(choice.disabled) });
+      if (choice.title) node.title = choice.title;
+      return node;
+    }));
   } else {
     input = el("input", { type: "number", name: option.name, id, value: option.default ?? "", inputMode: "numeric" });
     if (option.minimum != null) input.min = option.minimum;
@@ -48,6 +57,21 @@ function optionField(option) {
   }
   input.setAttribute("aria-describedby", help.id);
   return el("div", { className: "field" }, el("label", { htmlFor: id, textContent: label(option.name) }), input, help);
+}
+
+/** The 2D models the server offers (GET /v1/models) as choices; "" is the server's default model. */
+async function modelChoices() {
+  try {
+    const { models, not_loaded: missing = [] } = await getModels();
+    const fallback = models.find((m) => m.default);
+    return [
+      { value: "", text: fallback ? `default (${fallback.name})` : "server default" },
+      ...models.filter((m) => !m.default).map((m) => ({ value: m.name, text: m.name })),
+      ...missing.map((m) => ({ value: m.name, text: `${m.name} (not installed)`, disabled: true, title: m.how || "" })),
+    ];
+  } catch {
+    return null; // an older server without GET /v1/models: a text field
+  }
 }
 
 export class HomeView {
@@ -122,6 +146,8 @@ export class HomeView {
       return;
     }
     const { options, limits } = this.described;
+    const poseModel = options.find((o) => o.name === "pose_model");
+    if (poseModel && !poseModel.choices) poseModel.choices = await modelChoices();
     this.optionsBox.replaceChildren(...options.map(optionField));
     this.limits.textContent = `Up to ${limits.max_upload_mb} MB and ${Math.round(limits.max_duration_s)} s of video.`;
   }
@@ -149,7 +175,8 @@ export class HomeView {
     for (const option of this.described?.options || []) {
       const input = form.elements[option.name];
       if (!input) continue;
-      body.append(option.name, option.type === "boolean" ? String(input.checked) : input.value);
+      const value = option.type === "boolean" ? String(input.checked) : input.value;
+      if (value !== "") body.append(option.name, value);
     }
     this.submit.disabled = true;
     this.uploadBar.hidden = false;
@@ -173,6 +200,7 @@ export class HomeView {
     else if (err.status === 0 && this.described) {
       text = `${err.message} (files over ${this.described.limits.max_upload_mb} MB are refused).`;
     }
+    if (failedJob && !/[.!?]$/.test(text)) text += ".";
     say(this.message, text);
     if (failedJob) {
       const link = el("a", { href: `/jobs/${failedJob.id}`, textContent: "the failed job" });
