@@ -10,7 +10,7 @@ TAG      ?= 0.1.0
 MODELS := services/pose2d/models/blazepose/pose_detection.tflite services/pose2d/models/blazepose/pose_landmark_full.tflite
 ONNX_MODELS := $(MODELS:.tflite=.onnx)
 
-.PHONY: setup run proto models chromium test test-unit test-e2e test-browser bench clean kubectl deploy-check images
+.PHONY: setup run serve proto models chromium test test-unit test-e2e test-browser test-faults bench clean kubectl deploy-check images
 
 setup: $(VENV)/.installed proto models chromium
 
@@ -51,6 +51,15 @@ test-e2e: setup
 
 test-browser: setup
 	$(PY) -m pytest -q tests/browser
+
+# kill -9 of every part of the supervised local stack mid-job, outages, replicas, the OpenAPI contract.
+test-faults: setup
+	$(PY) -m pytest -q tests/faults
+
+# The supervised local stack with several replicas of some parts, e.g. REPLICAS=worker=2,gateway=2,pose2d=2
+REPLICAS ?=
+serve: setup
+	$(VENV)/bin/hpe3d serve --replicas "$(REPLICAS)"
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own browser here): installed
 # with apt-get when missing and run as root (as CI is); otherwise tests/browser skips and says why.

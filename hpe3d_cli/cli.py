@@ -110,6 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # The supervisor's restart lines go to stderr.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not every readiness probe
     stack = LocalStack(replicas=replicas, gateway_port=args.port, workdir=args.workdir)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
