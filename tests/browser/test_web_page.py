@@ -125,7 +125,7 @@ def screenshot(page, name: str) -> None:
     folder = os.environ.get("HPE3D_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.wait_for_timeout(600)  # let the video controls show the loaded duration
+        page.wait_for_timeout(1500)  # let the video controls show the loaded duration
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 

@@ -34,6 +34,17 @@ function videoFacts(video) {
   return parts.join(" · ");
 }
 
+/** The options a job was submitted with, in words (0 or "" = the server's default). */
+function optionsUsed(options) {
+  if (!options) return "";
+  const words = [];
+  if ("max_persons" in options) words.push(`max persons ${options.max_persons || "default"}`);
+  if ("working_size" in options) words.push(`working size ${options.working_size ? `${options.working_size} px` : "default"}`);
+  if ("pose_model" in options) words.push(`2D model ${options.pose_model || "default"}`);
+  if ("render" in options) words.push(options.render ? "rendered" : "not rendered");
+  return words.length ? `Options: ${words.join(", ")}` : "";
+}
+
 export class JobView {
   /** root: the element to fill; id: the job id; navigate(path): go to another page of the app. */
   constructor(root, id, navigate) {
@@ -80,6 +91,7 @@ export class JobView {
     this.head.replaceChildren(
       el("h2", {}, el("span", { className: "input-name", textContent: job.input_name }), " ", stateBadge(job.state)),
       el("p", { className: "facts", textContent: [formatDate(job.created_at), videoFacts(job.video)].filter(Boolean).join(" · ") }),
+      el("p", { className: "facts options-used", textContent: optionsUsed(job.options) }),
       actions,
     );
     if (job.state === "failed" && job.error) {
