@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -136,6 +137,10 @@ class LocalStack:
         if any(f.name == "nats_url" for f in dataclasses.fields(Settings)):
             overrides["nats_url"] = self.nats_url
         self.settings = dataclasses.replace(Settings.from_env(), **{**overrides, **self.settings_overrides})
+        if not self.settings.stage_token:
+            # Every part binds 127.0.0.1; a token of this run (HPE3D_STAGE_TOKEN when set) also keeps
+            # other users of the machine from calling the stages. The API and workers get it by env.
+            self.settings = dataclasses.replace(self.settings, stage_token=secrets.token_hex(16))
         self.gateway_urls = [f"http://127.0.0.1:{p}" for p in self.ports[GATEWAY]]
         self.gateway_url = self.gateway_urls[0]
 
