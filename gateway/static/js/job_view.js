@@ -83,6 +83,7 @@ export class JobView {
   update(job) {
     this.job = job;
     this.root.dataset.state = job.state;
+    document.title = `${job.input_name} (${job.state}) · hpe3d`;
     const actions = el("div", { className: "actions" });
     if (!FINISHED.has(job.state)) actions.append(this.button("Cancel", () => this.cancel(), "danger"));
     if (job.state === "failed") actions.append(this.button("Retry", () => this.retry()));

@@ -11,6 +11,7 @@ function route(notice = "") {
   current?.dispose();
   const m = /^\/jobs\/([0-9a-f]{32})\/?$/.exec(location.pathname);
   current = m ? new JobView(root, m[1], navigate) : new HomeView(root, navigate, notice);
+  document.title = "hpe3d: video to 3D human motion";
   document.body.dataset.view = m ? "job" : "home";
   current.show().catch((err) => {
     root.prepend(Object.assign(document.createElement("p"), { className: "message error", textContent: `The page failed: ${err.message}` }));

@@ -245,6 +245,7 @@ export class PoseViewer {
     this.resizeObserver.disconnect();
     this.controls.dispose();
     this.renderer.dispose();
+    this.renderer.forceContextLoss(); // browsers keep few WebGL contexts: give this one back now
     this.canvas.remove();
   }
 }
