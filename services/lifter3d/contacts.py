@@ -45,25 +45,31 @@ def clean_runs(mask: np.ndarray, min_run: int, max_hole: int) -> np.ndarray:
     return out
 
 
-def detect_contacts(world: np.ndarray, fps: float, height_m: float = CONTACT_HEIGHT_M,
-                    speed_mps: float = CONTACT_SPEED_MPS, speed_share: float = CONTACT_SPEED_SHARE) -> np.ndarray:
+def detect_contacts(world: np.ndarray, fps: float, seen: np.ndarray | None = None,
+                    height_m: float = CONTACT_HEIGHT_M, speed_mps: float = CONTACT_SPEED_MPS,
+                    speed_share: float = CONTACT_SPEED_SHARE) -> np.ndarray:
     """Planted feet of one person, ``[F, 2]`` boolean (left, right).
 
-    A foot is planted in a frame when its ankle is low (within ``height_m`` of its resting height: the
-    higher of :data:`ANKLE_HEIGHT_M` and, over 10 frames or more, the 10th percentile of its height) and slow (horizontal speed, central difference, below ``speed_mps`` or ``speed_share`` times the
+    A foot is planted in a frame when its ankle was seen in 2D, is low (within ``height_m`` of its resting
+    height: the higher of :data:`ANKLE_HEIGHT_M` and, over 10 frames or more, the 10th percentile of its
+    height) and slow (horizontal speed, central difference, below ``speed_mps`` or ``speed_share`` times the
     pelvis's horizontal speed averaged over 0.5 s, whichever is higher); runs are then cleaned with
     :func:`clean_runs` (holes up to 0.1 s filled, runs under 0.1 s dropped). A single frame is planted when
-    its ankle is low.
+    its ankle is seen and low.
 
     Args:
         world: ``[F, 17, 3]`` world joints (metres, y up, floor y = 0).
         fps: frames per second.
+        seen: ``[F, 2]`` (left, right) whether the ankle was detected in 2D; a foot outside the picture or
+            hidden has a guessed 3D position and is never taken as planted. None: all seen.
     """
     ankles = np.asarray(world, dtype=np.float64)[:, list(FEET)]  # [F, 2, 3]
     rest = np.full(2, ANKLE_HEIGHT_M)
     if len(ankles) >= 10:  # each foot's own resting height: the lifted legs need not reach the floor equally
         rest = np.maximum(rest, np.percentile(ankles[..., 1], 10, axis=0))
     low = ankles[..., 1] <= rest + height_m
+    if seen is not None:
+        low &= np.asarray(seen, dtype=bool)
     if len(ankles) < 2:
         return low
     horiz = ankles[..., [0, 2]]

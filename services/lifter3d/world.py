@@ -16,7 +16,8 @@ Steps (:func:`place_in_world`):
    towards the body's up, so feet that lie on one line, e.g. a straight walk, cannot tip the floor); the
    camera height follows from those ankles' heights;
 4. camera -> world rotation and shift; foot contacts from ankle height and speed
-   (:func:`~services.lifter3d.contacts.detect_contacts`); the body is shifted so planted feet do not slide
+   (:func:`~services.lifter3d.contacts.detect_contacts`; only for ankles seen in 2D: a foot outside the
+   picture is never planted); the body is shifted so planted feet do not slide
    (:func:`~services.lifter3d.contacts.pin_planted_feet`).
 """
 from __future__ import annotations
@@ -38,6 +39,8 @@ SMOOTH_SIGMA_S = (0.05, 0.15)
 FLOOR_PRIOR_RAD = np.deg2rad(5.0)
 #: Expected scatter of planted ankles around the floor plane, metres.
 FLOOR_NOISE_M = 0.05
+#: 2D score from which an ankle counts as seen (the threshold below which the lifter fills joints in).
+SEEN_SCORE = 0.3
 _THORAX = H36M17.index("thorax")
 
 
@@ -121,13 +124,14 @@ def body_up(root_relative: list[np.ndarray]) -> np.ndarray:
     return _unit(np.median(_unit(vecs), axis=0))
 
 
-def _ground_points(absolute: list[np.ndarray], up: np.ndarray, fps: float) -> np.ndarray:
-    """Ankles likely on the floor, camera frame ``[N, 3]``: per person, frame and foot the ankles that are
-    within 5 cm of the lower ankle (along ``up``), within 15 cm of that person's low ankles (20th percentile)
-    and slow (under 0.5 m/s, or 0.8 times the pelvis's speed when the person runs). When fewer than three
-    qualify, every frame's lower ankle."""
+def _ground_points(absolute: list[np.ndarray], seen: list[np.ndarray], up: np.ndarray,
+                   fps: float) -> np.ndarray:
+    """Ankles likely on the floor, camera frame ``[N, 3]``: per person, frame and foot the ankles that were
+    seen in 2D (``seen`` ``[F, 2]`` per person), are within 5 cm of the lower ankle (along ``up``), within
+    15 cm of that person's low ankles (20th percentile) and slow (under 0.5 m/s, or 0.8 times the pelvis's
+    speed when the person runs). When fewer than three qualify, every frame's lower ankle."""
     points = []
-    for a in absolute:
+    for a, visible in zip(absolute, seen):
         ankles = a[:, list(FEET)]  # [F, 2, 3]
         heights = ankles @ up
         lower = ankles[np.arange(len(a)), np.argmin(heights, axis=1)]
@@ -137,7 +141,7 @@ def _ground_points(absolute: list[np.ndarray], up: np.ndarray, fps: float) -> np
             body = _gaussian(body[:, None], 0.25 * fps)[:, 0]
             low = heights.min(axis=1)
             keep = ((heights < low[:, None] + 0.05) & (heights < np.percentile(low, 20) + 0.15)
-                    & (speed < np.maximum(0.5, 0.8 * body)[:, None]))
+                    & (speed < np.maximum(0.5, 0.8 * body)[:, None]) & visible)
             if keep.sum() >= 3:
                 points.append(ankles[keep])
                 continue
@@ -214,13 +218,14 @@ def place_in_world(tracks: list[TrackInput], width: float, height: float, focal_
         absolute.append(rel + smooth_trajectory(t, fps)[:, None])
     up = body_up([np.asarray(t.root_relative, dtype=np.float64) for t in tracks])
     up = -up if up[1] > 0 else up  # camera y points down: the body's up has a negative y
-    ground = _ground_points(absolute, up, fps)
+    seen = [np.asarray(t.keypoints)[:, list(FEET), 2] >= SEEN_SCORE for t in tracks]
+    ground = _ground_points(absolute, seen, up, fps)
     normal = fit_floor_normal(ground, up)
     camera = camera_from_floor(normal, ground, focal, from_prior)
     placed = []
-    for a in absolute:
+    for a, visible in zip(absolute, seen):
         world = camera.to_world(a)
-        contacts = detect_contacts(world, fps)
+        contacts = detect_contacts(world, fps, visible)
         if pin_feet:
             world = pin_planted_feet(world, contacts, fps)
         placed.append(PlacedTrack(world.astype(np.float32), contacts))

@@ -187,3 +187,15 @@ def test_pinning_stops_sliding_and_keeps_a_jump():
         assert np.allclose(out[span, [left, right], 1], ANKLE_HEIGHT_M)
     assert out[20, left, 1] > ANKLE_HEIGHT_M + 0.25  # still in the air mid-jump
     assert np.allclose(out - out[:, :1], world - world[:, :1])  # the posture is untouched
+
+
+def test_feet_not_seen_in_2d_are_never_planted():
+    width, height, focal = 1280, 720, 900.0
+    world, planted = walker(90, start=(-1.0, -5.0))
+    rot, centre = camera(10.0, 1.5)
+    track = film(world, rot, centre, focal, width, height)
+    track.keypoints[40:, [J("left_ankle"), J("right_ankle")], 2] = 0.0  # the feet leave the picture
+    _, (placed,) = place_in_world([track], width, height, focal, FPS)
+    assert placed.contacts[:38].any() and not placed.contacts[40:].any()
+    world_contacts = detect_contacts(placed.world, FPS, seen=np.zeros((90, 2), bool))
+    assert not world_contacts.any()
