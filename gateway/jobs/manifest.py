@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field, model_validator
 
+from services.common.job_scope import JOBS_PREFIX, job_prefix  # the stages' own rule for a job's keys
 from services.common.stage_names import STAGES
 
 SCHEMA_VERSION = 2
-JOBS_PREFIX = "jobs/"
 TOMBSTONES_PREFIX = "tombstones/"
 # Progress keys and error stages of schema 1 manifests, in today's vocabulary.
 _SCHEMA1_STAGES = {"decode": "decoder", "lift": "lifter3d", "render": "renderer", "gateway": "jobs"}
@@ -181,10 +181,6 @@ class JobManifest(BaseModel):
     @classmethod
     def from_json(cls, data: bytes | str) -> "JobManifest":
         return cls.model_validate_json(data)
-
-
-def job_prefix(job_id: str) -> str:
-    return f"{JOBS_PREFIX}{job_id}/"
 
 
 def manifest_key(job_id: str) -> str:
