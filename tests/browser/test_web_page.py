@@ -287,6 +287,21 @@ def test_bad_upload_is_explained_and_the_failed_job_can_be_deleted(open_page, ba
     page.wait_for_url(base_url + "/")
     assert httpx.get(f"{base_url}/v1/jobs/{failed}").status_code == 404
 
+    # the same refusal again, this job deleted from the history list
+    page.wait_for_selector("#opt-max_persons")
+    page.set_input_files("#file", str(notes))
+    page.click("#start")
+    page.locator("#upload-message.error a").wait_for()
+    second = page.get_attribute("#upload-message.error a", "href").rsplit("/", 1)[1]
+    watch.errors = [e for e in watch.errors if "422" not in e]
+    row = page.locator("#history li", has=page.locator(f"a[href='/jobs/{second}']"))
+    row.wait_for()
+    page.once("dialog", lambda d: d.accept())
+    row.locator("button", has_text="Delete").click()
+    page.wait_for_function("document.querySelector('.history-head + .note').textContent.startsWith('Deleted')")
+    assert page.locator(f"#history a[href='/jobs/{second}']").count() == 0
+    assert httpx.get(f"{base_url}/v1/jobs/{second}").status_code == 404
+
 
 def test_options_show_real_defaults_with_help(open_page, base_url):
     page = open_page(WIDE).page

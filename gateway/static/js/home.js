@@ -1,7 +1,7 @@
 // The start page: the upload (drop or choose a file, options with their real defaults and a line of
 // help each, errors in words next to the button) and the job history.
 
-import { getModels, getOptions, listJobs, submitJob } from "./api.js";
+import { deleteJob, getModels, getOptions, listJobs, submitJob } from "./api.js";
 import { el, formatDate, say, stateBadge } from "./dom.js";
 import { humanSize } from "./downloads.js";
 
@@ -238,7 +238,27 @@ export class HomeView {
         el("span", { className: "facts" }, stateBadge(job.state), ` ${facts.join(" · ")}`),
         job.error ? el("span", { className: "error-line", textContent: job.error.message }) : null));
     link.dataset.nav = "";
-    return el("li", {}, link);
+    const finished = FINISHED.has(job.state);
+    const action = el("button", { type: "button", className: "danger small", textContent: finished ? "Delete" : "Cancel" });
+    action.setAttribute("aria-label", `${finished ? "delete" : "cancel"} ${job.input_name}`);
+    action.addEventListener("click", () => this.removeJob(job, finished));
+    return el("li", {}, link, action);
+  }
+
+  /** DELETE /v1/jobs/{id}: cancels a running job and deletes the job and its files. */
+  async removeJob(job, finished) {
+    const question = finished
+      ? `Delete the job for ${job.input_name} and all its files?`
+      : `Cancel the job for ${job.input_name}? It stops and is deleted with its files.`;
+    if (!window.confirm(question)) return;
+    try {
+      await deleteJob(job.id);
+      await this.loadHistory();
+      this.historyNote.textContent = finished ? `Deleted the job for ${job.input_name}.` : `Cancelled and deleted the job for ${job.input_name}.`;
+    } catch (err) {
+      await this.loadHistory();
+      this.historyNote.textContent = `Could not ${finished ? "delete" : "cancel"} the job for ${job.input_name}: ${err.message}`;
+    }
   }
 
   dispose() {
