@@ -4,7 +4,8 @@
 Where the key names come from: ``tests/data/hrnet_w32_official_keys.json`` and
 ``simplebaseline_r50_official_keys.json`` list the state-dict keys and shapes of the official models of
 github.com/leoxiaobin/deep-high-resolution-net.pytorch (``lib/models/pose_hrnet.py`` with the
-w32_256x192 config, ``lib/models/pose_resnet.py`` with the resnet50 256x192 config). The parameter
+w32_256x192 config, ``lib/models/pose_resnet.py`` with the resnet50 256x192 config), as those models,
+built by the official code with random weights, list them. The parameter
 counts below are those of that repository's model zoo (HRNet-W32 28.5M, W48 63.6M; SimpleBaseline
 ResNet-50/101/152 34.0M / 53.0M / 68.6M), an independent check of the whole layout.
 
