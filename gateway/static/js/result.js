@@ -14,6 +14,15 @@ function formatTime(t) {
   return `${m}:${s.toFixed(2).padStart(5, "0")}`;
 }
 
+/** poses.json's camera estimate in words, or "" when the file has none. */
+function cameraWords(camera) {
+  if (!camera || !(camera.focal_px > 0)) return "";
+  const parts = [`focal length ${Math.round(camera.focal_px)} px${camera.focal_from_prior ? " (not estimated from the video)" : ""}`];
+  if (Number.isFinite(camera.pitch_deg)) parts.push(`tilted ${Math.abs(camera.pitch_deg).toFixed(0)}° ${camera.pitch_deg >= 0 ? "down" : "up"}`);
+  if (Number.isFinite(camera.height_m) && camera.height_m > 0) parts.push(`${camera.height_m.toFixed(2)} m above the floor`);
+  return `Camera: ${parts.join(", ")}.`;
+}
+
 async function fetchArtifact(artifacts, name, as = "json") {
   const a = artifacts.find((x) => x.name === name);
   if (!a) return null;
@@ -83,6 +92,8 @@ export class ResultView {
     if (!model.still && model.source?.name === "world") controls.append(followLabel);
     viewerBox.append(controls);
     if (model.source) viewerBox.append(el("p", { className: "note", textContent: model.source.note }));
+    const camera = cameraWords(model.camera);
+    if (camera) viewerBox.append(el("p", { className: "note", textContent: camera }));
 
 
     const picker = el("div", { className: "person-picker", role: "radiogroup", id: "person-picker" });
