@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import secrets
 import signal
 import socket
@@ -54,10 +55,33 @@ def _bin(name: str) -> str:
     return found
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (Linux default 32768-60999)."""
+    try:
+        lo, hi = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, outside the ephemeral range: a port picked there could be
+    taken by any outgoing connection's local end before the part that should listen on it (or its
+    restart) binds it."""
+    lo, hi = _ephemeral_range()
+    candidates = [p for p in range(20000, 65000) if not lo <= p <= hi and p not in _HANDED_OUT]
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)  # never twice from this process, even once the first user is gone
+        return port
+    raise StackError("no free loopback port found")
 
 
 def queue_mode() -> bool:

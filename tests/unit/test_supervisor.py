@@ -114,3 +114,11 @@ def test_comma_separated_stage_addresses_become_one_balanced_static_target():
     assert client_target("127.0.0.1:5001,127.0.0.1:5002") == "ipv4:127.0.0.1:5001,127.0.0.1:5002"
     assert client_target("pose2d:50052") == "dns:///pose2d:50052"
     assert client_target("ipv4:127.0.0.1:1") == "ipv4:127.0.0.1:1"
+
+
+def test_free_ports_are_outside_the_ephemeral_range_and_never_repeat():
+    from hpe3d_cli.local_stack import _ephemeral_range, free_port
+    lo, hi = _ephemeral_range()
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == 300
+    assert not any(lo <= p <= hi for p in ports)
