@@ -29,7 +29,8 @@ function pickSource(frames) {
   return null;
 }
 
-/** Index of the frame shown at time t (s): the last one whose timestamp is <= t. */
+/** Index of the frame shown at time t (s): the last one whose timestamp is <= t, 0.1 ms of slack for
+ * rounding in the video element's currentTime. */
 export function frameAtTime(times, t) {
   let lo = 0;
   let hi = times.length - 1;
