@@ -5,7 +5,8 @@ const JOINTS = 17;
 
 /** Where the 3D positions came from, best first, with a line saying what it means for the view. */
 const SOURCES = [
-  ["keypoints_3d_world", "world", "Positions in one world frame shared by all persons (metres, y up, floor at 0)."],
+  ["keypoints_3d_world", "world",
+    "Positions in one world frame shared by all persons, in metres: floor at 0, axes x red (right), y green (up), z blue (towards the camera)."],
   ["keypoints_3d_grounded", "grounded", "Each person stands on the floor; positions between persons are approximate."],
   ["keypoints_3d_root_relative", "root_relative",
     "Poses are pelvis-centred (no root motion in this file): persons are placed side by side, 1 m apart."],

@@ -87,6 +87,7 @@ export class ResultView {
     const resetButton = el("button", { type: "button", textContent: "Reset view", className: "secondary" });
     const follow = el("input", { type: "checkbox", id: "follow" });
     const followLabel = el("label", { htmlFor: "follow", className: "follow" }, follow, " Follow person");
+    playButton.title = "Play or pause the video and the 3D view together (Space; arrow keys step a frame)";
     if (!model.still) controls.append(playButton, scrub, clockLabel);
     controls.append(resetButton);
     if (!model.still && model.source?.name === "world") controls.append(followLabel);
@@ -143,6 +144,20 @@ export class ResultView {
       playButton.textContent = clock.paused ? "Play" : "Pause";
     });
     this.picker = picker;
+    // Space plays or pauses, arrows step a frame, unless the person is typing or on a control
+    this.onKey = (e) => {
+      if (e.target.closest("input, select, textarea, button, video, a") || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (e.key === " " && !model.still) {
+        e.preventDefault();
+        if (clock.paused) clock.play().catch(() => {}); else clock.pause();
+      } else if ((e.key === "ArrowRight" || e.key === "ArrowLeft") && !model.still) {
+        e.preventDefault();
+        clock.pause();
+        const frame = frameAtTime(model.times, clock.time) + (e.key === "ArrowRight" ? 1 : -1);
+        this.seek(model.times[Math.max(0, Math.min(model.frameCount - 1, frame))]);
+      }
+    };
+    document.addEventListener("keydown", this.onKey);
     if (ids.length) this.select(ids[0]);
     clock.emit(clock.time);
   }
@@ -195,6 +210,7 @@ export class ResultView {
   }
 
   dispose() {
+    if (this.onKey) document.removeEventListener("keydown", this.onKey);
     this.video?.pause();
     this.viewer?.dispose();
     this.plots?.dispose();
