@@ -39,8 +39,11 @@ SMOOTH_SIGMA_S = (0.05, 0.15)
 FLOOR_PRIOR_RAD = np.deg2rad(5.0)
 #: Expected scatter of planted ankles around the floor plane, metres.
 FLOOR_NOISE_M = 0.05
-#: 2D score from which an ankle counts as seen (the threshold below which the lifter fills joints in).
+#: 2D score from which an ankle counts as seen (the threshold below which the lifter fills joints in) ...
 SEEN_SCORE = 0.3
+#: ... and the longest run of frames below it that still counts as seen, seconds (a short miss is filled in
+#: from its neighbours reliably; a foot outside the picture or hidden for longer is guessed).
+UNSEEN_RUN_S = 0.2
 _THORAX = H36M17.index("thorax")
 
 
@@ -111,6 +114,20 @@ def smooth_trajectory(translation: np.ndarray, fps: float) -> np.ndarray:
     out = _gaussian(t, lateral * fps)
     out[:, 2] = _gaussian(t[:, 2:], depth * fps)[:, 0]
     return out
+
+
+def ankles_seen(keypoints: np.ndarray, fps: float) -> np.ndarray:
+    """``[F, 2]`` (left, right): whether each ankle of H36M-17 2D ``keypoints [F, 17, 3]`` was seen -- its
+    score is at least :data:`SEEN_SCORE`, or it is below only for a run of at most :data:`UNSEEN_RUN_S`."""
+    low = np.asarray(keypoints)[:, list(FEET), 2] < SEEN_SCORE
+    seen = np.ones(low.shape, dtype=bool)
+    longest = max(1, int(round(UNSEEN_RUN_S * fps)))
+    for k in range(2):
+        edges = np.diff(np.concatenate([[0], low[:, k].astype(np.int8), [0]]))
+        for start, stop in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]):
+            if stop - start > longest:
+                seen[start:stop, k] = False
+    return seen
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -218,7 +235,7 @@ def place_in_world(tracks: list[TrackInput], width: float, height: float, focal_
         absolute.append(rel + smooth_trajectory(t, fps)[:, None])
     up = body_up([np.asarray(t.root_relative, dtype=np.float64) for t in tracks])
     up = -up if up[1] > 0 else up  # camera y points down: the body's up has a negative y
-    seen = [np.asarray(t.keypoints)[:, list(FEET), 2] >= SEEN_SCORE for t in tracks]
+    seen = [ankles_seen(t.keypoints, fps) for t in tracks]
     ground = _ground_points(absolute, seen, up, fps)
     normal = fit_floor_normal(ground, up)
     camera = camera_from_floor(normal, ground, focal, from_prior)

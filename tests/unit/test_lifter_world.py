@@ -10,7 +10,7 @@ import pytest
 from services.common.skeletons import H36M17
 from services.lifter3d.camera import fit_root_translation, focal_prior, project
 from services.lifter3d.contacts import ANKLE_HEIGHT_M, clean_runs, detect_contacts, pin_planted_feet
-from services.lifter3d.world import TrackInput, place_in_world, smooth_trajectory
+from services.lifter3d.world import TrackInput, ankles_seen, place_in_world, smooth_trajectory
 
 J = H36M17.index
 FPS = 30.0
@@ -199,3 +199,12 @@ def test_feet_not_seen_in_2d_are_never_planted():
     assert placed.contacts[:38].any() and not placed.contacts[40:].any()
     world_contacts = detect_contacts(placed.world, FPS, seen=np.zeros((90, 2), bool))
     assert not world_contacts.any()
+
+
+def test_a_short_miss_still_counts_as_seen():
+    kp = np.ones((30, 17, 3))
+    kp[5:8, J("left_ankle"), 2] = 0.1  # 3 frames: filled in from the neighbours
+    kp[10:30, J("right_ankle"), 2] = 0.0  # out of the picture
+    seen = ankles_seen(kp, FPS)
+    assert seen[:, 0].all()
+    assert seen[:10, 1].all() and not seen[10:, 1].any()
