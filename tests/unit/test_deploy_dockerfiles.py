@@ -46,8 +46,10 @@ IMAGES = [
     Image("renderer", "services/renderer/Dockerfile", "services/renderer/requirements.txt", 50054,
           ["python", "-m", "services.renderer.server"], ("services.renderer.server",)),
     Image("gateway", "gateway/Dockerfile", "gateway/requirements.txt", 8080,
-          ["python", "-m", "gateway.app", "--host", "0.0.0.0", "--port", "8080"],
-          ("gateway.app", "services.common.storage")),  # storage: the minio-bucket Job runs it
+          ["python", "-m", "gateway.api", "--host", "0.0.0.0", "--port", "8080"],
+          # the API (its CMD), the worker (python -m gateway.jobs in Deployment/worker), and storage: the
+          # minio-bucket Job runs it
+          ("gateway.api.__main__", "gateway.jobs.__main__", "services.common.storage")),
 ]
 IDS = [i.name for i in IMAGES]
 INTERNAL_TOPS = {"services", "gateway", "hpe3d", "deploy"}
