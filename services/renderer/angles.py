@@ -114,91 +114,93 @@ ANGLE_SOURCES: dict[str, tuple[str, ...]] = _sources()
 _SOURCE_INDEX = {name: [COCO17.index(j) for j in joints] for name, joints in ANGLE_SOURCES.items()}
 
 
-def _unit(v: np.ndarray) -> np.ndarray | None:
-    n = float(np.linalg.norm(v))
-    return v / n if n > 1e-9 else None
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=-1)
 
 
-def _frame(right: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """ISB axes (X anterior, Y superior, Z right) from a rightwards and an upwards vector, or None."""
+def _unit(v: np.ndarray) -> np.ndarray:
+    """Unit vectors [N, 3]; NaN where ``v`` has (almost) no length."""
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.where(n > 1e-9, v / np.where(n > 1e-9, n, 1.0), np.nan)
+
+
+def _frame(right: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ISB axes (X anterior, Y superior, Z right) [N, 3] each from rightwards and upwards vectors [N, 3]
+    (NaN where degenerate)."""
     z = _unit(right)
-    if z is None:
-        return None
-    y = _unit(up - np.dot(up, z) * z)
-    if y is None:
-        return None
+    y = _unit(up - _dot(up, z)[:, None] * z)
     return np.cross(y, z), y, z
 
 
-def _deg(v: float) -> float:
-    return float(np.degrees(v))
+def _planar(v: np.ndarray, down: np.ndarray, towards: np.ndarray) -> np.ndarray:
+    """Angle in degrees of ``v`` [N, 3] in the plane spanned by ``down`` (0) and ``towards`` (+90), in
+    (-90, 270] so that an arm overhead does not jump between +180 and -180; NaN when ``v`` lies within
+    20 degrees of the plane's normal."""
+    a, b = _dot(v, down), _dot(v, towards)
+    with np.errstate(invalid="ignore"):
+        ok = np.hypot(a, b) >= PLANE_MIN_PROJECTION * np.linalg.norm(v, axis=-1)
+        angle = np.degrees(np.arctan2(b, a))
+        angle = np.where(angle <= -90.0, angle + 360.0, angle)
+    return np.where(ok, angle, np.nan)
 
 
-def _planar(v: np.ndarray, down: np.ndarray, towards: np.ndarray) -> float:
-    """Angle of ``v`` in the plane spanned by ``down`` (0) and ``towards`` (+90), in (-90, 270] so that an
-    arm overhead does not jump between +180 and -180; NaN when ``v`` lies within 20 degrees of the plane's
-    normal."""
-    a, b = float(np.dot(v, down)), float(np.dot(v, towards))
-    if np.hypot(a, b) < PLANE_MIN_PROJECTION * np.linalg.norm(v):
-        return float("nan")
-    angle = _deg(np.arctan2(b, a))
-    return angle + 360.0 if angle <= -90.0 else angle
+def _between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Angle in degrees between [N, 3] vectors; NaN where one has no length."""
+    return np.degrees(np.arccos(np.clip(_dot(_unit(u), _unit(v)), -1.0, 1.0)))
 
 
-def _between(u: np.ndarray, v: np.ndarray) -> float:
-    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
-    if nu < 1e-9 or nv < 1e-9:
-        return float("nan")
-    return _deg(np.arccos(np.clip(np.dot(u, v) / (nu * nv), -1.0, 1.0)))
+def joint_angles_batch(poses: np.ndarray) -> dict[str, np.ndarray]:
+    """Every angle of :data:`ANGLE_NAMES` (degrees, NaN = undefined) for poses [N, 17, 3] in metres,
+    Human3.6M-17 order, in a frame whose y axis points up (world or root-relative y-up): name -> [N]."""
+    p = np.asarray(poses, np.float64).reshape(-1, 17, 3)
+    out = {name: np.full(len(p), np.nan) for name in ANGLE_NAMES}
+
+    def j(name: str) -> np.ndarray:
+        return p[:, _J(name)]
+
+    with np.errstate(invalid="ignore"):
+        px, py, pz = _frame(j("right_hip") - j("left_hip"), j("spine") - j("pelvis"))
+        tx, ty, tz = _frame(j("right_shoulder") - j("left_shoulder"), j("thorax") - j("spine"))
+        for side in ("left", "right"):
+            lateral = 1.0 if side == "right" else -1.0  # +Z points right: away from the midline on the right
+            thigh = j(f"{side}_knee") - j(f"{side}_hip")
+            shank = j(f"{side}_ankle") - j(f"{side}_knee")
+            arm = j(f"{side}_elbow") - j(f"{side}_shoulder")
+            out[f"{side}_elbow_flexion"] = _between(arm, j(f"{side}_wrist") - j(f"{side}_elbow"))
+            t = _unit(thigh)
+            out[f"{side}_hip_abduction"] = np.degrees(np.arcsin(np.clip(lateral * _dot(t, pz), -1, 1)))
+            flexion = np.degrees(np.arctan2(_dot(t, px), -_dot(t, py)))
+            out[f"{side}_hip_flexion"] = np.where(np.hypot(_dot(t, px), _dot(t, py)) >= PLANE_MIN_PROJECTION,
+                                                  flexion, np.nan)
+            # flexion turns the shank backwards: thigh x shank points along -Z (to the person's left)
+            bend = _between(thigh, shank)
+            sign = np.where(_dot(np.cross(thigh, shank), pz) <= 0, 1.0, -1.0)
+            out[f"{side}_knee_flexion"] = np.where(np.isfinite(pz).all(axis=-1), bend * sign, np.nan)
+            out[f"{side}_shoulder_flexion"] = _planar(arm, -ty, tx)
+            out[f"{side}_shoulder_abduction"] = _planar(arm, -ty, lateral * tz)
+        vertical = np.array([0.0, 1.0, 0.0])
+        forwards = _unit(px * [1.0, 0.0, 1.0])
+        right = _unit(pz * [1.0, 0.0, 1.0])
+        trunk = j("thorax") - j("pelvis")
+        has_trunk = np.linalg.norm(trunk, axis=-1) > 1e-9
+        out["trunk_flexion"] = np.where(has_trunk, np.degrees(np.arctan2(_dot(trunk, forwards), trunk @ vertical)),
+                                        np.nan)
+        out["trunk_lateral_lean"] = np.where(has_trunk, np.degrees(np.arctan2(_dot(trunk, right), trunk @ vertical)),
+                                             np.nan)
+        head = j("head_top") - j("thorax")
+        has_head = np.linalg.norm(head, axis=-1) > 1e-9
+        out["neck_flexion"] = np.where(has_head, np.degrees(np.arctan2(_dot(head, tx), _dot(head, ty))), np.nan)
+        out["neck_lateral_flexion"] = np.where(has_head, np.degrees(np.arctan2(_dot(head, tz), _dot(head, ty))),
+                                               np.nan)
+    return out
 
 
 def joint_angles(pose: np.ndarray) -> dict[str, float]:
-    """Every angle of :data:`ANGLE_NAMES` (degrees, NaN = undefined) for one pose [17, 3] in metres,
-    Human3.6M-17 order, in a frame whose y axis points up (world or root-relative y-up)."""
+    """:func:`joint_angles_batch` of one pose [17, 3]: name -> degrees (NaN = undefined)."""
     p = np.asarray(pose, np.float64)
-    out = {name: float("nan") for name in ANGLE_NAMES}
-    if p.shape != (17, 3) or not np.isfinite(p).all():
-        return out
-    pelvis = _frame(p[_J("right_hip")] - p[_J("left_hip")], p[_J("spine")] - p[_J("pelvis")])
-    thorax = _frame(p[_J("right_shoulder")] - p[_J("left_shoulder")], p[_J("thorax")] - p[_J("spine")])
-    for side in ("left", "right"):
-        hip, knee, ankle = p[_J(f"{side}_hip")], p[_J(f"{side}_knee")], p[_J(f"{side}_ankle")]
-        shoulder, elbow, wrist = p[_J(f"{side}_shoulder")], p[_J(f"{side}_elbow")], p[_J(f"{side}_wrist")]
-        lateral = 1.0 if side == "right" else -1.0  # +Z points to the right: away from the midline on the right
-        thigh, shank = knee - hip, ankle - knee
-        out[f"{side}_elbow_flexion"] = _between(elbow - shoulder, wrist - elbow)
-        if pelvis is not None:
-            x, y, z = pelvis
-            t = _unit(thigh)
-            if t is not None:
-                out[f"{side}_hip_abduction"] = _deg(np.arcsin(np.clip(lateral * np.dot(t, z), -1, 1)))
-                if np.hypot(np.dot(t, x), np.dot(t, y)) >= PLANE_MIN_PROJECTION:
-                    out[f"{side}_hip_flexion"] = _deg(np.arctan2(np.dot(t, x), -np.dot(t, y)))
-            bend = _between(thigh, shank)
-            if not np.isnan(bend):
-                # flexion turns the shank backwards: thigh x shank points along -Z (to the person's left)
-                out[f"{side}_knee_flexion"] = bend if np.dot(np.cross(thigh, shank), z) <= 0 else -bend
-        if thorax is not None:
-            x, y, z = thorax
-            arm = elbow - shoulder
-            if np.linalg.norm(arm) > 1e-9:
-                out[f"{side}_shoulder_flexion"] = _planar(arm, -y, x)
-                out[f"{side}_shoulder_abduction"] = _planar(arm, -y, lateral * z)
-    vertical = np.array([0.0, 1.0, 0.0])
-    if pelvis is not None:
-        x, _, z = pelvis
-        forwards, right = _unit(x - x[1] * vertical), _unit(z - z[1] * vertical)
-        trunk = p[_J("thorax")] - p[_J("pelvis")]
-        if forwards is not None and right is not None and np.linalg.norm(trunk) > 1e-9:
-            out["trunk_flexion"] = _deg(np.arctan2(np.dot(trunk, forwards), np.dot(trunk, vertical)))
-            out["trunk_lateral_lean"] = _deg(np.arctan2(np.dot(trunk, right), np.dot(trunk, vertical)))
-    if thorax is not None:
-        x, y, z = thorax
-        head = p[_J("head_top")] - p[_J("thorax")]
-        if np.linalg.norm(head) > 1e-9:
-            out["neck_flexion"] = _deg(np.arctan2(np.dot(head, x), np.dot(head, y)))
-            out["neck_lateral_flexion"] = _deg(np.arctan2(np.dot(head, z), np.dot(head, y)))
-    return out
+    if p.shape != (17, 3):
+        return {name: float("nan") for name in ANGLE_NAMES}
+    return {name: float(v[0]) for name, v in joint_angles_batch(p[None]).items()}
 
 
 def angle_confidence(angles: dict[str, float], keypoints_2d: np.ndarray | None) -> dict[str, float]:

@@ -30,7 +30,7 @@ import numpy as np
 from hpe3d.v1 import common_pb2
 from services.common.skeletons import COCO17, H36M17
 
-from .angles import ANGLE_NAMES, ANGLES, angle_confidence, joint_angles
+from .angles import ANGLE_NAMES, ANGLES, angle_confidence, joint_angles, joint_angles_batch
 from .bvh import bvh_for_track
 from .pose_data import PersonPose, PoseTimeline
 
@@ -63,8 +63,26 @@ def person_angles(person: PersonPose) -> tuple[dict[str, float], dict[str, float
     return angles, angle_confidence(angles, person.keypoints_2d)
 
 
-def _person_entry(p: PersonPose) -> dict:
-    angles, confidence = person_angles(p)
+def persons_with_angles(info: common_pb2.VideoInfo, timeline: PoseTimeline
+                        ) -> list[list[tuple[PersonPose, dict[str, float], dict[str, float]]]]:
+    """Per frame, each person with (angles, confidence) as :func:`person_angles` gives them, computed for all
+    persons of the video in one vectorised pass."""
+    frames = [timeline.persons(i) for i in range(info.frame_count)]
+    flat = [p for persons in frames for p in persons]
+    world = np.array([p.world if p.world is not None else np.full((17, 3), np.nan) for p in flat]).reshape(-1, 17, 3)
+    table = joint_angles_batch(world)
+    out, k = [], 0
+    for persons in frames:
+        row = []
+        for p in persons:
+            angles = {n: float(table[n][k]) for n in ANGLE_NAMES}
+            row.append((p, angles, angle_confidence(angles, p.keypoints_2d)))
+            k += 1
+        out.append(row)
+    return out
+
+
+def _person_entry(p: PersonPose, angles: dict[str, float], confidence: dict[str, float]) -> dict:
     contacts = None
     if p.foot_contacts is not None:
         contacts = {"left": bool(p.foot_contacts[0] >= 0.5), "right": bool(p.foot_contacts[1] >= 0.5)}
@@ -81,8 +99,8 @@ def poses_document(info: common_pb2.VideoInfo, timeline: PoseTimeline, warnings:
     """The poses.json document as plain Python data (see the module docstring). ``warnings`` are added
     after the video's own (``info.warnings``) and the renderer's (a fall-back from world to grounded)."""
     frames = [{"index": index, "timestamp_s": round(t, 6),
-               "persons": [_person_entry(p) for p in timeline.persons(index)]}
-              for index, t in enumerate(frame_timestamps(info))]
+               "persons": [_person_entry(*entry) for entry in persons]}
+              for index, (t, persons) in enumerate(zip(frame_timestamps(info), persons_with_angles(info, timeline)))]
     camera = timeline.camera
     all_warnings = list(info.warnings)
     if timeline.world_source == "grounded":
@@ -130,11 +148,10 @@ def joint_angles_csv(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> byte
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(ANGLES_HEADER)
-    for index, t in enumerate(frame_timestamps(info)):
-        for p in timeline.persons(index):
+    for index, (t, persons) in enumerate(zip(frame_timestamps(info), persons_with_angles(info, timeline))):
+        for p, angles, confidence in persons:
             if p.world is None:
                 continue
-            angles, confidence = person_angles(p)
             cells = []
             for n in ANGLE_NAMES:
                 cells += ["" if math.isnan(angles[n]) else f"{angles[n] + 0.0:.1f}", f"{confidence[n]:.3f}"]
