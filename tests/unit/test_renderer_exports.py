@@ -12,7 +12,7 @@ import pytest
 from hpe3d.v1 import common_pb2
 from services.common.arrays import to_proto
 from services.common.skeletons import COCO17
-from services.renderer.angles import ANGLE_NAMES, ANGLE_SOURCES, angle_confidence, joint_angles
+from services.renderer.angles import ANGLE_NAMES, ANGLE_SOURCES, angle_confidence, joint_angles, joint_angles_batch
 from services.renderer.exports import (GROUNDED_FALLBACK_WARNING, bvh_files, joint_angles_csv, joints3d_csv,
                                        poses_document, poses_json)
 from services.renderer.pose_data import PoseTimeline
@@ -198,6 +198,19 @@ def test_angles_neutral_zero_and_signed():
     nod = pose.copy()
     nod[9:11] = rotate(nod[9:11], [1, 0, 0], 25, nod[8])
     assert joint_angles(nod)["neck_flexion"] == pytest.approx(25, abs=0.1)
+
+
+def test_batch_angles_match_single_poses_and_a_missing_joint_spoils_only_its_angles():
+    rng = np.random.default_rng(1)
+    poses = standing()[None] + rng.normal(0, 0.05, (30, 17, 3))
+    poses[3, 13] = np.nan   # Human3.6M left_wrist missing in pose 3
+    batch = joint_angles_batch(poses)
+    for i in (0, 3, 29):
+        single = joint_angles(poses[i])
+        for name in ANGLE_NAMES:
+            assert (math.isnan(single[name]) and math.isnan(batch[name][i])) or single[name] == batch[name][i]
+    assert math.isnan(batch["left_elbow_flexion"][3]) and not math.isnan(batch["right_elbow_flexion"][3])
+    assert not math.isnan(batch["left_knee_flexion"][3])
 
 
 def test_angles_of_a_person_turned_away_are_the_same():
