@@ -199,7 +199,7 @@ class LocalStack:
                 say("starting NATS (JetStream)")
                 self._start_nats()
             if TRITON in self.components:
-                say("starting the Triton host (BlazePose models)")
+                say("starting the Triton host (BlazePose models)" + self._times(TRITON))
                 self._start_triton()
             started = []
             for stage in STAGES:

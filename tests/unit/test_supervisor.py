@@ -122,3 +122,9 @@ def test_free_ports_are_outside_the_ephemeral_range_and_never_repeat():
     ports = [free_port() for _ in range(300)]
     assert len(set(ports)) == 300
     assert not any(lo <= p <= hi for p in ports)
+
+
+def test_serve_refuses_a_bad_replica_list_before_starting_anything(capsys):
+    from hpe3d_cli.cli import EXIT_USAGE, main
+    assert main(["serve", "--replicas", "s3=2"]) == EXIT_USAGE
+    assert "bad replica item 's3=2'" in capsys.readouterr().out
