@@ -60,13 +60,12 @@ HEATMAP_SIZE = 64
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One model input or output: Triton name, numpy dtype name, dims without the batch
-    dimension, and the name of the matching tensor inside the .tflite file."""
+    """One model input or output as the client sends or reads it: Triton name, numpy dtype name,
+    dims without the batch dimension."""
 
     name: str
     dtype: str
     dims: tuple[int, ...]
-    tflite_name: str
 
     @property
     def config_dtype(self) -> str:
@@ -81,14 +80,14 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model as Triton serves it; ``file`` is where `make models` puts its .tflite."""
+    """A model as the client calls it; ``file`` is where `make models` puts its .tflite. How the
+    served model maps these tensors onto the .tflite file and scales its input is said once, in the
+    model's config.pbtxt."""
 
     name: str
     file: Path
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    input_scale: float = 1.0     # the .tflite input = wire value x input_scale + input_offset
-    input_offset: float = 0.0
 
     def output(self, name: str) -> TensorSpec:
         return next(t for t in self.outputs if t.name == name)
@@ -97,27 +96,24 @@ class ModelSpec:
 DETECTOR = ModelSpec(
     name=DETECTOR_MODEL,
     file=DETECTOR_FILE,
-    inputs=(TensorSpec("image", "uint8", (DETECTOR_SIZE, DETECTOR_SIZE, 3), "input_1"),),
+    inputs=(TensorSpec("image", "uint8", (DETECTOR_SIZE, DETECTOR_SIZE, 3)),),
     outputs=(
-        TensorSpec("regressors", "float32", (NUM_ANCHORS, 12), "Identity"),
-        TensorSpec("scores", "float32", (NUM_ANCHORS, 1), "Identity_1"),
+        TensorSpec("regressors", "float32", (NUM_ANCHORS, 12)),
+        TensorSpec("scores", "float32", (NUM_ANCHORS, 1)),
     ),
-    input_scale=2.0 / 255.0,
-    input_offset=-1.0,
 )
 
 LANDMARKS = ModelSpec(
     name=LANDMARK_MODEL,
     file=LANDMARK_FILE,
-    inputs=(TensorSpec("image", "uint8", (LANDMARK_SIZE, LANDMARK_SIZE, 3), "input_1"),),
+    inputs=(TensorSpec("image", "uint8", (LANDMARK_SIZE, LANDMARK_SIZE, 3)),),
     outputs=(
-        TensorSpec("landmarks", "float32", (NUM_LANDMARKS * 5,), "Identity"),
-        TensorSpec("pose_flag", "float32", (1,), "Identity_1"),
-        TensorSpec("segmentation", "float32", (LANDMARK_SIZE, LANDMARK_SIZE, 1), "Identity_2"),
-        TensorSpec("heatmap", "float32", (HEATMAP_SIZE, HEATMAP_SIZE, NUM_LANDMARKS), "Identity_3"),
-        TensorSpec("world_landmarks", "float32", (NUM_LANDMARKS * 3,), "Identity_4"),
+        TensorSpec("landmarks", "float32", (NUM_LANDMARKS * 5,)),
+        TensorSpec("pose_flag", "float32", (1,)),
+        TensorSpec("segmentation", "float32", (LANDMARK_SIZE, LANDMARK_SIZE, 1)),
+        TensorSpec("heatmap", "float32", (HEATMAP_SIZE, HEATMAP_SIZE, NUM_LANDMARKS)),
+        TensorSpec("world_landmarks", "float32", (NUM_LANDMARKS * 3,)),
     ),
-    input_scale=1.0 / 255.0,
 )
 
 MODELS = {DETECTOR.name: DETECTOR, LANDMARKS.name: LANDMARKS}
@@ -129,11 +125,18 @@ def missing_model_files() -> list[Path]:
 
 
 def load_runner(spec: ModelSpec, num_threads: int = 2):
-    """The LiteRT runner (``litert_runner.py``) for ``spec`` (needs numpy and ai-edge-litert);
-    raises ``ModelFileMissing`` naming the file when `make models` has not run."""
-    from services.triton.litert_runner import Binding, LiteRTModel
+    """The LiteRT runner (``services/triton/litert_runner.py``) of ``spec``'s model, built from its
+    config.pbtxt in the model repository as the Triton hosts build it (needs numpy, protobuf,
+    tritonclient and ai-edge-litert); raises ``ModelFileMissing`` naming the file when `make models`
+    has not run."""
+    from google.protobuf import json_format
 
-    def bind(tensors):
-        return [Binding(t.name, t.tflite_name, t.dims, t.dtype) for t in tensors]
-    return LiteRTModel(spec.file, bind(spec.inputs), bind(spec.outputs), num_threads=num_threads,
-                       input_scale=spec.input_scale, input_offset=spec.input_offset)
+    from services.pose2d.models.model_config import read_config
+    from services.triton.litert_runner import LiteRTModel, bindings_from_config, input_scaling, model_file
+
+    folder = REPOSITORY_DIR / spec.name
+    config = json_format.MessageToDict(read_config(folder / "config.pbtxt"), preserving_proto_field_name=True)
+    inputs, outputs = bindings_from_config(config)
+    scale, offset = input_scaling(config)
+    return LiteRTModel(model_file(config, folder / "1"), inputs, outputs, num_threads=num_threads,
+                       input_scale=scale, input_offset=offset)
