@@ -90,7 +90,8 @@ class JobWorker:
         log.info("worker %s taking jobs (%d at a time)", self.worker_id, self.settings.worker_jobs)
         try:
             while not stop.is_set():
-                await slots.acquire()
+                if not await _acquire_unless_stopped(slots, stop):
+                    break
                 try:
                     msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
                 except asyncio.TimeoutError:
@@ -98,6 +99,11 @@ class JobWorker:
                     continue
                 except Exception as exc:  # noqa: BLE001 - NATS away: the client reconnects by itself
                     slots.release()
+                    if asyncio.current_task().cancelling():  # nats-py turns a cancel into an error
+                        raise asyncio.CancelledError() from exc
+                    if self.nc.is_closed:
+                        log.error("the NATS connection is closed; the worker stops taking jobs")
+                        break
                     log.warning("fetching from the job queue failed: %s", exc)
                     await asyncio.sleep(1.0)
                     continue
@@ -245,3 +251,20 @@ class JobWorker:
                 with contextlib.suppress(Exception):
                     await request.respond(b'{"cancelled": true}')
 
+
+async def _acquire_unless_stopped(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:
+    """Take a job slot; False (and no slot) when ``stop`` is set first."""
+    acquire = asyncio.ensure_future(slots.acquire())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not acquire.done():
+            acquire.cancel()
+    if acquire.done() and not acquire.cancelled():
+        if stop.is_set():
+            slots.release()
+            return False
+        return True
+    return False
