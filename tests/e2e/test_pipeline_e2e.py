@@ -88,7 +88,7 @@ def test_good_clip_succeeds_beside_bad_inputs(gateway: httpx.Client, tmp_path: P
         finished = bad_results.result()
 
     assert done["state"] == "succeeded", done
-    assert progress and {"decode", "pose2d", "lift", "render"} <= set(progress[-1]["progress"])
+    assert progress and {"decoder", "pose2d", "lifter3d", "renderer"} <= set(progress[-1]["progress"])
     job = gateway.get(f"/v1/jobs/{good_id}").json()
     frame_count = job["video"]["frame_count"]
     assert frame_count == 24 and job["progress"]["pose2d"]["done"] == frame_count
