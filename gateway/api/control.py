@@ -37,6 +37,10 @@ class JobControl:
         self.manifests = manifests
         self._nc = nc_provider
 
+    def require_queue(self) -> None:
+        """Raise ``QueueUnavailable`` now rather than after receiving an upload."""
+        self._connected()
+
     def _connected(self) -> NATS:
         nc = self._nc()
         if nc is None or not nc.is_connected:

@@ -39,7 +39,13 @@ async def job_event_stream(job_id: str, manifests: ManifestStore, nc: NATS | Non
         last_update = None
         idle = 0.0
         while True:
-            job = await manifests.load(job_id)
+            try:
+                job = await manifests.load(job_id)
+            except Exception as exc:  # noqa: BLE001 - storage down: keep the stream, look again later
+                log.warning("events of job %s: manifest unreadable (%s)", job_id, exc)
+                yield ": storage unavailable, retrying\n\n"
+                await asyncio.sleep(RECHECK_S)
+                continue
             if job is None:
                 yield cancelled_event(job_id).sse()
                 return

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     configure_logging(WORKER, settings.log_level)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=getattr(settings, "bind_host", "0.0.0.0"))
+        start_http_server(settings.metrics_port, addr=settings.bind_host)
     asyncio.run(serve(settings, args.worker_id))
 
 

@@ -60,6 +60,8 @@ class JobReporter:
     async def renew(self, job: JobManifest) -> None:
         """Renew the owner lease when no write did lately (heartbeat); errors are the caller's."""
         async with self._lock(job.id):
+            if job.state.finished:  # recorded by save_final, which gave the job up
+                return
             if job.lease_until is None or job.lease_until - datetime.now(timezone.utc) < timedelta(
                     seconds=self.lease_s * 2 / 3):
                 await self._write(job)

@@ -38,6 +38,7 @@ NOT_FOUND = {404: {"model": Problem, "description": "no such job (or artefact)"}
                  **STORAGE_DOWN},
              openapi_extra=UPLOAD_BODY)
 async def submit_job(request: Request, response: Response, api: ApiState = Depends(api_state)) -> JobView:
+    api.control.require_queue()
     upload = await receive_upload(request, api.settings.max_upload_mb * 1024 * 1024)
     await check_pose_model(upload.options.pose_model, api.clients)
     job_id = new_job_id()
