@@ -45,14 +45,38 @@ def clean_runs(mask: np.ndarray, min_run: int, max_hole: int) -> np.ndarray:
     return out
 
 
+#: Half-width of the window over which the local resting height of the ankles is taken, seconds.
+REST_WINDOW_S = 0.5
+
+
+def local_rest_height(heights: np.ndarray, fps: float) -> np.ndarray:
+    """``[F]`` resting height of the ankles around every frame: the higher of :data:`ANKLE_HEIGHT_M` and
+    the 10th percentile of the lower ankle's height over +-:data:`REST_WINDOW_S` (whole windows of at least
+    10 frames; fewer frames: :data:`ANKLE_HEIGHT_M`). Local, because an estimated floor that is slightly
+    tilted leaves a person who crosses it higher at one end than at the other.
+
+    Args:
+        heights: ``[F, 2]`` ankle heights above the floor, metres.
+        fps: frames per second.
+    """
+    lower = np.asarray(heights, dtype=np.float64).min(axis=1)
+    rest = np.full(len(lower), ANKLE_HEIGHT_M)
+    half = max(5, int(round(REST_WINDOW_S * fps)))
+    if len(lower) < 10:
+        return rest
+    for f in range(len(lower)):
+        window = lower[max(0, f - half):f + half + 1]
+        rest[f] = max(ANKLE_HEIGHT_M, float(np.percentile(window, 10)))
+    return rest
+
+
 def detect_contacts(world: np.ndarray, fps: float, seen: np.ndarray | None = None,
                     height_m: float = CONTACT_HEIGHT_M, speed_mps: float = CONTACT_SPEED_MPS,
                     speed_share: float = CONTACT_SPEED_SHARE) -> np.ndarray:
     """Planted feet of one person, ``[F, 2]`` boolean (left, right).
 
-    A foot is planted in a frame when its ankle was seen in 2D, is low (within ``height_m`` of its resting
-    height: the higher of :data:`ANKLE_HEIGHT_M` and, over 10 frames or more, the 10th percentile of its
-    height) and slow (horizontal speed, central difference, below ``speed_mps`` or ``speed_share`` times the
+    A foot is planted in a frame when its ankle was seen in 2D, is low (within ``height_m`` of the local
+    resting height, :func:`local_rest_height`) and slow (horizontal speed, central difference, below ``speed_mps`` or ``speed_share`` times the
     pelvis's horizontal speed averaged over 0.5 s, whichever is higher); runs are then cleaned with
     :func:`clean_runs` (holes up to 0.1 s filled, runs under 0.1 s dropped). A single frame is planted when
     its ankle is seen and low.
@@ -64,10 +88,7 @@ def detect_contacts(world: np.ndarray, fps: float, seen: np.ndarray | None = Non
             hidden has a guessed 3D position and is never taken as planted. None: all seen.
     """
     ankles = np.asarray(world, dtype=np.float64)[:, list(FEET)]  # [F, 2, 3]
-    rest = np.full(2, ANKLE_HEIGHT_M)
-    if len(ankles) >= 10:  # each foot's own resting height: the lifted legs need not reach the floor equally
-        rest = np.maximum(rest, np.percentile(ankles[..., 1], 10, axis=0))
-    low = ankles[..., 1] <= rest + height_m
+    low = ankles[..., 1] <= local_rest_height(ankles[..., 1], fps)[:, None] + height_m
     if seen is not None:
         low &= np.asarray(seen, dtype=bool)
     if len(ankles) < 2:

@@ -208,3 +208,13 @@ def test_a_short_miss_still_counts_as_seen():
     seen = ankles_seen(kp, FPS)
     assert seen[:, 0].all()
     assert seen[:10, 1].all() and not seen[10:, 1].any()
+
+
+def test_contacts_follow_a_floor_that_drifts_in_height():
+    # an estimated floor tilted by a few degrees: the walker's planted ankles rise 0.3 m along the path
+    world, planted = walker(150)
+    world[..., 1] += np.linspace(0, 0.3, 150)[:, None]
+    got = detect_contacts(world, FPS)
+    assert (got & planted).sum() / planted.sum() > 0.8
+    assert (got[100:] & planted[100:]).sum() / planted[100:].sum() > 0.8  # also where the floor is 0.2 m up
+    assert (got & ~planted).sum() / got.sum() < 0.2
