@@ -1,5 +1,5 @@
 """Triton Python-backend entry point of ``blazepose_detector``: the LiteRT runner shared by both BlazePose models
-and the PyTriton host (``../litert_runner.py``, a link to services/pose2d/models/litert_runner.py that
+and the PyTriton host (``../litert_runner.py``, a link to services/triton/litert_runner.py that
 an upload to S3 turns into a copy), configured by this model's config.pbtxt."""
 import sys
 from pathlib import Path
