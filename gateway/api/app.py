@@ -28,7 +28,6 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         api = ApiState.build(settings, store)
-        api.start()
         app.state.api = api
         try:
             yield

@@ -43,7 +43,7 @@ class JobControl:
 
     def _connected(self) -> NATS:
         nc = self._nc()
-        if nc is None or not nc.is_connected:
+        if nc is None:
             raise QueueUnavailable("the job queue (NATS) is not reachable; try again shortly")
         return nc
 
@@ -81,7 +81,7 @@ class JobControl:
         objects itself; a worker that takes the job later, or a stage call that writes late, is
         cleaned up because of the tombstone."""
         nc = self._nc()
-        if nc is not None and nc.is_connected:
+        if nc is not None:
             try:
                 reply = await nc.request(queue.cancel_subject(job_id), b"{}", timeout=CANCEL_WAIT_S)
                 if json.loads(reply.data or b"{}").get("cancelled"):

@@ -2,26 +2,19 @@
 it to the routes. Nothing about jobs is held here: jobs live in storage and on NATS."""
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
-from nats.aio.client import Client as NATS
 
 from services.common.settings import Settings
-from services.common.stage_names import GATEWAY
 from services.common.storage import ObjectStore
 
-from ..jobs import queue
 from ..jobs.manifest import JobManifest, is_job_id
 from ..jobs.manifest_store import ManifestStore
 from ..jobs.stages import StageClients
 from .control import JobControl
+from .queue_connection import QueueConnection
 from .readiness import ReadinessProbe
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,47 +23,25 @@ class ApiState:
     store: ObjectStore
     manifests: ManifestStore
     clients: StageClients
+    queue: QueueConnection
     readiness: ReadinessProbe
     control: JobControl
-    nc: NATS | None = None
-    _connecting: asyncio.Task | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, store: ObjectStore) -> "ApiState":
-        """Call inside the event loop (the gRPC channels belong to it)."""
+        """Call inside the event loop (the gRPC channels and the NATS connection belong to it);
+        the NATS connection is made in the background."""
         clients = StageClients.from_settings(settings)
         manifests = ManifestStore(store)
-        state = cls(settings=settings, store=store, manifests=manifests, clients=clients, readiness=None,  # type: ignore[arg-type]
-                    control=None)  # type: ignore[arg-type]
+        connection = QueueConnection(settings.nats_url)
+        connection.start()
         models = [m.strip() for m in settings.triton_models.split(",") if m.strip()]
-        state.readiness = ReadinessProbe(store, clients, lambda: state.nc, settings.triton_url, models)
-        state.control = JobControl(manifests, lambda: state.nc)
-        return state
-
-    def start(self) -> None:
-        """Connect to NATS in the background: the API serves reads (and says why it is not
-        ready) while the queue is away."""
-        self._connecting = asyncio.create_task(self._connect())
-
-    async def _connect(self) -> None:
-        nc = await queue.connect(self.settings.nats_url, name=f"hpe3d-{GATEWAY}")
-        self.nc = nc
-        while True:
-            try:
-                await queue.ensure_stream(nc.jetstream())
-                return
-            except Exception as exc:  # noqa: BLE001 - JetStream still starting
-                log.warning("job stream not ready: %s", exc)
-                await asyncio.sleep(1.0)
+        return cls(settings=settings, store=store, manifests=manifests, clients=clients, queue=connection,
+                   readiness=ReadinessProbe(store, clients, connection.current, settings.triton_url, models),
+                   control=JobControl(manifests, connection.current))
 
     async def close(self) -> None:
-        if self._connecting is not None:
-            self._connecting.cancel()
-            with contextlib.suppress(BaseException):
-                await self._connecting
-        if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+        await self.queue.close()
         await self.readiness.close()
         await self.clients.close()
 

@@ -62,7 +62,7 @@ class ReadinessProbe:
 
     async def _queue(self) -> tuple[bool, str]:
         nc = self.nc_provider()
-        if nc is None or not nc.is_connected:
+        if nc is None:
             return False, "not connected"
         try:
             info = await asyncio.wait_for(nc.jetstream().stream_info(queue.STREAM), self.timeout_s)

@@ -27,7 +27,7 @@ def api_settings(settings, nats_url):
 def client(api_settings, store):
     with TestClient(create_app(api_settings, store)) as c:
         for _ in range(100):  # the app connects to NATS in the background
-            if c.app.state.api.nc is not None:
+            if c.app.state.api.queue.current() is not None:
                 break
             asyncio.run(asyncio.sleep(0.05))
         yield c

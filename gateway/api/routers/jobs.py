@@ -86,7 +86,7 @@ async def get_job(job: JobManifest = Depends(job_or_404)) -> JobView:
             summary="Progress as Server-Sent Events (event: progress ..., then event: done), on any replica",
             responses={200: {"content": {"text/event-stream": {}}}, **NOT_FOUND, **STORAGE_DOWN})
 async def job_events(job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state)) -> StreamingResponse:
-    return StreamingResponse(job_event_stream(job.id, api.manifests, api.nc), media_type="text/event-stream",
+    return StreamingResponse(job_event_stream(job.id, api.manifests, api.queue.current()), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
