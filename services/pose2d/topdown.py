@@ -60,10 +60,10 @@ def crop_box(box: tuple[float, float, float, float], aspect: float, padding: flo
     return CropBox((x0 + x1) * 0.5, (y0 + y1) * 0.5, w * padding, h * padding)
 
 
-def cut_crop(frame_rgb: np.ndarray, region: CropBox, out_w: int, out_h: int,
+def cut_crop(frame: np.ndarray, region: CropBox, out_w: int, out_h: int,
              out: np.ndarray | None = None) -> np.ndarray:
-    """The region of ``frame_rgb`` warped to ``out_h`` x ``out_w`` x 3 (bilinear, black outside)."""
-    return cv2.warpAffine(frame_rgb, region.crop_matrix(out_w, out_h), (out_w, out_h), dst=out,
+    """The region of ``frame`` warped to ``out_h`` x ``out_w`` x 3 (bilinear, black outside; channels as given)."""
+    return cv2.warpAffine(frame, region.crop_matrix(out_w, out_h), (out_w, out_h), dst=out,
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 

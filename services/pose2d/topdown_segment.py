@@ -37,23 +37,25 @@ class TopDownOptions:
     min_detection_score: float = 0.5
 
 
-def crops_of(frames_rgb: list[np.ndarray], people: list[list[PersonBox]], width: int, height: int):
-    """All crops ``[N, height, width, 3]`` and their regions, frame by frame, person by person."""
+def crops_of(frames_bgr: list[np.ndarray], people: list[list[PersonBox]], width: int, height: int):
+    """All RGB crops ``[N, height, width, 3]`` of BGR frames and their regions, frame by frame,
+    person by person (only the crops are converted to RGB, not the frames)."""
     regions = [crop_box(p.box, width / height) for persons in people for p in persons]
     crops = np.empty((len(regions), height, width, 3), np.uint8)
     k = 0
-    for frame, persons in zip(frames_rgb, people):
+    for frame, persons in zip(frames_bgr, people):
         for _ in persons:
             cut_crop(frame, regions[k], width, height, out=crops[k])
+            cv2.cvtColor(crops[k], cv2.COLOR_BGR2RGB, dst=crops[k])
             k += 1
     return crops, regions
 
 
-def topdown_keypoints(frames_rgb: list[np.ndarray], people: list[list[PersonBox]], model: HeatmapModel,
+def topdown_keypoints(frames_bgr: list[np.ndarray], people: list[list[PersonBox]], model: HeatmapModel,
                       flip_test: bool = True) -> list[np.ndarray]:
-    """COCO-17 ``[17, 3]`` (frame pixels, score) of every person of every frame, in order."""
+    """COCO-17 ``[17, 3]`` (frame pixels, score) of every person of every BGR frame, in order."""
     info = model.info
-    crops, regions = crops_of(frames_rgb, people, info.width, info.height)
+    crops, regions = crops_of(frames_bgr, people, info.width, info.height)
     if not regions:
         return []
     batch = np.concatenate([crops, crops[:, :, ::-1]]) if flip_test else crops
@@ -76,8 +78,7 @@ def estimate_segment_topdown(segment: common_pb2.FrameSegment, detector: BlazePo
     frames = list(decode_jpegs(segment.jpeg))
     people = assign_tracks(detect_people(frames, detector, options.max_persons, options.min_detection_score,
                                          options.search_tiles))
-    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
-    keypoints = iter(topdown_keypoints(rgb, people, model, options.flip_test))
+    keypoints = iter(topdown_keypoints(frames, people, model, options.flip_test))
     source_w = segment.source_width or segment.width
     source_h = segment.source_height or segment.height
     for i, (frame, persons) in enumerate(zip(frames, people)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -182,14 +183,18 @@ def test_a_model_not_exported_names_the_checkpoint(pose2d, store, clip_frames):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "hrnet_w32" in err.value.details()
 
 
-def test_api_lists_models_and_refuses_one_not_loaded(pose2d_addr, settings, store):
+def test_api_lists_models_and_refuses_one_not_loaded(pose2d_addr, settings, store, nats_url):
     """GET /v1/models and the pose_model job option, through the API to the real pose2d stage."""
     from fastapi.testclient import TestClient
 
     from gateway.api.app import create_app
 
-    api_settings = dataclasses.replace(settings, pose2d_addr=pose2d_addr)
+    api_settings = dataclasses.replace(settings, pose2d_addr=pose2d_addr, nats_url=nats_url)
     with TestClient(create_app(api_settings, store)) as client:
+        for _ in range(100):  # the app connects to NATS in the background
+            if client.get("/readyz").json()["dependencies"]["nats"]["ok"]:
+                break
+            time.sleep(0.05)
         r = client.get("/v1/models")
         assert r.status_code == 200, r.text
         body = r.json()
@@ -198,7 +203,7 @@ def test_api_lists_models_and_refuses_one_not_loaded(pose2d_addr, settings, stor
         assert {m["name"] for m in body["not_loaded"]} >= {"hrnet_w48", "simplebaseline_r50"}
         r = client.post("/v1/jobs", files={"file": ("a.mp4", b"abc", "video/mp4")},
                         data={"pose_model": "simplebaseline_r50"})
-        assert r.status_code == 422
+        assert r.status_code == 422, r.text
         assert "pose_resnet_50_256x192.pth.tar" in r.json()["detail"] and "hrnet_w32" in r.json()["detail"]
 
 

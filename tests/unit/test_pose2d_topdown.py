@@ -48,9 +48,10 @@ class DotFinder:
 
 
 def frame_with_joints(points: np.ndarray, size=(360, 640)) -> np.ndarray:
+    """A BGR frame with joint j's dot in the RGB colour DotFinder looks for."""
     frame = np.zeros((*size, 3), np.uint8)
     for j, (x, y) in enumerate(points):
-        cv2.circle(frame, (int(round(x)), int(round(y))), 3, (j * 10 + 50, 255 - j * 10, 128), -1)
+        cv2.circle(frame, (int(round(x)), int(round(y))), 3, (128, 255 - j * 10, j * 10 + 50), -1)
     return frame
 
 
