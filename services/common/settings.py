@@ -28,6 +28,8 @@ class Settings:
     triton_repositories: str = ""             # HPE3D_TRITON_REPOSITORIES, comma-separated model repositories
                                               # the PyTriton host serves beside services/triton/repository
                                               # (where `hpe3d models export` wrote HRNet / SimpleBaseline)
+    topdown_flip_test: bool = True            # HPE3D_TOPDOWN_FLIP_TEST: top-down models also see the mirrored
+                                              # crops (averaged, as the official test; twice the model work)
     # Stage addresses (gRPC, host:port)
     decoder_addr: str = "127.0.0.1:50051"     # HPE3D_DECODER_ADDR
     pose2d_addr: str = "127.0.0.1:50052"      # HPE3D_POSE2D_ADDR

@@ -48,7 +48,7 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
         triton_names = sorted({m for name in KNOWN_POSE_MODELS for m in triton_models_of(name)})
         self.catalog = catalog or PoseModelCatalog(
             self.models, lambda name: TritonTopDown(settings.triton_url, name),
-            lambda: ready_models(settings.triton_url, triton_names))
+            lambda: ready_models(settings.triton_url, triton_names), flip_test=settings.topdown_flip_test)
 
     def Estimate(self, request: pose2d_pb2.EstimateRequest, context) -> pose2d_pb2.EstimateReply:
         check_job_scope(request, context, self.store.bucket, request.segment.job_id)
