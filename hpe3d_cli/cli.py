@@ -46,6 +46,8 @@ def submit_and_collect(url: str, video: Path, out_dir: Path, options: dict[str, 
         job = client.submit(video, options)
         say(f"job {job.id} accepted: {url}{job.links.self}")
         done = client.follow(job.id, ProgressPrinter())
+        for warning in done.warnings:
+            say(f"warning: {warning}")
         if done.state.value != "succeeded":
             error = done.error
             say(f"job {job.id} {done.state.value}" + (f" in {error.stage}: {error.message}" if error else ""))
@@ -76,6 +78,8 @@ def _options(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _check_video(path: Path) -> None:
+    """Refuse a path that is not a file; whether it is a usable video or photo is the gateway's
+    probe to say (its answer names the reason)."""
     if not path.is_file():
         raise SystemExit(f"error: {path} is not a file")
 
@@ -177,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--pose-model", help="2D pose model (GET /v1/models lists them; default blazepose)")
 
     run = sub.add_parser("run", help="start the local stack, process VIDEO, download the results")
-    run.add_argument("video", type=Path)
+    run.add_argument("video", type=Path, help="the video, or a photo (JPEG, PNG, WebP) for an image job")
     run.add_argument("-o", "--output", type=Path, required=True, help="directory for the artefacts")
     run.add_argument("--keep-stack-logs", action="store_true", help="keep the stack's working directory and logs")
     job_options(run)
@@ -192,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     submit = sub.add_parser("submit", help="process VIDEO on a running gateway")
-    submit.add_argument("video", type=Path)
+    submit.add_argument("video", type=Path, help="the video, or a photo (JPEG, PNG, WebP) for an image job")
     submit.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
     submit.add_argument("-o", "--output", type=Path, required=True, help="directory for the artefacts")
     job_options(submit)
