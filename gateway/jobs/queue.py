@@ -1,8 +1,8 @@
 """The job queue on NATS JetStream, and the core NATS subjects of one job.
 
 * Stream ``HPE3D_JOBS`` (work-queue retention, file storage) holds one message per job run on
-  subject ``hpe3d.jobs.submit``: a ``JobTicket`` (job id and attempt). A message leaves the stream
-  when a worker acknowledges it.
+  subject ``hpe3d.jobs.submit.<id>``: a ``JobTicket`` (job id and attempt). A message leaves the
+  stream when a worker acknowledges it, so whether a job is on the queue can be asked by subject.
 * Durable pull consumer ``workers`` with explicit acks: every worker replica pulls from it, so a
   message is with one worker at a time. A worker that stops sending in-progress acks for
   ``ack_wait`` seconds (it died) loses it: the message is redelivered to any worker, without limit
@@ -23,15 +23,19 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 log = logging.getLogger(__name__)
 
 STREAM = "HPE3D_JOBS"
-SUBMIT_SUBJECT = "hpe3d.jobs.submit"
+SUBMIT_SUBJECTS = "hpe3d.jobs.submit.*"
 CONSUMER = "workers"
 DUPLICATE_WINDOW_S = 120.0  # a re-sent publish of the same job run within this window is dropped
 MAX_ACK_PENDING = 10_000    # jobs held by all workers together
+
+
+def submit_subject(job_id: str) -> str:
+    return f"hpe3d.jobs.submit.{job_id}"
 
 
 def events_subject(job_id: str) -> str:
@@ -85,7 +89,7 @@ async def connect(url: str, name: str, attempts: int | None = None, wait_s: floa
 
 async def ensure_stream(js: JetStreamContext) -> None:
     """Create the job stream, or bring an existing one to this configuration."""
-    config = StreamConfig(name=STREAM, subjects=[SUBMIT_SUBJECT], retention=RetentionPolicy.WORK_QUEUE,
+    config = StreamConfig(name=STREAM, subjects=[SUBMIT_SUBJECTS], retention=RetentionPolicy.WORK_QUEUE,
                           storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S)
     try:
         await js.add_stream(config)
@@ -96,7 +100,7 @@ async def ensure_stream(js: JetStreamContext) -> None:
 async def ensure_consumer(js: JetStreamContext, ack_wait_s: float) -> None:
     """Create the workers' durable pull consumer (or update its ack wait)."""
     config = ConsumerConfig(durable_name=CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait_s,
-                            max_deliver=-1, max_ack_pending=MAX_ACK_PENDING, filter_subject=SUBMIT_SUBJECT,
+                            max_deliver=-1, max_ack_pending=MAX_ACK_PENDING, filter_subject=SUBMIT_SUBJECTS,
                             deliver_policy=DeliverPolicy.ALL)
     await js.add_consumer(STREAM, config)
 
@@ -104,6 +108,15 @@ async def ensure_consumer(js: JetStreamContext, ack_wait_s: float) -> None:
 async def publish_job(js: JetStreamContext, ticket: JobTicket, timeout_s: float = 5.0) -> int:
     """Put one job run on the queue; returns its stream sequence number."""
     await ensure_stream(js)
-    ack = await js.publish(SUBMIT_SUBJECT, ticket.to_bytes(), timeout=timeout_s,
+    ack = await js.publish(submit_subject(ticket.job_id), ticket.to_bytes(), timeout=timeout_s,
                            headers={"Nats-Msg-Id": ticket.message_id})
     return ack.seq
+
+
+async def is_queued(js: JetStreamContext, job_id: str) -> bool:
+    """Whether a run of the job waits on the queue or is held, unacknowledged, by a worker."""
+    try:
+        await js.get_last_msg(STREAM, submit_subject(job_id))
+    except NotFoundError:
+        return False
+    return True

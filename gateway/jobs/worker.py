@@ -12,8 +12,9 @@ For each queue message the worker
    long storage takes to come back), or cancelled (its objects deleted). When the worker stops, it
    gives its messages back (nak) so that another worker resumes them at once.
 
-A worker that loses NATS for longer than the ack wait stops its jobs (without recording anything)
-because the queue has handed them to another worker by then.
+Every minute a worker also removes what late writes left under deleted jobs, and puts back on the
+queue any unfinished job that has no live owner and no queue message (an API replica that died
+between storing a job and publishing it, or a queue that lost its store).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import logging
 import os
 import socket
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -34,7 +35,7 @@ from services.common.storage import ObjectStore
 
 from . import metrics, queue
 from .events import cancelled_event
-from .manifest import is_job_id
+from .manifest import JobState, is_job_id
 from .manifest_store import ManifestStore
 from .outage import OutagePolicy
 from .pipeline import JobPipeline
@@ -137,8 +138,27 @@ class JobWorker:
                 removed = await self.manifests.sweep_tombstones(keep)
                 if removed:
                     log.info("removed %d objects written late under deleted jobs", removed)
-            except Exception as exc:  # noqa: BLE001 - storage down: next round
-                log.warning("tombstone sweep failed: %s", exc)
+                await self.requeue_orphans()
+            except Exception as exc:  # noqa: BLE001 - storage or NATS down: next round
+                log.warning("sweep failed: %s", exc)
+
+    async def requeue_orphans(self) -> list[str]:
+        """Publish a new ticket for every unfinished job that has neither a live owner nor a queue
+        message, once it has been quiet for two ack waits. Returns their ids. A ticket too many is
+        harmless: the worker that takes it finds the job finished or held and lets it go."""
+        now = datetime.now(timezone.utc)
+        quiet = timedelta(seconds=2 * self.settings.job_ack_wait_s)
+        requeued = []
+        for job in await self.manifests.load_all():
+            if job.state not in (JobState.queued, JobState.running) or job.owner_alive(now):
+                continue
+            if now - job.updated_at < quiet or await queue.is_queued(self.js, job.id):
+                continue
+            await queue.publish_job(self.js, queue.JobTicket(job.id, job.attempt))
+            log.warning("job %s was %s with no worker and no queue message: put back on the queue",
+                        job.id, job.shown_state(now).value)
+            requeued.append(job.id)
+        return requeued
 
     # -- one message --------------------------------------------------------------------------
     async def _handle(self, msg: Msg) -> None:

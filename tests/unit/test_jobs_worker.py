@@ -260,3 +260,30 @@ def test_ticket_round_trip_and_bad_messages():
     assert ticket.message_id.endswith(".3")
     with pytest.raises(ValueError):
         queue.JobTicket.from_bytes(b"not json")
+
+
+def test_an_unfinished_job_missing_from_the_queue_is_put_back(store, settings, stream):
+    async def scenario():
+        async with Harness(settings, store, stream) as h:
+            job = new_job(store)
+            job.updated_at = job.created_at = job.created_at.replace(year=2020)
+            store.put_bytes(job.key, job.to_json())  # stored, never published (its API replica died)
+            old = JobManifest.from_json(store.get_bytes(job.key))
+            assert old.state == JobState.queued and not await queue.is_queued(h.js, job.id)
+            nc = await queue.connect(h.nats_url, "sweeper", attempts=1)
+            sweeper = JobWorker(h.settings, store, nc, FakeClients(*[FakeStages(store)] * 4), worker_id="sweeper")
+            try:
+                assert job.id in await sweeper.requeue_orphans()
+                assert await queue.is_queued(h.js, job.id)
+                assert job.id not in await sweeper.requeue_orphans()  # on the queue now
+            finally:
+                await nc.close()
+            h.events[job.id] = []
+
+            async def on_event(msg) -> None:
+                h.events[job.id].append(JobEvent.from_bytes(msg.data))
+            await h.nc.subscribe(queue.events_subject(job.id), cb=on_event)
+            await h.start("w1", FakeStages(store))
+            done = await h.wait_done(job.id)
+            assert done.payload.state == JobState.succeeded
+    asyncio.run(scenario())
