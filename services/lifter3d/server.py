@@ -12,6 +12,7 @@ from services.common.errors import WeightsMissing
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
 from services.common.settings import Settings
+from services.common.stage_names import LIFTER3D
 from services.common.storage import ObjectStore
 
 from .video_lift import Lifter, lift_frames, load_service_lifter
@@ -40,11 +41,11 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
         check_job_scope(request, context, self.store.bucket, request.job_id)
         updates: queue.Queue = queue.Queue()
         yield lifter3d_pb2.LiftUpdate(progress=common_pb2.Progress(
-            stage="lift", done=0, total=len(request.segments), message="reading 2D keypoints"))
+            stage=LIFTER3D, done=0, total=len(request.segments), message="reading 2D keypoints"))
         frames, segment_starts = self._gather_frames(request)
 
         def report(done: int, total: int, message: str) -> None:
-            updates.put(common_pb2.Progress(stage="lift", done=done, total=total, message=message))
+            updates.put(common_pb2.Progress(stage=LIFTER3D, done=done, total=total, message=message))
 
         outcome: dict = {}
 

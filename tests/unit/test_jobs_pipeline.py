@@ -67,7 +67,7 @@ class FakeStages:
         self._enter("Lift", metadata)
         assert len(request.segments) == -(-self.frame_count // 128)
         for done in (1, 2):
-            yield lifter3d_pb2.LiftUpdate(progress=common_pb2.Progress(stage="lift", done=done, total=2))
+            yield lifter3d_pb2.LiftUpdate(progress=common_pb2.Progress(stage="lifter3d", done=done, total=2))
         self.store.put_message(request.output.key, common_pb2.Poses3D(model="fake"))
         yield lifter3d_pb2.LiftUpdate(result=lifter3d_pb2.LiftReply(stored=request.output))
 
@@ -79,7 +79,7 @@ class FakeStages:
         self._enter("Render", metadata)
         key = request.output_prefix + "poses.json"
         self.store.put_bytes(key, b"{}", "application/json")
-        yield renderer_pb2.RenderUpdate(progress=common_pb2.Progress(stage="render", done=5, total=10))
+        yield renderer_pb2.RenderUpdate(progress=common_pb2.Progress(stage="renderer", done=5, total=10))
         yield renderer_pb2.RenderUpdate(result=renderer_pb2.RenderReply(artifacts=[renderer_pb2.Artifact(
             name="poses.json", ref=common_pb2.ObjectRef(bucket=request.bucket, key=key),
             content_type="application/json", size_bytes=2)]))
