@@ -49,7 +49,8 @@ def is_still_image(container: av.container.InputContainer) -> bool:
     TIFF, ...), whose first frame is the picture. Animated formats with their own demuxer (GIF)
     are videos."""
     names = container.format.name.split(",")
-    return any(name.startswith("image2") or name.endswith("_pipe") for name in names)  # image2, image2pipe, jpeg_pipe, ...
+    # image2, image2pipe, jpeg_pipe, png_pipe, webp_pipe, ...
+    return any(name.startswith("image2") or name.endswith("_pipe") for name in names)
 
 
 def _reason(exc: BaseException) -> str:
