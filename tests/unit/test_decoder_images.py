@@ -3,7 +3,6 @@ picture (EXIF orientation applied), whatever the stored file is called."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
