@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,13 +24,19 @@ def api_settings(settings, nats_url):
                                **dead)
 
 
+def wait_for_queue(client: TestClient) -> None:
+    """The app connects to NATS in the background."""
+    for _ in range(200):
+        if client.app.state.api.queue.current() is not None:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the API did not connect to NATS")
+
+
 @pytest.fixture(scope="module")
 def client(api_settings, store):
     with TestClient(create_app(api_settings, store)) as c:
-        for _ in range(100):  # the app connects to NATS in the background
-            if c.app.state.api.queue.current() is not None:
-                break
-            asyncio.run(asyncio.sleep(0.05))
+        wait_for_queue(c)
         yield c
 
 
@@ -155,6 +162,7 @@ def test_artifact_ranges_and_the_etag_check(client, store):
 def test_storage_down_is_503_with_the_reason(api_settings):
     dead = ObjectStore(f"127.0.0.1:{free_port()}", "a", "b", "hpe3d", retries=0)
     with TestClient(create_app(api_settings, dead)) as c:
+        wait_for_queue(c)
         for path in ("/v1/jobs", f"/v1/jobs/{new_job_id()}", f"/v1/jobs/{new_job_id()}/events"):
             r = c.get(path)
             assert r.status_code == 503, (path, r.text)
