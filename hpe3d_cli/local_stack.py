@@ -26,7 +26,7 @@ from pathlib import Path
 from hpe3d_cli.nats_server import NatsServerCommand, NatsServerUnavailable, nats_accepts
 from hpe3d_cli.supervisor import ProcessSpec, SupervisedProcess, Supervisor, wait_ready
 from services.common.settings import Settings
-from services.common.stage_names import GATEWAY, NATS, PARTS, S3, STAGE_SERVICES, STAGES, TRITON, WORKER
+from services.common.stage_names import GATEWAY, NATS, PARTS, POSE2D, S3, STAGE_SERVICES, STAGES, TRITON, WORKER
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +155,9 @@ class LocalStack:
             **{stage: [free_port() for _ in range(n(stage))] for stage in STAGES},
         }
         addrs = {stage: ",".join(f"127.0.0.1:{p}" for p in self.ports[stage]) for stage in STAGES}
-        overrides = dict(s3_endpoint=f"127.0.0.1:{self.ports['s3'][0]}", s3_secure=False,
+        overrides = dict(s3_endpoint=f"127.0.0.1:{self.ports[S3][0]}", s3_secure=False, nats_url=self.nats_url,
                          triton_url=f"127.0.0.1:{self.ports['triton_grpc'][0]}",
                          **{f"{stage}_addr": addrs[stage] for stage in STAGES})
-        if any(f.name == "nats_url" for f in dataclasses.fields(Settings)):
-            overrides["nats_url"] = self.nats_url
         self.settings = dataclasses.replace(Settings.from_env(), **{**overrides, **self.settings_overrides})
         if not self.settings.stage_token:
             # Every part binds 127.0.0.1; a token of this run (HPE3D_STAGE_TOKEN when set) also keeps
@@ -174,7 +172,7 @@ class LocalStack:
 
     @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.ports['nats'][0]}"
+        return f"nats://127.0.0.1:{self.ports[NATS][0]}"
 
     @property
     def running(self) -> list[SupervisedProcess]:
@@ -207,8 +205,8 @@ class LocalStack:
                     say(f"starting {stage}" + self._times(stage))
                     for i, port in enumerate(self.ports[stage]):
                         env = {"HPE3D_GRPC_PORT": str(port)}
-                        if stage == "pose2d":
-                            env["HPE3D_TRITON_URL"] = f"127.0.0.1:{self.ports['triton_grpc'][i % self.count('triton')]}"
+                        if stage == POSE2D:
+                            env["HPE3D_TRITON_URL"] = f"127.0.0.1:{self.ports['triton_grpc'][i % self.count(TRITON)]}"
                         started.append((stage, port, self._spawn(stage, i, ["-m", f"services.{stage}.server"], env)))
             for stage, port, proc in started:
                 self._wait(proc, lambda s=stage, p=port: _grpc_healthy(f"127.0.0.1:{p}", STAGE_SERVICES[s]))
@@ -284,7 +282,6 @@ class LocalStack:
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.settings.env())
-        env["HPE3D_NATS_URL"] = self.nats_url
         env.update(extra)
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(ROOT / "proto"), env.get("PYTHONPATH", "")) if p)

@@ -208,11 +208,12 @@ def _kill_group(pgid: int) -> None:
 
 def wait_ready(proc: SupervisedProcess, ready: Callable[[], bool], timeout_s: float,
                error: Callable[[str], Exception]) -> None:
-    """Poll ``ready()`` until it is true; ``error(message)`` is raised when the process exits first
-    or ``timeout_s`` passes, with the tail of its log in the message."""
+    """At start-up, before ``Supervisor.watch``: poll ``ready()`` until it is true; ``error(message)``
+    is raised when the process exits first (a part that cannot start is not restarted in a loop) or
+    ``timeout_s`` passes, with the tail of its log in the message."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc.process is not None and proc.process.poll() is not None and not proc.restart_at:
+        if proc.process is not None and proc.process.poll() is not None:
             raise error(f"{proc.name} exited with code {proc.process.returncode}:\n{proc.log_tail()}")
         try:
             if ready():
