@@ -34,7 +34,7 @@ DEFAULT_FPS = 30.0
 #: Running-median window of the root trajectory, seconds (removes single-frame depth outliers).
 MEDIAN_WINDOW_S = 0.3
 #: Gaussian smoothing of the root trajectory, sigma in seconds: horizontal (x, y in the image) and depth.
-SMOOTH_SIGMA_S = (0.05, 0.15)
+SMOOTH_SIGMA_S = (0.1, 0.3)
 #: Prior spread of the floor normal around the body's up direction, radians.
 FLOOR_PRIOR_RAD = np.deg2rad(5.0)
 #: Expected scatter of planted ankles around the floor plane, metres.
@@ -85,34 +85,45 @@ class PlacedTrack:
     contacts: np.ndarray
 
 
-def _running_median(x: np.ndarray, window: int) -> np.ndarray:
-    """Median over a centred window of ``window`` frames along axis 0 (edges replicated)."""
+def _pad(x: np.ndarray, width: int, steady: bool) -> np.ndarray:
+    """Pad ``x [F, C]`` by ``width`` frames at both ends: with ``steady`` by point reflection about the end
+    values (a steady motion goes on, so smoothing does not pull a moving person back at the ends), else by
+    repeating them."""
+    if steady and len(x) >= 2:
+        return np.pad(x, ((width, width), (0, 0)), mode="reflect", reflect_type="odd")
+    return np.pad(x, ((width, width), (0, 0)), mode="edge")
+
+
+def _running_median(x: np.ndarray, window: int, steady: bool = False) -> np.ndarray:
+    """Median over a centred window of ``window`` frames along axis 0 (ends padded as :func:`_pad`)."""
     if window < 2 or len(x) < 3:
         return x.copy()
     half = window // 2
-    padded = np.pad(x, ((half, half), (0, 0)), mode="edge")
+    padded = _pad(x, half, steady)
     stacked = np.stack([padded[k:k + len(x)] for k in range(2 * half + 1)])
     return np.median(stacked, axis=0)
 
 
-def _gaussian(x: np.ndarray, sigma: float) -> np.ndarray:
+def _gaussian(x: np.ndarray, sigma: float, steady: bool = False) -> np.ndarray:
+    """Gaussian smoothing of ``x [F, C]`` along axis 0, ``sigma`` in frames (ends padded as :func:`_pad`)."""
     if sigma <= 0 or len(x) < 2:
         return x.copy()
     radius = int(np.ceil(3 * sigma))
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps /= taps.sum()
-    padded = np.pad(x, ((radius, radius), (0, 0)), mode="edge")
+    padded = _pad(x, radius, steady)
     return np.stack([np.convolve(padded[:, c], taps, mode="valid") for c in range(x.shape[1])], axis=1)
 
 
 def smooth_trajectory(translation: np.ndarray, fps: float) -> np.ndarray:
     """Robust low-pass of a camera-frame root trajectory ``[F, 3]``: a running median over
     :data:`MEDIAN_WINDOW_S`, then gaussians of :data:`SMOOTH_SIGMA_S` (x, y lightly; depth, the noisiest
-    coordinate, more). Returns a new ``[F, 3]`` array."""
-    t = _running_median(np.asarray(translation, dtype=np.float64), int(round(MEDIAN_WINDOW_S * fps)) | 1)
+    coordinate, more); the ends are padded by point reflection, so a person walking steadily is not pulled
+    back there. Returns a new ``[F, 3]`` array."""
+    t = _running_median(np.asarray(translation, dtype=np.float64), int(round(MEDIAN_WINDOW_S * fps)) | 1, True)
     lateral, depth = SMOOTH_SIGMA_S
-    out = _gaussian(t, lateral * fps)
-    out[:, 2] = _gaussian(t[:, 2:], depth * fps)[:, 0]
+    out = _gaussian(t, lateral * fps, True)
+    out[:, 2] = _gaussian(t[:, 2:], depth * fps, True)[:, 0]
     return out
 
 
