@@ -1,1 +1,1 @@
-"""The ``hpe3d`` command: REST client of the gateway, keypoint file I/O and the local stack."""
+"""The ``hpe3d`` command: REST client of the gateway, keypoint file I/O and the supervised local stack."""

@@ -139,6 +139,9 @@ class LocalStack:
         bad = [p for p, n in self.replicas.items() if n != 1 and p not in REPLICABLE]
         if bad:
             raise ValueError(f"{bad} cannot run as several replicas")
+        if self.count(TRITON) > self.count(POSE2D):
+            raise ValueError(f"{self.count(TRITON)} triton replicas need as many pose2d replicas at least: pose2d "
+                             "replica i calls triton replica i mod N, so the others would stay idle")
         self._own_workdir = self.workdir is None
         self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix="hpe3d-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,8 @@ def test_parse_replicas():
 
 def test_replicas_get_fixed_ports_and_a_balanced_address_list(tmp_path):
     stack = LocalStack(workdir=tmp_path, components=("pose2d", "triton"), replicas={"pose2d": 2, "triton": 2})
+    with pytest.raises(ValueError, match="triton replicas"):
+        LocalStack(workdir=tmp_path, replicas={"triton": 2})
     assert len(set(stack.ports["pose2d"])) == 2
     assert stack.settings.pose2d_addr == ",".join(f"127.0.0.1:{p}" for p in stack.ports["pose2d"])
     with pytest.raises(ValueError, match="replicas"):
