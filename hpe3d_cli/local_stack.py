@@ -84,18 +84,6 @@ def free_port() -> int:
     raise StackError("no free loopback port found")
 
 
-def queue_mode() -> bool:
-    """Whether the gateway is split into an API (``gateway.api``) and workers (``gateway.jobs``) that
-    meet on NATS; otherwise the single ``gateway.app`` process runs jobs itself."""
-    return (ROOT / "gateway" / "api" / "__main__.py").is_file() and (ROOT / "gateway" / "jobs" / "__main__.py").is_file()
-
-
-def default_parts() -> tuple[str, ...]:
-    if queue_mode():
-        return PARTS
-    return tuple(p for p in PARTS if p not in (NATS, WORKER))
-
-
 def parse_replicas(text: str) -> dict[str, int]:
     """``"worker=2,gateway=2"`` -> ``{"worker": 2, "gateway": 2}``; ValueError names a bad item."""
     out: dict[str, int] = {}
@@ -120,7 +108,7 @@ class LocalStack:
     first API replica; ``stack.gateway_urls`` lists them all)."""
 
     workdir: Path | None = None
-    components: tuple[str, ...] | None = None      # parts to run; None = every part the gateway needs
+    components: tuple[str, ...] | None = None      # parts to run; None = all of them
     settings_overrides: dict = field(default_factory=dict)
     startup_timeout_s: float = 120.0
     quiet: bool = True
@@ -132,7 +120,7 @@ class LocalStack:
     supervisor: Supervisor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.components = tuple(self.components) if self.components is not None else default_parts()
+        self.components = tuple(self.components) if self.components is not None else PARTS
         unknown = [p for p in (*self.components, *self.replicas) if p not in PARTS]
         if unknown:
             raise ValueError(f"unknown part(s) {unknown}; parts are {', '.join(PARTS)}")
@@ -220,8 +208,7 @@ class LocalStack:
                     self._spawn(WORKER, i, ["-m", "gateway.jobs", "--worker-id", self._name(WORKER, i)], {})
             if GATEWAY in self.components:
                 say("starting the gateway" + self._times(GATEWAY))
-                module = "gateway.api" if queue_mode() else "gateway.app"
-                procs = [self._spawn(GATEWAY, i, ["-m", module, "--host", "127.0.0.1", "--port", str(port)], {})
+                procs = [self._spawn(GATEWAY, i, ["-m", "gateway.api", "--host", "127.0.0.1", "--port", str(port)], {})
                          for i, port in enumerate(self.ports[GATEWAY])]
                 for proc, url in zip(procs, self.gateway_urls):
                     self._wait(proc, lambda u=url: _http_ok(u + "/readyz"))

@@ -40,9 +40,7 @@ ATOL = 1e-6
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from hpe3d_cli.local_stack import LocalStack, queue_mode
-    if not queue_mode():
-        pytest.skip("the fault tests need the API/worker split (gateway.api, gateway.jobs)")
+    from hpe3d_cli.local_stack import LocalStack
     stack = LocalStack(workdir=tmp_path_factory.mktemp("faults"), replicas={"worker": 2, "gateway": 2},
                        settings_overrides=OVERRIDES, startup_timeout_s=240)
     stack.start()

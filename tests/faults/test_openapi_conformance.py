@@ -26,9 +26,7 @@ REQUEST_TIMEOUT_S = 20
 
 @pytest.fixture(scope="module")
 def api_stack(tmp_path_factory):
-    from hpe3d_cli.local_stack import LocalStack, queue_mode
-    if not queue_mode():
-        pytest.skip("needs the API/worker split (gateway.api, gateway.jobs)")
+    from hpe3d_cli.local_stack import LocalStack
     stack = LocalStack(workdir=tmp_path_factory.mktemp("openapi"), startup_timeout_s=180)
     stack.start()
     yield stack
