@@ -108,7 +108,9 @@ class JobWorker:
                     log.warning("fetching from the job queue failed: %s", exc)
                     await asyncio.sleep(1.0)
                     continue
-                for msg in msgs:
+                if not msgs:
+                    slots.release()
+                for msg in msgs[:1]:  # a batch of one: one slot, one message
                     task = asyncio.create_task(self._handle(msg))
                     handlers.add(task)
                     task.add_done_callback(lambda t: (handlers.discard(t), slots.release()))
