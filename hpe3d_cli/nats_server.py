@@ -72,12 +72,24 @@ class NatsServerCommand:
         return f"nats://{self.host}:{self.port}"
 
 
-def start_nats_server(command: NatsServerCommand, log_path: Path) -> subprocess.Popen:
+def start_nats_server(command: NatsServerCommand, log_path: Path, die_with_parent: bool = False) -> subprocess.Popen:
     """Start the server in its own session, its output appended to ``log_path``; the caller waits
-    for it (``wait_for_nats``) and stops it."""
+    for it (``nats_accepts``) and stops it. ``die_with_parent``: on Linux, the kernel stops the server
+    when the process that started it dies (a test run killed before its clean-up)."""
     command.store_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
-        return subprocess.Popen(command.argv(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(command.argv(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_term_with_parent if die_with_parent else None)
+
+
+def _term_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (nothing elsewhere)."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except OSError:
+        pass
 
 
 def nats_accepts(url: str, timeout_s: float = 2.0) -> bool:

@@ -56,7 +56,7 @@ def nats_url(tmp_path_factory):
     from hpe3d_cli.nats_server import NatsServerCommand, nats_accepts, start_nats_server
     workdir = tmp_path_factory.mktemp("nats")
     command = NatsServerCommand(port=free_port(), store_dir=workdir / "js")
-    proc = start_nats_server(command, workdir / "nats.log")
+    proc = start_nats_server(command, workdir / "nats.log", die_with_parent=True)
     try:
         deadline = time.monotonic() + 20
         while not nats_accepts(command.url()):
