@@ -79,17 +79,20 @@ def start_nats_server(command: NatsServerCommand, log_path: Path, die_with_paren
     command.store_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         return subprocess.Popen(command.argv(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_term_with_parent if die_with_parent else None)
+                                preexec_fn=_term_with_parent() if die_with_parent else None)
 
 
-def _term_with_parent() -> None:
-    """In the child, before exec: ask Linux for SIGTERM when the parent dies (nothing elsewhere)."""
+def _term_with_parent():
+    """A function for the child, before exec, that asks Linux for SIGTERM when the parent dies;
+    None elsewhere. libc is loaded here, in the parent: the child only makes the one C call."""
     import ctypes
     import signal
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except OSError:
-        pass
+        return None
+    term = int(signal.SIGTERM)
+    return lambda: prctl(1, term)  # PR_SET_PDEATHSIG = 1
 
 
 def nats_accepts(url: str, timeout_s: float = 2.0) -> bool:
