@@ -22,7 +22,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, TEST_DATA
+from hpe3d_cli.local_stack import LocalStack
+from tests.conftest import TEST_DATA
 
 pytestmark = pytest.mark.browser
 
@@ -44,27 +45,14 @@ def chromium_executable() -> str:
     return path
 
 
-def _local_stack_class():
-    try:
-        from hpe3d_cli.local_stack import LocalStack
-    except ImportError:  # before the command-line package existed
-        from gateway.local_stack import LocalStack
-    return LocalStack
-
-
 @pytest.fixture(scope="module")
 def base_url():
     """A local stack started for these tests, or the gateway at HPE3D_GATEWAY_URL when that is set."""
     if os.environ.get("HPE3D_GATEWAY_URL"):
         yield os.environ["HPE3D_GATEWAY_URL"].rstrip("/")
         return
-    missing = [p for p in (CLIP,) if not p.exists()]
-    missing += [ROOT / "services" / s / "server.py" for s in ("decoder", "pose2d", "lifter3d", "renderer")
-                if not (ROOT / "services" / s / "server.py").exists()]
-    if missing:
-        pytest.skip(f"not there yet: {', '.join(str(p.relative_to(ROOT)) for p in missing)}")
     # a small upload limit, so that refusing a file over it costs the test a few megabytes only
-    with _local_stack_class()(startup_timeout_s=240, settings_overrides={"max_upload_mb": UPLOAD_LIMIT_MB}) as stack:
+    with LocalStack(startup_timeout_s=240, settings_overrides={"max_upload_mb": UPLOAD_LIMIT_MB}) as stack:
         yield stack.gateway_url
 
 
