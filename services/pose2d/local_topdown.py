@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from services.pose2d.topdown_client import HEATMAPS, HeatmapModelInfo, model_input
 
 
