@@ -61,6 +61,7 @@ class JobControl:
         if job.state != JobState.failed:
             raise NotRetryable(f"job {job.id} is {job.shown_state().value}; only a failed job can be retried")
         self._connected()
+        error = job.error
         job.state, job.error = JobState.queued, None
         job.attempt += 1
         job.owner, job.lease_until = "", None
@@ -68,7 +69,7 @@ class JobControl:
         try:
             await self.enqueue(job)
         except QueueUnavailable:
-            job.state, job.attempt = JobState.failed, job.attempt - 1
+            job.state, job.error, job.attempt = JobState.failed, error, job.attempt - 1
             await self.manifests.save(job)
             raise
         return job

@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field, model_validator
 
-from services.common.job_scope import JOBS_PREFIX, job_prefix  # noqa: F401 - the stages' own rule for a job's keys; JOBS_PREFIX re-exported
+# the stages' own rule for a job's keys (JOBS_PREFIX is re-exported for manifest_store)
+from services.common.job_scope import JOBS_PREFIX, job_prefix  # noqa: F401
 from services.common.stage_names import STAGES
 
 SCHEMA_VERSION = 2
