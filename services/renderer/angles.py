@@ -14,8 +14,12 @@ Angles (signed; 0 in the neutral standing pose: upright, arms hanging, legs stra
   adduction). No hip rotation: the skeleton has no foot to measure it.
 * ``<side>_knee_flexion``: angle between thigh and shank (hip -> knee, knee -> ankle); positive when the
   shank turns backwards about the pelvis's medio-lateral axis (flexion), negative for hyperextension.
-* ``<side>_ankle_dorsiflexion``: always undefined (null): the 17-joint skeleton has no heel or toe, so the
-  foot's direction is unknown. Listed so that a reader finds the reason here instead of a missing column.
+* ``<side>_ankle_dorsiflexion``: foot (heel -> toe) against the shank (ankle -> knee) in the sagittal plane
+  (perpendicular to the pelvis's medio-lateral axis Z): 0 with the foot perpendicular to the shank, positive
+  toes towards the shin (dorsiflexion, ISB's ankle flexion), negative pointing the toes (plantarflexion).
+  The 17-joint skeleton has no heel or toe: they come from the 2D model's foot landmarks placed at the
+  ankle's depth (``foot_points.py``; BlazePose only). Undefined (null) without them (top-down COCO-17
+  models), where the foot was not seen, or where the foot points within 20 degrees of sideways.
 * ``<side>_shoulder_flexion`` / ``<side>_shoulder_abduction``: upper arm (shoulder -> elbow) in the thorax
   frame, measured as a goniometer does, in the thorax's sagittal plane (flexion positive forwards, negative
   extension; overhead = 180) and frontal plane (abduction positive away from the midline; overhead = 180).
@@ -64,8 +68,11 @@ def _side_angles(side: str) -> list[AngleInfo]:
                   f"+ away from the midline (abduction), - towards the {other} leg (adduction); 0 standing"),
         AngleInfo(f"{side}_knee_flexion", "deg", "angle between thigh and shank: + flexion (shank turned "
                   "backwards), - hyperextension; 0 straight"),
-        AngleInfo(f"{side}_ankle_dorsiflexion", "deg", "always null: the 17-joint skeleton has no heel or toe, "
-                  "so the foot's direction is unknown"),
+        AngleInfo(f"{side}_ankle_dorsiflexion", "deg", "foot (heel->toe) against the shank (ankle->knee) in "
+                  "the sagittal plane: + toes towards the shin (dorsiflexion), - toes pointed (plantarflexion); 0 "
+                  "foot perpendicular to the shank. Heel and toe from BlazePose's 2D foot landmarks at the "
+                  "ankle's depth: null for COCO-17-only 2D models (no foot points), an unseen foot, or a foot "
+                  "pointing within 20 deg of sideways"),
         AngleInfo(f"{side}_shoulder_flexion", "deg", f"{side} upper arm in the thorax's sagittal plane: "
                   "+ forwards (flexion, 180 overhead), - backwards (extension); 0 hanging; null when the arm "
                   "points within 20 deg of sideways"),
@@ -100,7 +107,7 @@ def _sources() -> dict[str, tuple[str, ...]]:
         leg = (f"{side}_hip", f"{side}_knee")
         out[f"{side}_hip_flexion"] = out[f"{side}_hip_abduction"] = _TORSO + leg
         out[f"{side}_knee_flexion"] = _TORSO + leg + (f"{side}_ankle",)
-        out[f"{side}_ankle_dorsiflexion"] = ()
+        out[f"{side}_ankle_dorsiflexion"] = _TORSO + leg + (f"{side}_ankle",)  # and the foot's, see below
         out[f"{side}_shoulder_flexion"] = out[f"{side}_shoulder_abduction"] = _TORSO + (f"{side}_elbow",)
         out[f"{side}_elbow_flexion"] = (f"{side}_shoulder", f"{side}_elbow", f"{side}_wrist")
     out["trunk_flexion"] = out["trunk_lateral_lean"] = _TORSO
@@ -109,7 +116,8 @@ def _sources() -> dict[str, tuple[str, ...]]:
 
 
 #: COCO-17 joints whose 2D scores bound each angle's confidence (the H36M joints an angle uses are built
-#: from these: pelvis and spine from hips and shoulders, thorax from shoulders, head top from eyes and ears)
+#: from these: pelvis and spine from hips and shoulders, thorax from shoulders, head top from eyes and ears);
+#: an ankle angle is also bounded by its foot's landmark score (``angle_confidence``'s ``foot_scores``)
 ANGLE_SOURCES: dict[str, tuple[str, ...]] = _sources()
 _SOURCE_INDEX = {name: [COCO17.index(j) for j in joints] for name, joints in ANGLE_SOURCES.items()}
 
@@ -149,10 +157,30 @@ def _between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(_dot(_unit(u), _unit(v)), -1.0, 1.0)))
 
 
-def joint_angles_batch(poses: np.ndarray) -> dict[str, np.ndarray]:
+def ankle_dorsiflexion(knee: np.ndarray, ankle: np.ndarray, heel: np.ndarray, toe: np.ndarray,
+                       medio_lateral: np.ndarray) -> np.ndarray:
+    """Dorsiflexion in degrees ([N]) from points [N, 3] and the pelvis's unit medio-lateral axis Z [N, 3]
+    (to the person's right): the angle of the foot (heel -> toe) against the perpendicular of the shank
+    (ankle -> knee) in the plane normal to Z; + toes towards the shin. NaN where a point is missing or the
+    foot or shank lies within 20 degrees of Z."""
+    def sagittal(v: np.ndarray) -> np.ndarray:
+        flat = v - _dot(v, medio_lateral)[:, None] * medio_lateral
+        ok = np.linalg.norm(flat, axis=-1) >= PLANE_MIN_PROJECTION * np.linalg.norm(v, axis=-1)
+        return np.where(ok[:, None], flat, np.nan)
+
+    foot, shank_up = sagittal(toe - heel), sagittal(knee - ankle)
+    # with X anterior, Y superior and Z right (X x Y = Z), a neutral foot (X) is +90 deg from the shank (Y)
+    between = np.degrees(np.arctan2(_dot(np.cross(foot, shank_up), medio_lateral), _dot(foot, shank_up)))
+    return (90.0 - between + 180.0) % 360.0 - 180.0
+
+
+def joint_angles_batch(poses: np.ndarray, feet: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every angle of :data:`ANGLE_NAMES` (degrees, NaN = undefined) for poses [N, 17, 3] in metres,
-    Human3.6M-17 order, in a frame whose y axis points up (world or root-relative y-up): name -> [N]."""
+    Human3.6M-17 order, in a frame whose y axis points up (world or root-relative y-up): name -> [N].
+    ``feet`` [N, 2, 2, 3]: per side (left, right) the heel and the toe in the same frame (NaN where
+    unknown; ``foot_points.feet_in_world``); without it the ankle angles are NaN."""
     p = np.asarray(poses, np.float64).reshape(-1, 17, 3)
+    f = np.full((len(p), 2, 2, 3), np.nan) if feet is None else np.asarray(feet, np.float64).reshape(-1, 2, 2, 3)
     out = {name: np.full(len(p), np.nan) for name in ANGLE_NAMES}
 
     def j(name: str) -> np.ndarray:
@@ -176,6 +204,9 @@ def joint_angles_batch(poses: np.ndarray) -> dict[str, np.ndarray]:
             bend = _between(thigh, shank)
             sign = np.where(_dot(np.cross(thigh, shank), pz) <= 0, 1.0, -1.0)
             out[f"{side}_knee_flexion"] = np.where(np.isfinite(pz).all(axis=-1), bend * sign, np.nan)
+            k = 0 if side == "left" else 1
+            out[f"{side}_ankle_dorsiflexion"] = ankle_dorsiflexion(j(f"{side}_knee"), j(f"{side}_ankle"),
+                                                                   f[:, k, 0], f[:, k, 1], pz)
             out[f"{side}_shoulder_flexion"] = _planar(arm, -ty, tx)
             out[f"{side}_shoulder_abduction"] = _planar(arm, -ty, lateral * tz)
         vertical = np.array([0.0, 1.0, 0.0])
@@ -203,14 +234,20 @@ def joint_angles(pose: np.ndarray) -> dict[str, float]:
     return {name: float(v[0]) for name, v in joint_angles_batch(p[None]).items()}
 
 
-def angle_confidence(angles: dict[str, float], keypoints_2d: np.ndarray | None) -> dict[str, float]:
+def angle_confidence(angles: dict[str, float], keypoints_2d: np.ndarray | None,
+                     foot_scores: np.ndarray | None = None) -> dict[str, float]:
     """Confidence 0..1 of each angle: the lowest 2D score (COCO-17 ``keypoints_2d`` [17, 3]) among
-    :data:`ANGLE_SOURCES`; 0 for an undefined angle or when no 2D is known."""
+    :data:`ANGLE_SOURCES`, for an ankle angle also its foot's landmark score (``foot_scores`` [2]: left,
+    right, e.g. ``foot_points.feet_in_world``'s); 0 for an undefined angle or when no 2D is known."""
     out = {}
     for name in ANGLE_NAMES:
         sources = _SOURCE_INDEX[name]
         if keypoints_2d is None or not sources or np.isnan(angles.get(name, float("nan"))):
             out[name] = 0.0
-        else:
-            out[name] = float(np.clip(np.min(np.asarray(keypoints_2d)[sources, 2]), 0.0, 1.0))
+            continue
+        score = float(np.min(np.asarray(keypoints_2d)[sources, 2]))
+        if name.endswith("_ankle_dorsiflexion"):
+            score = min(score, float(foot_scores[0 if name.startswith("left") else 1])
+                        if foot_scores is not None else 0.0)
+        out[name] = float(np.clip(score, 0.0, 1.0))
     return out

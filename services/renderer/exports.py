@@ -32,6 +32,7 @@ from services.common.skeletons import COCO17, H36M17
 
 from .angles import ANGLE_NAMES, ANGLES, angle_confidence, joint_angles, joint_angles_batch
 from .bvh import bvh_for_track
+from .foot_points import feet_in_world
 from .pose_data import PersonPose, PoseTimeline
 
 SCHEMA_VERSION = "2.0"
@@ -58,25 +59,51 @@ def frame_timestamps(info: common_pb2.VideoInfo) -> list[float]:
 
 
 def person_angles(person: PersonPose) -> tuple[dict[str, float], dict[str, float]]:
-    """(angles in degrees, NaN = undefined; confidence 0..1) of one person from their world joints."""
+    """(angles in degrees, NaN = undefined; confidence 0..1) of one person from their world joints (no ankle
+    angles: those need the video's camera, see :func:`persons_with_angles`)."""
     angles = joint_angles(person.world) if person.world is not None else {n: math.nan for n in ANGLE_NAMES}
     return angles, angle_confidence(angles, person.keypoints_2d)
 
 
+def _feet(info: common_pb2.VideoInfo, timeline: PoseTimeline, frames: list[list[PersonPose]],
+           world: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Heel and toe [N, 2, 2, 3] in world metres and their scores [N, 2] of every person of ``frames``
+    (flattened in order, ``world`` [N, 17, 3] their joints) from the matching BlazePose detection; (None,
+    None) without a camera estimate or a world frame (``foot_points.feet_in_world``)."""
+    camera = timeline.camera
+    if camera is None or camera.focal_px <= 0 or timeline.world_source != "world" or not len(world):
+        return None, None
+    landmarks = np.full((len(world), 33, 3), np.nan)
+    k = 0
+    for index, persons in enumerate(frames):
+        for p in persons:
+            found = timeline.blazepose_for(index, p.keypoints_2d) if p.world is not None else None
+            if found is not None:
+                landmarks[k] = found
+            k += 1
+    ankles = world[:, [H36M17.index("left_ankle"), H36M17.index("right_ankle")]]
+    medio_lateral = world[:, H36M17.index("right_hip")] - world[:, H36M17.index("left_hip")]
+    return feet_in_world(ankles, medio_lateral, landmarks, camera.focal_px, camera.pitch_deg, camera.height_m,
+                         info.width, info.height)
+
+
 def persons_with_angles(info: common_pb2.VideoInfo, timeline: PoseTimeline
                         ) -> list[list[tuple[PersonPose, dict[str, float], dict[str, float]]]]:
-    """Per frame, each person with (angles, confidence) as :func:`person_angles` gives them, computed for all
-    persons of the video in one vectorised pass."""
+    """Per frame, each person with (angles, confidence), computed for all persons of the video in one
+    vectorised pass; the ankle angles use the heel and toe from the person's BlazePose landmarks
+    (:func:`_feet`), as :func:`person_angles` cannot (it sees one person without the video)."""
     frames = [timeline.persons(i) for i in range(info.frame_count)]
     flat = [p for persons in frames for p in persons]
     world = np.array([p.world if p.world is not None else np.full((17, 3), np.nan) for p in flat]).reshape(-1, 17, 3)
-    table = joint_angles_batch(world)
+    feet, foot_scores = _feet(info, timeline, frames, world)
+    table = joint_angles_batch(world, feet)
     out, k = [], 0
     for persons in frames:
         row = []
         for p in persons:
             angles = {n: float(table[n][k]) for n in ANGLE_NAMES}
-            row.append((p, angles, angle_confidence(angles, p.keypoints_2d)))
+            scores = foot_scores[k] if foot_scores is not None else None
+            row.append((p, angles, angle_confidence(angles, p.keypoints_2d, scores)))
             k += 1
         out.append(row)
     return out

@@ -19,18 +19,24 @@ import numpy as np
 from hpe3d.v1 import common_pb2
 from services.common.arrays import from_proto
 
+#: a raw 2D detection is the lifted person when their COCO-17 joints lie within this fraction of the
+#: person's 2D size (bounding-box diagonal) of each other (median over joints)
+SAME_PERSON_2D = 0.1
+
 
 @dataclass(frozen=True)
 class PersonPose:
     """One person in one frame. ``keypoints_2d`` [17, 3] COCO-17 (x px, y px, score) of the original,
     upright frame; ``root_relative`` / ``world`` [17, 3] Human3.6M-17 metres, y up; ``foot_contacts`` [2]
-    (left, right; 1 = planted) -- each None when absent."""
+    (left, right; 1 = planted); ``blazepose33`` [33, 3] (x px, y px, visibility) of a raw 2D detection by
+    BlazePose -- each None when absent."""
 
     track_id: int
     keypoints_2d: np.ndarray | None
     root_relative: np.ndarray | None = None
     world: np.ndarray | None = None
     foot_contacts: np.ndarray | None = None
+    blazepose33: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,9 @@ class PoseTimeline:
         for segment in poses2d:
             for frame in segment.frames:
                 self.raw_2d[frame.frame_index] = [
-                    PersonPose(p.track_id, from_proto(p.coco17).reshape(17, 3))
+                    PersonPose(p.track_id, from_proto(p.coco17).reshape(17, 3),
+                               blazepose33=from_proto(p.blazepose33).reshape(33, 3)
+                               if len(p.blazepose33.values) == 99 else None)
                     for p in frame.persons if len(p.coco17.values) == 51]
         self.model: str | None = (poses3d.model or None) if poses3d is not None else None  #: lifter weights
         self.camera: common_pb2.CameraEstimate | None = (
@@ -101,6 +109,27 @@ class PoseTimeline:
             if p.track_id == track_id:
                 return p.keypoints_2d
         return None
+
+    def blazepose_for(self, frame_index: int, keypoints_2d: np.ndarray | None) -> np.ndarray | None:
+        """BlazePose landmarks [33, 3] of the raw 2D detection in ``frame_index`` that is the person with
+        COCO-17 ``keypoints_2d`` [17, 3] (a lifted track's gap-filled 2D): the detection whose COCO-17
+        joints lie closest (median distance over joints both scored at least 0.3), if that distance is under
+        :data:`SAME_PERSON_2D` of the person's 2D size; None when there is none or it has no landmarks."""
+        if keypoints_2d is None:
+            return None
+        kp = np.asarray(keypoints_2d, np.float64)
+        size = float(np.linalg.norm(np.ptp(kp[:, :2], axis=0)))
+        best, best_distance = None, SAME_PERSON_2D * size
+        for p in self.raw_2d.get(frame_index, []):
+            if p.blazepose33 is None:
+                continue
+            both = (kp[:, 2] >= 0.3) & (p.keypoints_2d[:, 2] >= 0.3)
+            if both.sum() < 3:
+                continue
+            distance = float(np.median(np.linalg.norm(kp[both, :2] - p.keypoints_2d[both, :2], axis=-1)))
+            if distance < best_distance:
+                best, best_distance = p.blazepose33, distance
+        return best
 
     def pelvis_trails(self, frame_index: int, length: int) -> dict[int, np.ndarray]:
         """Per track present at ``frame_index``: its world pelvis over the last ``length`` frames up to and

@@ -1,0 +1,121 @@
+"""Heel and toe in the world frame from BlazePose's 2D foot landmarks and the lifted 3D ankle.
+
+The 3D skeleton (Human3.6M-17) ends at the ankles; BlazePose's 33 landmarks also give the heel and the toe
+(foot index) in the image. One view cannot give their depth, so they are taken to lie in the leg's
+sagittal plane: each pixel's camera ray is intersected with the plane through the 3D ankle whose normal is
+the person's medio-lateral axis (left hip -> right hip). The heel and toe are then put relative to the
+lifted ankle (3D ankle + offset of their plane points from the BlazePose ankle's plane point), so a small
+misplacement of the person (the lifter's root fit, foot pinning) does not tilt the foot.
+
+A plane that faces the camera instead (the ankle's depth for the whole foot) was tried first: with the
+camera looking down at the feet it tilted the foot by up to 12 degrees on a synthetic side view (person
+1.5 m off the optical axis at 3 m), where the sagittal plane recovers it exactly. The sagittal plane needs
+the person seen from the side: where it turns more than :data:`MAX_PLANE_TURN_DEG` away from facing the
+camera (a person walking towards or away from it), a pixel's error grows without bound along the plane,
+and the foot is left unknown. A foot turned out of the sagittal plane (toeing out) is read as its
+projection onto it.
+
+Camera (as the lifter estimates it, ``services/lifter3d/camera.py`` and ``world.py``): pinhole, principal
+point at the centre of the ``width`` x ``height`` frame the 2D refers to, focal length ``focal_px`` in its
+pixels; camera frame x right, y down, z forwards. World frame: metres, y up, floor y = 0, camera centre at
+``(0, height_m, 0)``, world x = the camera's x laid onto the floor, z towards the scene's viewer side. The
+rotation is rebuilt from ``pitch_deg`` alone (the lifter reports no roll, so roll is taken as zero).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from services.common.skeletons import BLAZEPOSE33
+
+#: BlazePose visibility from which a foot landmark counts as seen (as the lifter's ankle threshold)
+FOOT_MIN_SCORE = 0.3
+#: the sagittal plane may turn this far from facing the camera (angle between its normal and the camera ray
+#: through the ankle, folded to 0..90) before the foot is left unknown
+MAX_PLANE_TURN_DEG = 60.0
+#: BlazePose landmark indices per side: (ankle, heel, toe = foot index)
+FOOT_LANDMARKS = {side: tuple(BLAZEPOSE33.index(f"{side}_{name}") for name in ("ankle", "heel", "foot_index"))
+                  for side in ("left", "right")}
+
+
+def camera_rotation(pitch_deg: float) -> np.ndarray:
+    """Rotation ``[3, 3]`` mapping camera-frame vectors to world vectors (rows: world x, y, z in camera
+    coordinates) for a camera looking ``pitch_deg`` degrees below the horizon with no roll."""
+    p = np.radians(pitch_deg)
+    return np.array([[1.0, 0.0, 0.0],
+                     [0.0, -np.cos(p), -np.sin(p)],
+                     [0.0, np.sin(p), -np.cos(p)]])
+
+
+def pixel_rays(pixels: np.ndarray, focal_px: float, width: float, height: float,
+               rotation: np.ndarray) -> np.ndarray:
+    """World directions ``[..., 3]`` (not normalised; camera-frame z component 1) of the camera rays through
+    ``pixels [..., 2]`` (origin at the top-left corner, principal point at the frame centre)."""
+    uv = np.asarray(pixels, np.float64)
+    cam = np.stack([(uv[..., 0] - width / 2) / focal_px, (uv[..., 1] - height / 2) / focal_px,
+                    np.ones(uv.shape[:-1])], axis=-1)
+    return cam @ rotation.T
+
+
+def on_plane(anchor: np.ndarray, normal: np.ndarray, centre: np.ndarray, rays: np.ndarray) -> np.ndarray:
+    """Where the rays ``[N, K, 3]`` from ``centre [3]`` meet the planes through ``anchor [N, 3]`` with unit
+    ``normal [N, 3]``: ``[N, K, 3]``; NaN for a ray (almost) parallel to its plane or meeting it behind the
+    camera."""
+    along = np.sum((anchor - centre) * normal, axis=-1)[:, None]                # [N, 1]
+    across = np.sum(rays * normal[:, None, :], axis=-1)                         # [N, K]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(np.abs(across) > 1e-9, along / across, np.nan)
+    t = np.where(t > 0, t, np.nan)
+    return centre + t[..., None] * rays
+
+
+def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, landmarks: np.ndarray, focal_px: float,
+                  pitch_deg: float, height_m: float, width: float, height: float,
+                  min_score: float = FOOT_MIN_SCORE) -> tuple[np.ndarray, np.ndarray]:
+    """Heel and toe of both feet in the world frame.
+
+    Args:
+        ankles_world: ``[N, 2, 3]`` lifted 3D ankles (left, right), world metres.
+        medio_lateral: ``[N, 3]`` each person's left hip -> right hip direction, world (any length): the
+            normal of the sagittal plane the feet are put in.
+        landmarks: ``[N, 33, 3]`` BlazePose landmarks (x px, y px, visibility 0..1) of the same persons and
+            frames; NaN rows where a person has none.
+        focal_px, pitch_deg, height_m: the video's camera (``Poses3D.camera``).
+        width, height: size in pixels of the frame the 2D refers to.
+        min_score: visibility from which the BlazePose ankle, heel and toe count as seen.
+
+    Returns:
+        ``(feet [N, 2, 2, 3], scores [N, 2])``: per side (left, right) the heel and the toe in world metres,
+        NaN where the foot was not seen (any of its three landmarks below ``min_score``); the lowest
+        visibility of the three landmarks (0 where not seen). A foot is also unknown where the sagittal
+        plane turns more than :data:`MAX_PLANE_TURN_DEG` from facing the camera.
+    """
+    ankles = np.asarray(ankles_world, np.float64).reshape(-1, 2, 3)
+    lm = np.asarray(landmarks, np.float64).reshape(-1, 33, 3)
+    if focal_px <= 0 or width <= 0 or height <= 0:
+        raise ValueError(f"camera needs a positive focal length and frame size, got f={focal_px}, "
+                         f"{width}x{height}")
+    rotation = camera_rotation(pitch_deg)
+    centre = np.array([0.0, height_m, 0.0])
+    normal = np.asarray(medio_lateral, np.float64).reshape(-1, 3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        normal = normal / np.linalg.norm(normal, axis=-1, keepdims=True)
+    feet = np.full((len(ankles), 2, 2, 3), np.nan)
+    scores = np.zeros((len(ankles), 2))
+    for k, side in enumerate(("left", "right")):
+        points = lm[:, list(FOOT_LANDMARKS[side])]                              # [N, 3 (ankle, heel, toe), 3]
+        score = np.min(points[..., 2], axis=1)
+        view = ankles[:, k] - centre
+        with np.errstate(divide="ignore", invalid="ignore"):
+            facing = np.abs(np.sum(view * normal, axis=-1)) / np.linalg.norm(view, axis=-1)
+        seen = (np.isfinite(points).all(axis=(1, 2)) & (score >= min_score) & np.isfinite(ankles[:, k]).all(-1)
+                & (facing >= np.cos(np.radians(MAX_PLANE_TURN_DEG))))
+        if not seen.any():
+            continue
+        rays = pixel_rays(points[seen, :, :2], focal_px, width, height, rotation)
+        placed = on_plane(ankles[seen, k], normal[seen], centre, rays)          # [n, 3 (ankle, heel, toe), 3]
+        feet[seen, k] = ankles[seen, k][:, None] + placed[:, 1:] - placed[:, :1]
+        scores[seen, k] = np.clip(score[seen], 0.0, 1.0)
+    ok = np.isfinite(feet).all(axis=(2, 3))
+    feet[~ok] = np.nan
+    scores[~ok] = 0.0
+    return feet, scores
