@@ -234,3 +234,75 @@ def test_angle_confidence_is_the_lowest_score_of_its_joints():
         else:
             assert conf[name] == pytest.approx(1.0)
     assert all(v == 0 for v in angle_confidence(angles, None).values())
+
+
+def blazepose_job(frames=4, with_landmarks=True, dorsiflexion=15.0):
+    """A person walking across the view (facing +x) seen by make_inputs's camera; the 2D stage gave
+    BlazePose's 33 landmarks (heel and toe included) unless ``with_landmarks`` is off (a COCO-17-only model).
+    Both feet are tipped up by ``dorsiflexion`` degrees against the vertical shank."""
+    from services.common.skeletons import BLAZEPOSE33, BLAZEPOSE33_TO_COCO17, H36M17
+    from services.renderer.foot_points import camera_rotation
+    focal, pitch, height_m = 500.0, 8.0, 1.5
+    info, _ = make_inputs(frames)
+
+    def project(points):
+        cam = (np.asarray(points, float) - [0, height_m, 0]) @ camera_rotation(pitch)
+        return np.stack([focal * cam[..., 0] / cam[..., 2] + info.width / 2,
+                         focal * cam[..., 1] / cam[..., 2] + info.height / 2], axis=-1)
+
+    base = rotate(standing(z=0).astype(np.float64), [0, 1, 0], 90, [0, 0, 0]) + [0, 0, -3]
+    world = np.stack([base + [0.05 * i, 0, 0] for i in range(frames)])
+    h36m_of_coco = [H36M17.index(n) if n in H36M17.joints else H36M17.index("head_top") for n in COCO17.joints]
+    h36m_of_coco[0] = H36M17.index("neck_nose")
+    a = np.radians(dorsiflexion)
+    raw = common_pb2.Poses2D(start_frame=0, frame_count=frames)
+    keypoints = []
+    for i in range(frames):
+        kp = np.ones((17, 3))
+        kp[:, :2] = project(world[i, h36m_of_coco])
+        keypoints.append(kp)
+        person = raw.frames.add(frame_index=i).persons.add(track_id=3, coco17=to_proto(kp.astype(np.float32)))
+        if with_landmarks:
+            lm = np.ones((33, 3))
+            lm[BLAZEPOSE33_TO_COCO17] = kp
+            for side in ("left", "right"):
+                ankle = world[i, H36M17.index(f"{side}_ankle")]
+                heel = ankle + [-0.05, -0.05, 0]
+                lm[BLAZEPOSE33.index(f"{side}_heel"), :2] = project(heel)
+                toe = heel + 0.22 * np.array([np.cos(a), np.sin(a), 0])
+                lm[BLAZEPOSE33.index(f"{side}_foot_index"), :2] = project(toe)
+                lm[BLAZEPOSE33.index(f"{side}_foot_index"), 2] = 0.8
+            person.blazepose33.CopyFrom(to_proto(lm.astype(np.float32)))
+    track = common_pb2.Track3D(track_id=1, first_frame=0, frame_count=frames, world=to_proto(world.astype(np.float32)),
+                               root_relative=to_proto((world - world[:, :1]).astype(np.float32)),
+                               keypoints2d=to_proto(np.array(keypoints, np.float32)))
+    camera = common_pb2.CameraEstimate(focal_px=focal, focal_from_prior=True, pitch_deg=pitch, height_m=height_m)
+    return info, PoseTimeline([raw], common_pb2.Poses3D(tracks=[track], camera=camera))
+
+
+def test_a_blazepose_job_exports_ankle_angles():
+    info, timeline = blazepose_job()
+    doc = json.loads(poses_json(info, timeline))
+    VALIDATOR.validate(doc)
+    for frame in doc["frames"]:
+        p = frame["persons"][0]
+        for side in ("left", "right"):
+            assert p["angles_deg"][f"{side}_ankle_dorsiflexion"] == pytest.approx(15.0, abs=0.2)
+            assert p["angle_confidence"][f"{side}_ankle_dorsiflexion"] == pytest.approx(0.8)  # the toe's score
+        assert p["angles_deg"]["left_knee_flexion"] == pytest.approx(0.0, abs=1e-3)
+    rows = list(csv.DictReader(io.StringIO(joint_angles_csv(info, timeline).decode())))
+    assert len(rows) == 4
+    assert all(float(r["right_ankle_dorsiflexion_deg"]) == pytest.approx(15.0, abs=0.2) for r in rows)
+    assert all(float(r["right_ankle_dorsiflexion_confidence"]) == pytest.approx(0.8) for r in rows)
+
+
+def test_a_coco17_only_job_leaves_the_ankle_angles_null_and_says_why():
+    info, timeline = blazepose_job(with_landmarks=False)
+    doc = poses_document(info, timeline)
+    p = doc["frames"][0]["persons"][0]
+    assert p["angles_deg"]["left_ankle_dorsiflexion"] is None and p["angle_confidence"]["left_ankle_dorsiflexion"] == 0
+    assert p["angles_deg"]["left_knee_flexion"] is not None
+    convention = {a["name"]: a["convention"] for a in doc["angles"]}["left_ankle_dorsiflexion"]
+    assert "BlazePose" in convention and "null for COCO-17-only" in convention
+    row = next(csv.DictReader(io.StringIO(joint_angles_csv(info, timeline).decode())))
+    assert row["left_ankle_dorsiflexion_deg"] == ""
