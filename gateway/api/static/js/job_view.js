@@ -6,16 +6,13 @@ import { el, formatDate, say, stateBadge } from "./dom.js";
 import { renderDownloads } from "./downloads.js";
 import { ResultView } from "./result.js";
 
-// stage names as the API reports them (decoder, pose2d, lifter3d, renderer; older servers: decode,
-// pose2d, lift, render), in pipeline order
+// stage names as the API reports them (services/common/stage_names.py; the API migrates older
+// manifests' names), in pipeline order
 const STAGE_LABELS = {
   decoder: "Decoding frames",
-  decode: "Decoding frames",
   pose2d: "2D keypoints",
   lifter3d: "3D poses",
-  lift: "3D poses",
   renderer: "Rendering and exports",
-  render: "Rendering and exports",
 };
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 const WAITING = {
