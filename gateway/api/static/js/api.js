@@ -60,21 +60,8 @@ export const getJob = (id) => request("GET", `${API}/jobs/${id}`);
 export const listJobs = (limit = 50) => request("GET", `${API}/jobs?limit=${limit}`);
 export const deleteJob = (id) => request("DELETE", `${API}/jobs/${id}`);
 export const retryJob = (id) => request("POST", `${API}/jobs/${id}/retry`);
-export const cancelJob = (id) => request("POST", `${API}/jobs/${id}/cancel`);
 export const getOptions = () => request("GET", `${API}/options`);
 export const getModels = () => request("GET", `${API}/models`);
-
-let openapi = null;
-/** The server's OpenAPI document (cached): which actions this server offers. */
-export async function serverApi() {
-  if (!openapi) openapi = request("GET", "/openapi.json").catch(() => ({ paths: {} }));
-  return openapi;
-}
-
-export async function offers(method, path) {
-  const doc = await serverApi();
-  return Boolean(doc.paths && doc.paths[path] && doc.paths[path][method.toLowerCase()]);
-}
 
 /**
  * POST a video with its options; onProgress(fraction 0..1) while the bytes go up.

@@ -70,7 +70,7 @@ async function modelChoices() {
       ...missing.map((m) => ({ value: m.name, text: `${m.name} (not installed)`, disabled: true, title: m.how || "" })),
     ];
   } catch {
-    return null; // an older server without GET /v1/models: a text field
+    return null; // GET /v1/models failed (503: the pose2d stage does not answer): a text field
   }
 }
 

@@ -1,7 +1,7 @@
 // One job's page (/jobs/{id}): what it is, its progress while it runs (Server-Sent Events), its
 // error in words when it failed, its result and downloads when it succeeded; cancel, retry, delete.
 
-import { API, ApiError, cancelJob, deleteJob, getJob, offers, retryJob } from "./api.js";
+import { deleteJob, getJob, retryJob } from "./api.js";
 import { el, formatDate, say, stateBadge } from "./dom.js";
 import { renderDownloads } from "./downloads.js";
 import { ResultView } from "./result.js";
@@ -189,15 +189,11 @@ export class JobView {
   }
 
   async cancel() {
+    // DELETE /v1/jobs/{id} is the cancel: it stops the job's stage work and deletes its objects
+    if (!window.confirm("Cancelling stops the job and deletes it with its files. Continue?")) return;
     try {
-      if (await offers("post", `${API}/jobs/{job_id}/cancel`)) {
-        await cancelJob(this.id);
-        await this.refresh();
-      } else {
-        if (!window.confirm("Cancelling stops the job and deletes it with its files. Continue?")) return;
-        await deleteJob(this.id);
-        this.navigate("/", "The job was cancelled and deleted.");
-      }
+      await deleteJob(this.id);
+      this.navigate("/", "The job was cancelled and deleted.");
     } catch (err) {
       say(this.message, `Could not cancel: ${err.message}`);
     }
@@ -217,11 +213,7 @@ export class JobView {
     try {
       await retryJob(this.id);
     } catch (err) {
-      const missing = err instanceof ApiError && (err.status === 404 || err.status === 405)
-        && !(await offers("post", `${API}/jobs/{job_id}/retry`));
-      say(this.message, missing
-        ? "This server cannot retry jobs yet: upload the file again from the start page."
-        : `Could not retry: ${err.message}`);
+      say(this.message, `Could not retry: ${err.message}`);
       return;
     }
     say(this.message, "");
