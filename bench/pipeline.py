@@ -6,7 +6,7 @@ Starts the local stack (SeaweedFS, Triton host, the four stages, the gateway), t
 1. calls each stage directly over gRPC, one stage after the other, and prints its frames/s
    (decode and pose2d run segment by segment, as the gateway does, but sequentially);
 2. submits the same clip through the REST gateway and prints end-to-end frames/s (upload to
-   artefacts ready, stages overlapping as the gateway runs them).
+   artefacts ready, stages overlapping as a job worker runs them).
 The default clip is ../shared/data/video/two_people_office.avi (1920x1080, 30 fps, 87 frames).
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ at the 640 px working size, source size = ``--size``): none of that is timed. Ti
 * direct  ``estimate_segment`` in this process against the same Triton host (no gRPC, no S3).
 * local   ``estimate_segment`` with the models in this process (LiteRT, no Triton): the floor.
 
-With ``--concurrency N`` N segments run at once (the gateway keeps several in flight; Triton's
+With ``--concurrency N`` N segments run at once (a job worker keeps several in flight; Triton's
 dynamic batcher merges their requests). Prints frames/s per mode (best of ``--repeat``) and the CPU
 time per frame of every process involved (this one, the pose2d server, the Triton host with its
 tritonserver and backend stubs), a figure that other load on the machine disturbs less.
