@@ -32,7 +32,7 @@ from services.common.skeletons import COCO17, H36M17
 
 from .angles import ANGLE_NAMES, ANGLES, angle_confidence, joint_angles, joint_angles_batch
 from .bvh import bvh_for_track
-from .foot_points import feet_in_world
+from .foot_points import feet_in_world, foot_length
 from .pose_data import PersonPose, PoseTimeline
 
 SCHEMA_VERSION = "2.0"
@@ -83,7 +83,8 @@ def _feet(info: common_pb2.VideoInfo, timeline: PoseTimeline, frames: list[list[
             k += 1
     ankles = world[:, [H36M17.index("left_ankle"), H36M17.index("right_ankle")]]
     medio_lateral = world[:, H36M17.index("right_hip")] - world[:, H36M17.index("left_hip")]
-    return feet_in_world(ankles, medio_lateral, landmarks, camera.focal_px, camera.pitch_deg, camera.height_m,
+    lengths = foot_length(world[:, [H36M17.index("left_knee"), H36M17.index("right_knee")]], ankles)
+    return feet_in_world(ankles, medio_lateral, lengths, landmarks, camera.focal_px, camera.pitch_deg, camera.height_m,
                          info.width, info.height)
 
 

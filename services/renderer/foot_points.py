@@ -1,19 +1,24 @@
 """Heel and toe in the world frame from BlazePose's 2D foot landmarks and the lifted 3D ankle.
 
 The 3D skeleton (Human3.6M-17) ends at the ankles; BlazePose's 33 landmarks also give the heel and the toe
-(foot index) in the image. One view cannot give their depth, so they are taken to lie in the leg's
-sagittal plane: each pixel's camera ray is intersected with the plane through the 3D ankle whose normal is
-the person's medio-lateral axis (left hip -> right hip). The heel and toe are then put relative to the
-lifted ankle (3D ankle + offset of their plane points from the BlazePose ankle's plane point), so a small
-misplacement of the person (the lifter's root fit, foot pinning) does not tilt the foot.
+(foot index) in the image. One view cannot give their depth, so one of two assumptions fills it in,
+whichever the view suits (the angle between the camera ray through the ankle and the leg's sagittal plane,
+whose normal is the person's medio-lateral axis, left hip -> right hip, decides):
 
-A plane that faces the camera instead (the ankle's depth for the whole foot) was tried first: with the
-camera looking down at the feet it tilted the foot by up to 12 degrees on a synthetic side view (person
-1.5 m off the optical axis at 3 m), where the sagittal plane recovers it exactly. The sagittal plane needs
-the person seen from the side: where it turns more than :data:`MAX_PLANE_TURN_DEG` away from facing the
-camera (a person walking towards or away from it), a pixel's error grows without bound along the plane,
-and the foot is left unknown. A foot turned out of the sagittal plane (toeing out) is read as its
-projection onto it.
+* seen from the side (the sagittal plane turned at most :data:`MAX_PLANE_TURN_DEG` from facing the camera):
+  heel and toe lie in the sagittal plane through the 3D ankle; each pixel's camera ray is intersected with
+  it. Exact for a foot in that plane (a foot toeing out is read as its projection onto it).
+* seen from the front or back (the plane turned further: a pixel's error would grow without bound along
+  it): the heel is put at the ankle's depth (the plane through the ankle facing the camera) and the toe on
+  its ray at the foot's length from the heel, on the anterior side. The foot's length is not measured but
+  taken as :data:`FOOT_TO_SHANK` times the lifted knee -> ankle length; a length 10 % off moves a
+  flat foot's angle by about 2.5 degrees and a foot pointed 25 degrees by about 7 (synthetic views).
+
+In both cases the points are found relative to the BlazePose ankle's own ray and then moved onto the lifted
+3D ankle, so a small misplacement of the person (the lifter's root fit, foot pinning) does not tilt the
+foot. A plane facing the camera for the whole foot (the ankle's depth) was tried first: with the camera
+looking down at the feet it tilted a side-view foot by up to 12 degrees (person 1.5 m off the optical axis
+at 3 m) and gives nonsense for a foot pointing at the camera.
 
 Camera (as the lifter estimates it, ``services/lifter3d/camera.py`` and ``world.py``): pinhole, principal
 point at the centre of the ``width`` x ``height`` frame the 2D refers to, focal length ``focal_px`` in its
@@ -30,8 +35,11 @@ from services.common.skeletons import BLAZEPOSE33
 #: BlazePose visibility from which a foot landmark counts as seen (as the lifter's ankle threshold)
 FOOT_MIN_SCORE = 0.3
 #: the sagittal plane may turn this far from facing the camera (angle between its normal and the camera ray
-#: through the ankle, folded to 0..90) before the foot is left unknown
+#: through the ankle, folded to 0..90) before the foot-length placement takes over
 MAX_PLANE_TURN_DEG = 60.0
+#: heel -> toe length over knee -> ankle length: Winter's segment proportions of body height H (foot length
+#: 0.152 H; knee to ankle 0.285 H - 0.039 H = 0.246 H)
+FOOT_TO_SHANK = 0.152 / 0.246
 #: BlazePose landmark indices per side: (ankle, heel, toe = foot index)
 FOOT_LANDMARKS = {side: tuple(BLAZEPOSE33.index(f"{side}_{name}") for name in ("ankle", "heel", "foot_index"))
                   for side in ("left", "right")}
@@ -68,15 +76,37 @@ def on_plane(anchor: np.ndarray, normal: np.ndarray, centre: np.ndarray, rays: n
     return centre + t[..., None] * rays
 
 
-def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, landmarks: np.ndarray, focal_px: float,
-                  pitch_deg: float, height_m: float, width: float, height: float,
-                  min_score: float = FOOT_MIN_SCORE) -> tuple[np.ndarray, np.ndarray]:
-    """Heel and toe of both feet in the world frame.
+def at_distance(origin: np.ndarray, rays: np.ndarray, centre: np.ndarray, distance: np.ndarray,
+                forwards: np.ndarray) -> np.ndarray:
+    """Points ``[N, 3]`` on the lines ``origin + t rays`` (``[N, 3]`` each) at ``distance [N]`` from
+    ``centre [N, 3]``: of the two, the one further along ``forwards [N, 3]``; where the line passes
+    further away than ``distance``, its point closest to ``centre``."""
+    d = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+    w = origin - centre
+    b = np.sum(w * d, axis=-1)
+    spread = np.sqrt(np.maximum(b * b - np.sum(w * w, axis=-1) + distance ** 2, 0.0))
+    near, far = origin + (-b - spread)[:, None] * d, origin + (-b + spread)[:, None] * d
+    ahead = np.sum((far - near) * forwards, axis=-1) > 0
+    return np.where(ahead[:, None], far, near)
+
+
+def foot_length(knees: np.ndarray, ankles: np.ndarray) -> np.ndarray:
+    """Heel -> toe length ``[N]`` in metres from knees and ankles ``[N, 2, 3]`` (left, right): the mean
+    knee -> ankle length of the two legs times :data:`FOOT_TO_SHANK` (NaN where a leg is missing)."""
+    return FOOT_TO_SHANK * np.linalg.norm(np.asarray(knees, np.float64) - ankles, axis=-1).mean(axis=-1)
+
+
+def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, foot_lengths: np.ndarray,
+                  landmarks: np.ndarray, focal_px: float, pitch_deg: float, height_m: float, width: float,
+                  height: float, min_score: float = FOOT_MIN_SCORE) -> tuple[np.ndarray, np.ndarray]:
+    """Heel and toe of both feet in the world frame (see the module doc for the two placements).
 
     Args:
         ankles_world: ``[N, 2, 3]`` lifted 3D ankles (left, right), world metres.
         medio_lateral: ``[N, 3]`` each person's left hip -> right hip direction, world (any length): the
-            normal of the sagittal plane the feet are put in.
+            normal of the sagittal plane; with the world's up it also gives the person's forwards.
+        foot_lengths: ``[N]`` heel -> toe length in metres (:func:`foot_length`), used for a person seen
+            from the front or back.
         landmarks: ``[N, 33, 3]`` BlazePose landmarks (x px, y px, visibility 0..1) of the same persons and
             frames; NaN rows where a person has none.
         focal_px, pitch_deg, height_m: the video's camera (``Poses3D.camera``).
@@ -86,8 +116,7 @@ def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, landmarks
     Returns:
         ``(feet [N, 2, 2, 3], scores [N, 2])``: per side (left, right) the heel and the toe in world metres,
         NaN where the foot was not seen (any of its three landmarks below ``min_score``); the lowest
-        visibility of the three landmarks (0 where not seen). A foot is also unknown where the sagittal
-        plane turns more than :data:`MAX_PLANE_TURN_DEG` from facing the camera.
+        visibility of the three landmarks (0 where not seen).
     """
     ankles = np.asarray(ankles_world, np.float64).reshape(-1, 2, 3)
     lm = np.asarray(landmarks, np.float64).reshape(-1, 33, 3)
@@ -99,6 +128,8 @@ def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, landmarks
     normal = np.asarray(medio_lateral, np.float64).reshape(-1, 3)
     with np.errstate(divide="ignore", invalid="ignore"):
         normal = normal / np.linalg.norm(normal, axis=-1, keepdims=True)
+    forwards = np.cross([0.0, 1.0, 0.0], normal)   # ISB: X = Y x Z with Y up and Z the person's right
+    lengths = np.broadcast_to(np.asarray(foot_lengths, np.float64), (len(ankles),))
     feet = np.full((len(ankles), 2, 2, 3), np.nan)
     scores = np.zeros((len(ankles), 2))
     for k, side in enumerate(("left", "right")):
@@ -108,12 +139,22 @@ def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, landmarks
         with np.errstate(divide="ignore", invalid="ignore"):
             facing = np.abs(np.sum(view * normal, axis=-1)) / np.linalg.norm(view, axis=-1)
         seen = (np.isfinite(points).all(axis=(1, 2)) & (score >= min_score) & np.isfinite(ankles[:, k]).all(-1)
-                & (facing >= np.cos(np.radians(MAX_PLANE_TURN_DEG))))
-        if not seen.any():
-            continue
-        rays = pixel_rays(points[seen, :, :2], focal_px, width, height, rotation)
-        placed = on_plane(ankles[seen, k], normal[seen], centre, rays)          # [n, 3 (ankle, heel, toe), 3]
-        feet[seen, k] = ankles[seen, k][:, None] + placed[:, 1:] - placed[:, :1]
+                & np.isfinite(normal).all(-1))
+        side_view = seen & (facing >= np.cos(np.radians(MAX_PLANE_TURN_DEG)))
+        if side_view.any():
+            rays = pixel_rays(points[side_view, :, :2], focal_px, width, height, rotation)
+            placed = on_plane(ankles[side_view, k], normal[side_view], centre, rays)  # [n, 3 (ankle, heel, toe), 3]
+            feet[side_view, k] = ankles[side_view, k][:, None] + placed[:, 1:] - placed[:, :1]
+        front_view = seen & ~side_view & np.isfinite(lengths) & (lengths > 0)
+        if front_view.any():
+            a = ankles[front_view, k]
+            rays = pixel_rays(points[front_view, :, :2], focal_px, width, height, rotation)
+            view_dir = (a - centre) / np.linalg.norm(a - centre, axis=-1, keepdims=True)
+            placed = on_plane(a, view_dir, centre, rays[:, :2])                  # BlazePose ankle, heel
+            shift = a - placed[:, 0]                                             # onto the lifted ankle
+            heel = placed[:, 1] + shift
+            toe = at_distance(centre + shift, rays[:, 2], heel, lengths[front_view], forwards[front_view])
+            feet[front_view, k] = np.stack([heel, toe], axis=1)
         scores[seen, k] = np.clip(score[seen], 0.0, 1.0)
     ok = np.isfinite(feet).all(axis=(2, 3))
     feet[~ok] = np.nan

@@ -7,10 +7,11 @@ import pytest
 
 from services.lifter3d.world import CameraPose
 from services.renderer.angles import ankle_dorsiflexion
-from services.renderer.foot_points import FOOT_LANDMARKS, MAX_PLANE_TURN_DEG, camera_rotation, feet_in_world
+from services.renderer.foot_points import FOOT_LANDMARKS, camera_rotation, feet_in_world, foot_length
 
 FOCAL, WIDTH, HEIGHT, PITCH, CAMERA_HEIGHT = 900.0, 1280, 720, 12.0, 1.6
 ACROSS = np.array([[0.0, 0.0, 1.0]])   # a person facing +x (walking across the view) has their right at +z
+LENGTH = 0.22                          # heel -> toe of foot() below, metres
 
 
 def project(world, pitch=PITCH, height_m=CAMERA_HEIGHT):
@@ -25,7 +26,7 @@ def foot(ankle, dorsiflexion_deg, forwards=(1.0, 0.0, 0.0)):
     f = np.asarray(forwards, float) / np.linalg.norm(forwards)
     a = np.radians(dorsiflexion_deg)
     heel = np.asarray(ankle, float) + [0.0, -0.06, 0.0] - 0.05 * f
-    toe = heel + 0.22 * (np.cos(a) * f + np.sin(a) * np.array([0.0, 1.0, 0.0]))
+    toe = heel + LENGTH * (np.cos(a) * f + np.sin(a) * np.array([0.0, 1.0, 0.0]))
     return heel, toe
 
 
@@ -55,7 +56,7 @@ def test_a_projected_foot_seen_from_the_side_is_recovered(dorsiflexion, place):
     lm = np.full((1, 33, 3), np.nan)
     lm[0] = landmarks_for(ankle, heel, toe)
     ankles = np.stack([ankle, ankle + [0.0, 0.0, -0.2]])[None]     # the right foot has no landmarks
-    feet, scores = feet_in_world(ankles, ACROSS, lm, FOCAL, PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
+    feet, scores = feet_in_world(ankles, ACROSS, LENGTH, lm, FOCAL, PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
     assert scores[0].tolist() == pytest.approx([0.7, 0.0])
     assert np.isnan(feet[0, 1]).all()
     # the foot lies in the sagittal plane: its points land on the truth
@@ -74,7 +75,7 @@ def turned_foot(turn, dorsiflexion, rng=None, noise_px=0.0):
     lm = landmarks_for(ankle, heel, toe)
     if noise_px:
         lm[list(FOOT_LANDMARKS["left"]), :2] += rng.normal(0.0, noise_px, (3, 2))
-    feet, _ = feet_in_world(np.stack([ankle, ankle])[None], right[None], lm[None], FOCAL, PITCH, CAMERA_HEIGHT,
+    feet, _ = feet_in_world(np.stack([ankle, ankle])[None], right[None], LENGTH, lm[None], FOCAL, PITCH, CAMERA_HEIGHT,
                             WIDTH, HEIGHT)
     knee = ankle + [0.0, 0.45, 0.0]
     return ankle_dorsiflexion(knee[None], ankle[None], feet[:, 0, 0], feet[:, 0, 1], right[None])[0]
@@ -94,15 +95,36 @@ def test_half_a_pixel_of_2d_noise_moves_the_angle_about_a_degree(turn):
     assert errors.mean() < 1.2 and np.percentile(errors, 95) < 3.0
 
 
-def test_a_person_walking_towards_the_camera_has_no_foot():
-    ankle = np.array([0.0, 0.08, -4.0])
-    heel, toe = foot(ankle, 0.0, forwards=(0.0, 0.0, 1.0))
+def front_view_error(dorsiflexion, length_factor, forwards=(0.0, 0.0, 1.0)):
+    """Recovered minus true dorsiflexion of a left foot of a person facing ``forwards`` (default: the
+    camera), with the foot's length given ``length_factor`` times its true length."""
+    f = np.asarray(forwards, float)
+    right = np.cross(f, [0.0, 1.0, 0.0])
+    ankle = np.array([0.3, 0.08, -4.0])
+    heel, toe = foot(ankle, dorsiflexion, f)
     lm = landmarks_for(ankle, heel, toe)[None]
-    sideways = np.array([[-1.0, 0.0, 0.0]])   # facing +z: the right is -x, the sagittal plane holds the rays
-    feet, scores = feet_in_world(np.stack([ankle, ankle])[None], sideways, lm, FOCAL, PITCH, CAMERA_HEIGHT,
-                                 WIDTH, HEIGHT)
-    assert np.isnan(feet).all() and (scores == 0).all()
-    assert MAX_PLANE_TURN_DEG < 90
+    feet, scores = feet_in_world(np.stack([ankle, ankle])[None], right[None], LENGTH * length_factor, lm, FOCAL,
+                                 PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
+    assert scores[0, 0] == pytest.approx(0.7)
+    knee = ankle + [0.0, 0.45, 0.0]
+    return ankle_dorsiflexion(knee[None], ankle[None], feet[:, 0, 0], feet[:, 0, 1], right[None])[0] - dorsiflexion
+
+
+@pytest.mark.parametrize("dorsiflexion", [-25.0, -10.0, 0.0, 10.0, 25.0])
+def test_a_foot_pointing_at_the_camera_is_placed_by_its_length(dorsiflexion):
+    # the heel is put at the ankle's depth (it lies 5 cm behind): about a degree off with the true length
+    assert front_view_error(dorsiflexion, 1.0) == pytest.approx(0.0, abs=1.0)
+    # a foot length 10 % off: measured 0.4..6.5 deg (larger for a pointed foot)
+    assert abs(front_view_error(dorsiflexion, 0.9)) < 8.0 and abs(front_view_error(dorsiflexion, 1.1)) < 8.0
+    # walking away from the camera: the toe is taken on the far side of the heel
+    away = front_view_error(dorsiflexion, 1.0, forwards=(0.0, 0.0, -1.0))
+    assert away == pytest.approx(0.0, abs=2.0)
+
+
+def test_foot_length_follows_the_shanks():
+    knees = np.array([[[0.1, 0.5, 0.0], [-0.1, 0.52, 0.0]]])
+    ankles = np.array([[[0.1, 0.08, 0.0], [-0.1, 0.08, 0.0]]])
+    assert foot_length(knees, ankles)[0] == pytest.approx(0.43 * 0.152 / 0.246)
 
 
 def test_a_misplaced_ankle_keeps_the_foots_direction():
@@ -110,7 +132,7 @@ def test_a_misplaced_ankle_keeps_the_foots_direction():
     heel, toe = foot(ankle, 20.0)
     lm = landmarks_for(ankle, heel, toe, side="right")[None]
     shifted = ankle + [0.05, 0.02, -0.1]                          # the lifter put the ankle a little off
-    feet, _ = feet_in_world(np.stack([shifted, shifted])[None], ACROSS, lm, FOCAL, PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
+    feet, _ = feet_in_world(np.stack([shifted, shifted])[None], ACROSS, LENGTH, lm, FOCAL, PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
     got = feet[0, 1, 1] - feet[0, 1, 0]
     want = toe - heel
     assert np.degrees(np.arccos(got @ want / np.linalg.norm(got) / np.linalg.norm(want))) < 2.0
@@ -121,14 +143,14 @@ def test_an_unseen_foot_point_leaves_the_foot_unknown():
     ankle = np.array([0.0, 0.08, -4.0])
     heel, toe = foot(ankle, 0.0)
     lm = landmarks_for(ankle, heel, toe, visibility=(0.9, 0.9, 0.1))[None]   # toe hidden
-    feet, scores = feet_in_world(np.stack([ankle, ankle])[None], ACROSS, lm, FOCAL, PITCH, CAMERA_HEIGHT, WIDTH,
+    feet, scores = feet_in_world(np.stack([ankle, ankle])[None], ACROSS, LENGTH, lm, FOCAL, PITCH, CAMERA_HEIGHT, WIDTH,
                                  HEIGHT)
     assert np.isnan(feet).all() and (scores == 0).all()
 
 
 def test_a_camera_without_focal_length_is_refused():
     with pytest.raises(ValueError, match="focal"):
-        feet_in_world(np.zeros((1, 2, 3)), ACROSS, np.zeros((1, 33, 3)), 0.0, PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
+        feet_in_world(np.zeros((1, 2, 3)), ACROSS, LENGTH, np.zeros((1, 33, 3)), 0.0, PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
 
 
 def test_dorsiflexion_sign_and_undefined_sideways_foot():
