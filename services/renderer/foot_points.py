@@ -111,11 +111,13 @@ def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, foot_leng
             frames; NaN rows where a person has none.
         focal_px, pitch_deg, height_m: the video's camera (``Poses3D.camera``).
         width, height: size in pixels of the frame the 2D refers to.
-        min_score: visibility from which the BlazePose ankle, heel and toe count as seen.
+        min_score: visibility from which the BlazePose ankle, heel and toe count as seen (and only inside
+            the frame: BlazePose guesses landmarks beyond its edges with a high visibility).
 
     Returns:
         ``(feet [N, 2, 2, 3], scores [N, 2])``: per side (left, right) the heel and the toe in world metres,
-        NaN where the foot was not seen (any of its three landmarks below ``min_score``); the lowest
+        NaN where the foot was not seen (any of its three landmarks below ``min_score`` or outside the
+        frame); the lowest
         visibility of the three landmarks (0 where not seen).
     """
     ankles = np.asarray(ankles_world, np.float64).reshape(-1, 2, 3)
@@ -138,8 +140,11 @@ def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, foot_leng
         view = ankles[:, k] - centre
         with np.errstate(divide="ignore", invalid="ignore"):
             facing = np.abs(np.sum(view * normal, axis=-1)) / np.linalg.norm(view, axis=-1)
+        with np.errstate(invalid="ignore"):
+            inside = ((points[..., 0] >= 0) & (points[..., 0] <= width) & (points[..., 1] >= 0)
+                      & (points[..., 1] <= height)).all(axis=1)
         seen = (np.isfinite(points).all(axis=(1, 2)) & (score >= min_score) & np.isfinite(ankles[:, k]).all(-1)
-                & np.isfinite(normal).all(-1))
+                & np.isfinite(normal).all(-1) & inside)
         side_view = seen & (facing >= np.cos(np.radians(MAX_PLANE_TURN_DEG)))
         if side_view.any():
             rays = pixel_rays(points[side_view, :, :2], focal_px, width, height, rotation)

@@ -148,6 +148,16 @@ def test_an_unseen_foot_point_leaves_the_foot_unknown():
     assert np.isnan(feet).all() and (scores == 0).all()
 
 
+def test_a_foot_point_outside_the_frame_leaves_the_foot_unknown():
+    ankle = np.array([0.0, 0.08, -4.0])
+    heel, toe = foot(ankle, 0.0)
+    lm = landmarks_for(ankle, heel, toe)
+    lm[FOOT_LANDMARKS["left"][2], 1] = HEIGHT + 5.0        # the toe guessed below the picture, still "visible"
+    feet, scores = feet_in_world(np.stack([ankle, ankle])[None], ACROSS, LENGTH, lm[None], FOCAL, PITCH,
+                                 CAMERA_HEIGHT, WIDTH, HEIGHT)
+    assert np.isnan(feet).all() and (scores == 0).all()
+
+
 def test_a_camera_without_focal_length_is_refused():
     with pytest.raises(ValueError, match="focal"):
         feet_in_world(np.zeros((1, 2, 3)), ACROSS, LENGTH, np.zeros((1, 33, 3)), 0.0, PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
