@@ -28,11 +28,11 @@ import math
 import numpy as np
 
 from hpe3d.v1 import common_pb2
-from services.common.skeletons import COCO17, H36M17
+from services.common.skeletons import COCO17, H36M17, coco17_to_h36m17
 
 from .angles import ANGLE_NAMES, ANGLES, angle_confidence, joint_angles, joint_angles_batch
 from .bvh import bvh_for_track
-from .foot_points import feet_in_world, foot_length
+from .foot_points import FOOT_MIN_SCORE, feet_in_world, foot_length, rotation_from_tracks
 from .pose_data import PersonPose, PoseTimeline
 
 SCHEMA_VERSION = "2.0"
@@ -81,10 +81,16 @@ def _feet(info: common_pb2.VideoInfo, timeline: PoseTimeline, frames: list[list[
             if found is not None:
                 landmarks[k] = found
             k += 1
+    seen = [(t.world, coco17_to_h36m17(t.keypoints_2d)) for t in timeline.tracks if t.keypoints_2d is not None]
+    points = [(w[kp[..., 2] >= FOOT_MIN_SCORE], kp[kp[..., 2] >= FOOT_MIN_SCORE, :2]) for w, kp in seen]
+    if sum(len(w) for w, _ in points) < 2:
+        return None, None
+    rotation = rotation_from_tracks(np.concatenate([w for w, _ in points]), np.concatenate([p for _, p in points]),
+                                    camera.focal_px, camera.height_m, info.width, info.height)
     ankles = world[:, [H36M17.index("left_ankle"), H36M17.index("right_ankle")]]
     medio_lateral = world[:, H36M17.index("right_hip")] - world[:, H36M17.index("left_hip")]
     lengths = foot_length(world[:, [H36M17.index("left_knee"), H36M17.index("right_knee")]], ankles)
-    return feet_in_world(ankles, medio_lateral, lengths, landmarks, camera.focal_px, camera.pitch_deg, camera.height_m,
+    return feet_in_world(ankles, medio_lateral, lengths, landmarks, camera.focal_px, rotation, camera.height_m,
                          info.width, info.height)
 
 

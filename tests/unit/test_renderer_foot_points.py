@@ -7,16 +7,27 @@ import pytest
 
 from services.lifter3d.world import CameraPose
 from services.renderer.angles import ankle_dorsiflexion
-from services.renderer.foot_points import FOOT_LANDMARKS, camera_rotation, feet_in_world, foot_length
+from services.renderer.foot_points import (FOOT_LANDMARKS, camera_rotation, feet_in_world, foot_length,
+                                           rotation_from_tracks)
 
 FOCAL, WIDTH, HEIGHT, PITCH, CAMERA_HEIGHT = 900.0, 1280, 720, 12.0, 1.6
 ACROSS = np.array([[0.0, 0.0, 1.0]])   # a person facing +x (walking across the view) has their right at +z
 LENGTH = 0.22                          # heel -> toe of foot() below, metres
 
 
-def project(world, pitch=PITCH, height_m=CAMERA_HEIGHT):
+def rolled(rotation, roll_deg):
+    """``rotation`` (camera -> world) with the camera turned ``roll_deg`` about its optical axis."""
+    r = np.radians(roll_deg)
+    return rotation @ np.array([[np.cos(r), -np.sin(r), 0.0], [np.sin(r), np.cos(r), 0.0], [0.0, 0.0, 1.0]])
+
+
+#: the synthetic camera: looking 12 deg down, rolled 5 deg (the lifter's world frame can keep a roll)
+ROTATION = rolled(camera_rotation(PITCH), 5.0)
+
+
+def project(world, rotation=ROTATION, height_m=CAMERA_HEIGHT):
     """World points [..., 3] -> pixels [..., 2] of the synthetic camera (inverse of CameraPose.to_world)."""
-    cam = (np.asarray(world, float) - [0.0, height_m, 0.0]) @ camera_rotation(pitch)
+    cam = (np.asarray(world, float) - [0.0, height_m, 0.0]) @ rotation
     return np.stack([FOCAL * cam[..., 0] / cam[..., 2] + WIDTH / 2, FOCAL * cam[..., 1] / cam[..., 2] + HEIGHT / 2],
                     axis=-1)
 
@@ -56,7 +67,7 @@ def test_a_projected_foot_seen_from_the_side_is_recovered(dorsiflexion, place):
     lm = np.full((1, 33, 3), np.nan)
     lm[0] = landmarks_for(ankle, heel, toe)
     ankles = np.stack([ankle, ankle + [0.0, 0.0, -0.2]])[None]     # the right foot has no landmarks
-    feet, scores = feet_in_world(ankles, ACROSS, LENGTH, lm, FOCAL, PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
+    feet, scores = feet_in_world(ankles, ACROSS, LENGTH, lm, FOCAL, ROTATION, CAMERA_HEIGHT, WIDTH, HEIGHT)
     assert scores[0].tolist() == pytest.approx([0.7, 0.0])
     assert np.isnan(feet[0, 1]).all()
     # the foot lies in the sagittal plane: its points land on the truth
@@ -75,8 +86,8 @@ def turned_foot(turn, dorsiflexion, rng=None, noise_px=0.0):
     lm = landmarks_for(ankle, heel, toe)
     if noise_px:
         lm[list(FOOT_LANDMARKS["left"]), :2] += rng.normal(0.0, noise_px, (3, 2))
-    feet, _ = feet_in_world(np.stack([ankle, ankle])[None], right[None], LENGTH, lm[None], FOCAL, PITCH, CAMERA_HEIGHT,
-                            WIDTH, HEIGHT)
+    feet, _ = feet_in_world(np.stack([ankle, ankle])[None], right[None], LENGTH, lm[None], FOCAL, ROTATION,
+                            CAMERA_HEIGHT, WIDTH, HEIGHT)
     knee = ankle + [0.0, 0.45, 0.0]
     return ankle_dorsiflexion(knee[None], ankle[None], feet[:, 0, 0], feet[:, 0, 1], right[None])[0]
 
@@ -104,7 +115,7 @@ def front_view_error(dorsiflexion, length_factor, forwards=(0.0, 0.0, 1.0)):
     heel, toe = foot(ankle, dorsiflexion, f)
     lm = landmarks_for(ankle, heel, toe)[None]
     feet, scores = feet_in_world(np.stack([ankle, ankle])[None], right[None], LENGTH * length_factor, lm, FOCAL,
-                                 PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
+                                 ROTATION, CAMERA_HEIGHT, WIDTH, HEIGHT)
     assert scores[0, 0] == pytest.approx(0.7)
     knee = ankle + [0.0, 0.45, 0.0]
     return ankle_dorsiflexion(knee[None], ankle[None], feet[:, 0, 0], feet[:, 0, 1], right[None])[0] - dorsiflexion
@@ -132,7 +143,8 @@ def test_a_misplaced_ankle_keeps_the_foots_direction():
     heel, toe = foot(ankle, 20.0)
     lm = landmarks_for(ankle, heel, toe, side="right")[None]
     shifted = ankle + [0.05, 0.02, -0.1]                          # the lifter put the ankle a little off
-    feet, _ = feet_in_world(np.stack([shifted, shifted])[None], ACROSS, LENGTH, lm, FOCAL, PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
+    feet, _ = feet_in_world(np.stack([shifted, shifted])[None], ACROSS, LENGTH, lm, FOCAL, ROTATION, CAMERA_HEIGHT,
+                            WIDTH, HEIGHT)
     got = feet[0, 1, 1] - feet[0, 1, 0]
     want = toe - heel
     assert np.degrees(np.arccos(got @ want / np.linalg.norm(got) / np.linalg.norm(want))) < 2.0
@@ -143,8 +155,8 @@ def test_an_unseen_foot_point_leaves_the_foot_unknown():
     ankle = np.array([0.0, 0.08, -4.0])
     heel, toe = foot(ankle, 0.0)
     lm = landmarks_for(ankle, heel, toe, visibility=(0.9, 0.9, 0.1))[None]   # toe hidden
-    feet, scores = feet_in_world(np.stack([ankle, ankle])[None], ACROSS, LENGTH, lm, FOCAL, PITCH, CAMERA_HEIGHT, WIDTH,
-                                 HEIGHT)
+    feet, scores = feet_in_world(np.stack([ankle, ankle])[None], ACROSS, LENGTH, lm, FOCAL, ROTATION, CAMERA_HEIGHT,
+                                 WIDTH, HEIGHT)
     assert np.isnan(feet).all() and (scores == 0).all()
 
 
@@ -153,14 +165,29 @@ def test_a_foot_point_outside_the_frame_leaves_the_foot_unknown():
     heel, toe = foot(ankle, 0.0)
     lm = landmarks_for(ankle, heel, toe)
     lm[FOOT_LANDMARKS["left"][2], 1] = HEIGHT + 5.0        # the toe guessed below the picture, still "visible"
-    feet, scores = feet_in_world(np.stack([ankle, ankle])[None], ACROSS, LENGTH, lm[None], FOCAL, PITCH,
+    feet, scores = feet_in_world(np.stack([ankle, ankle])[None], ACROSS, LENGTH, lm[None], FOCAL, ROTATION,
                                  CAMERA_HEIGHT, WIDTH, HEIGHT)
     assert np.isnan(feet).all() and (scores == 0).all()
 
 
+def test_the_rotation_with_its_roll_is_recovered_from_lifted_joints_and_their_2d():
+    rng = np.random.default_rng(3)
+    world = rng.uniform([-2.0, 0.0, -7.0], [2.0, 1.8, -2.5], (60, 3))
+    pixels = project(world) + rng.normal(0.0, 1.0, (60, 2))          # one pixel of 2D noise
+    pixels[5] = np.nan                                                # a joint not seen is ignored
+    got = rotation_from_tracks(world, pixels, FOCAL, CAMERA_HEIGHT, WIDTH, HEIGHT)
+    turn = np.degrees(np.arccos(np.clip((np.trace(got.T @ ROTATION) - 1) / 2, -1, 1)))
+    assert turn < 0.2 and np.linalg.det(got) == pytest.approx(1.0)
+    exact = rotation_from_tracks(world[:3], project(world[:3]), FOCAL, CAMERA_HEIGHT, WIDTH, HEIGHT)
+    assert exact == pytest.approx(ROTATION, abs=1e-9)
+    with pytest.raises(ValueError, match="two"):
+        rotation_from_tracks(world[:1], project(world[:1]), FOCAL, CAMERA_HEIGHT, WIDTH, HEIGHT)
+
+
 def test_a_camera_without_focal_length_is_refused():
     with pytest.raises(ValueError, match="focal"):
-        feet_in_world(np.zeros((1, 2, 3)), ACROSS, LENGTH, np.zeros((1, 33, 3)), 0.0, PITCH, CAMERA_HEIGHT, WIDTH, HEIGHT)
+        feet_in_world(np.zeros((1, 2, 3)), ACROSS, LENGTH, np.zeros((1, 33, 3)), 0.0, ROTATION, CAMERA_HEIGHT,
+                      WIDTH, HEIGHT)
 
 
 def test_dorsiflexion_sign_and_undefined_sideways_foot():
