@@ -17,9 +17,10 @@ Angles (signed; 0 in the neutral standing pose: upright, arms hanging, legs stra
 * ``<side>_ankle_dorsiflexion``: foot (heel -> toe) against the shank (ankle -> knee) in the sagittal plane
   (perpendicular to the pelvis's medio-lateral axis Z): 0 with the foot perpendicular to the shank, positive
   toes towards the shin (dorsiflexion, ISB's ankle flexion), negative pointing the toes (plantarflexion).
-  The 17-joint skeleton has no heel or toe: they come from the 2D model's foot landmarks placed at the
-  ankle's depth (``foot_points.py``; BlazePose only). Undefined (null) without them (top-down COCO-17
-  models), where the foot was not seen, or where the foot points within 20 degrees of sideways.
+  The 17-joint skeleton has no heel or toe: they come from the 2D model's foot landmarks placed in 3D next
+  to the lifted ankle (``foot_points.py``; BlazePose only). Undefined (null) without them (top-down COCO-17
+  models), where the foot was not seen (a landmark under the visibility threshold or outside the frame), or
+  where the foot or shank lies within 20 degrees of the medio-lateral axis.
 * ``<side>_shoulder_flexion`` / ``<side>_shoulder_abduction``: upper arm (shoulder -> elbow) in the thorax
   frame, measured as a goniometer does, in the thorax's sagittal plane (flexion positive forwards, negative
   extension; overhead = 180) and frontal plane (abduction positive away from the midline; overhead = 180).
@@ -36,7 +37,8 @@ Angles (signed; 0 in the neutral standing pose: upright, arms hanging, legs stra
 
 An angle is NaN when it is undefined (a segment of zero length, the cases above). Its confidence
 (0..1) is the lowest 2D detector score among the COCO-17 joints the angle's segments and frames are built
-from (:data:`ANGLE_SOURCES`); 0 when the angle is undefined or no 2D scores are known.
+from (:data:`ANGLE_SOURCES`), for the ankle also its BlazePose ankle, heel and toe visibilities; 0 when the
+angle is undefined or no 2D scores are known.
 """
 from __future__ import annotations
 
@@ -70,9 +72,9 @@ def _side_angles(side: str) -> list[AngleInfo]:
                   "backwards), - hyperextension; 0 straight"),
         AngleInfo(f"{side}_ankle_dorsiflexion", "deg", "foot (heel->toe) against the shank (ankle->knee) in "
                   "the sagittal plane: + toes towards the shin (dorsiflexion), - toes pointed (plantarflexion); 0 "
-                  "foot perpendicular to the shank. Heel and toe from BlazePose's 2D foot landmarks at the "
-                  "ankle's depth: null for COCO-17-only 2D models (no foot points), an unseen foot, or a foot "
-                  "pointing within 20 deg of sideways"),
+                  "foot perpendicular to the shank. Heel and toe from BlazePose's 2D foot landmarks placed "
+                  "beside the lifted ankle: null for COCO-17-only 2D models (no foot points), an unseen foot "
+                  "(or one outside the frame), or a foot pointing within 20 deg of sideways"),
         AngleInfo(f"{side}_shoulder_flexion", "deg", f"{side} upper arm in the thorax's sagittal plane: "
                   "+ forwards (flexion, 180 overhead), - backwards (extension); 0 hanging; null when the arm "
                   "points within 20 deg of sideways"),
