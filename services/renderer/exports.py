@@ -68,8 +68,9 @@ def person_angles(person: PersonPose) -> tuple[dict[str, float], dict[str, float
 def _feet(info: common_pb2.VideoInfo, timeline: PoseTimeline, frames: list[list[PersonPose]],
            world: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Heel and toe [N, 2, 2, 3] in world metres and their scores [N, 2] of every person of ``frames``
-    (flattened in order, ``world`` [N, 17, 3] their joints) from the matching BlazePose detection; (None,
-    None) without a camera estimate or a world frame (``foot_points.feet_in_world``)."""
+    (flattened in order, ``world`` [N, 17, 3] their joints) from the matching BlazePose detection, with the
+    camera's rotation recovered from all lifted tracks (``foot_points.rotation_from_tracks``); (None, None)
+    without a camera estimate, a world frame or two lifted joints seen in 2D (``foot_points.feet_in_world``)."""
     camera = timeline.camera
     if camera is None or camera.focal_px <= 0 or timeline.world_source != "world" or not len(world):
         return None, None
@@ -83,10 +84,12 @@ def _feet(info: common_pb2.VideoInfo, timeline: PoseTimeline, frames: list[list[
             k += 1
     seen = [(t.world, coco17_to_h36m17(t.keypoints_2d)) for t in timeline.tracks if t.keypoints_2d is not None]
     points = [(w[kp[..., 2] >= FOOT_MIN_SCORE], kp[kp[..., 2] >= FOOT_MIN_SCORE, :2]) for w, kp in seen]
-    if sum(len(w) for w, _ in points) < 2:
+    try:
+        rotation = rotation_from_tracks(np.concatenate([w for w, _ in points]),
+                                        np.concatenate([p for _, p in points]), camera.focal_px, camera.height_m,
+                                        info.width, info.height)
+    except ValueError:  # fewer than two lifted joints seen in 2D: no camera rotation, no feet
         return None, None
-    rotation = rotation_from_tracks(np.concatenate([w for w, _ in points]), np.concatenate([p for _, p in points]),
-                                    camera.focal_px, camera.height_m, info.width, info.height)
     ankles = world[:, [H36M17.index("left_ankle"), H36M17.index("right_ankle")]]
     medio_lateral = world[:, H36M17.index("right_hip")] - world[:, H36M17.index("left_hip")]
     lengths = foot_length(world[:, [H36M17.index("left_knee"), H36M17.index("right_knee")]], ankles)

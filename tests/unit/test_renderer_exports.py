@@ -306,3 +306,11 @@ def test_a_coco17_only_job_leaves_the_ankle_angles_null_and_says_why():
     assert "BlazePose" in convention and "null for COCO-17-only" in convention
     row = next(csv.DictReader(io.StringIO(joint_angles_csv(info, timeline).decode())))
     assert row["left_ankle_dorsiflexion_deg"] == ""
+
+
+def test_a_job_whose_2d_scores_are_all_low_gets_no_ankle_angle_and_no_error():
+    info, timeline = blazepose_job()
+    for t in timeline.tracks:
+        t.keypoints_2d[..., 2] = 0.1    # no lifted joint seen well enough to recover the camera's rotation
+    p = poses_document(info, timeline)["frames"][0]["persons"][0]
+    assert p["angles_deg"]["left_ankle_dorsiflexion"] is None and p["angles_deg"]["left_knee_flexion"] is not None
