@@ -80,16 +80,17 @@ def flip_back(heatmaps: np.ndarray, pairs=COCO17_FLIP_PAIRS, shift: bool = True)
 
 def decode_heatmaps(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps ``[N, J, h, w]`` -> joints ``[N, J, 2]`` in heatmap pixels and scores ``[N, J]``:
-    the arg-max, moved 0.25 toward the higher neighbour on each axis where both neighbours exist
-    (the official ``get_final_preds``); a heatmap with no positive value gives its arg-max and a
-    score <= 0."""
+    the arg-max, moved 0.25 toward the higher neighbour on each axis, as the official
+    ``get_final_preds`` does: only where the arg-max lies strictly inside ``1 < x < w - 1`` and
+    ``1 < y < h - 1`` (its bounds, kept so the output equals the official decoding); a heatmap with
+    no positive value gives its arg-max and a score <= 0."""
     n, j, h, w = heatmaps.shape
     flat = heatmaps.reshape(n, j, h * w)
     idx = flat.argmax(axis=2)
     scores = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
     px, py = (idx % w).astype(np.int64), (idx // w).astype(np.int64)
     coords = np.stack([px, py], axis=-1).astype(np.float32)
-    inner = (px > 0) & (px < w - 1) & (py > 0) & (py < h - 1)
+    inner = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
     ni, ji = np.nonzero(inner)
     if ni.size:
         x, y = px[ni, ji], py[ni, ji]

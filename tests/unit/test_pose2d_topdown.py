@@ -78,9 +78,12 @@ def test_decode_refines_by_a_quarter_toward_the_higher_neighbour():
     hm[0, 0, 10, 21] = 0.5       # right neighbour higher -> +0.25 in x
     hm[0, 0, 9, 20] = 0.4        # upper neighbour higher -> -0.25 in y
     hm[0, 1, 0, 0] = 0.7         # on the border: no refinement
+    hm[0, 2, 1, 1] = 0.9         # one in from the border: the official bounds (1 < x, 1 < y) leave it too
+    hm[0, 2, 1, 2] = 0.5
     coords, scores = decode_heatmaps(hm)
     assert coords[0, 0].tolist() == [20.25, 9.75] and scores[0, 0] == pytest.approx(1.0)
     assert coords[0, 1].tolist() == [0.0, 0.0] and scores[0, 1] == pytest.approx(0.7)
+    assert coords[0, 2].tolist() == [1.0, 1.0]
 
 
 def test_flip_back_mirrors_swaps_and_shifts():
