@@ -56,15 +56,34 @@ def decode_reduction(width: int, height: int, max_side: int = 1280) -> int:
     return 4 if long_side >= 4 * max_side else 2 if long_side >= max_side else 1
 
 
+def box_to_proto(box: tuple[float, float, float, float], sx: float, sy: float, width: float,
+                 height: float) -> common_pb2.BoundingBox:
+    """A working-frame box ``(x0, y0, x1, y1)`` scaled by ``sx``, ``sy`` to original-frame pixels and
+    clipped to the original frame ``width`` x ``height``."""
+    x0, y0, x1, y1 = box
+    return common_pb2.BoundingBox(x_min=float(np.clip(x0 * sx, 0, width)), y_min=float(np.clip(y0 * sy, 0, height)),
+                                  x_max=float(np.clip(x1 * sx, 0, width)), y_max=float(np.clip(y1 * sy, 0, height)))
+
+
+def start_poses(segment: common_pb2.FrameSegment) -> tuple[common_pb2.Poses2D, int, int]:
+    """The segment's result before any frame is added, and the original frame's width and height.
+
+    Raises:
+        InvalidInput: a segment with frames but no working size.
+    """
+    if segment.jpeg and (segment.width <= 0 or segment.height <= 0):
+        raise InvalidInput(f"segment has no working size ({segment.width}x{segment.height})")
+    result = common_pb2.Poses2D(start_frame=segment.start_frame, frame_count=len(segment.jpeg))
+    return result, segment.source_width or segment.width, segment.source_height or segment.height
+
+
 def person_to_proto(person: TrackedPose, sx: float, sy: float, width: float, height: float) -> common_pb2.Person2D:
     """A tracked pose in working-frame pixels -> ``Person2D`` in original-frame pixels
     (``sx``, ``sy``: original / working; ``width``, ``height``: the original frame size)."""
     kp = person.landmarks.keypoints()
     kp[:, 0] *= sx
     kp[:, 1] *= sy
-    x0, y0, x1, y1 = person.landmarks.body_box()
-    box = common_pb2.BoundingBox(x_min=float(np.clip(x0 * sx, 0, width)), y_min=float(np.clip(y0 * sy, 0, height)),
-                                 x_max=float(np.clip(x1 * sx, 0, width)), y_max=float(np.clip(y1 * sy, 0, height)))
+    box = box_to_proto(person.landmarks.body_box(), sx, sy, width, height)
     return common_pb2.Person2D(track_id=person.track_id, box=box, score=person.landmarks.pose_flag,
                                coco17=to_proto(blazepose33_to_coco17(kp)), blazepose33=to_proto(kp))
 
@@ -72,14 +91,9 @@ def person_to_proto(person: TrackedPose, sx: float, sy: float, width: float, hei
 def estimate_segment(segment: common_pb2.FrameSegment, models: BlazePoseModels,
                      options: EstimatorOptions | None = None) -> common_pb2.Poses2D:
     """The 2D poses of every frame of ``segment`` (frame indices are the video's)."""
-    count = len(segment.jpeg)
-    result = common_pb2.Poses2D(start_frame=segment.start_frame, frame_count=count)
-    if count == 0:
+    result, source_w, source_h = start_poses(segment)
+    if not segment.jpeg:
         return result
-    if segment.width <= 0 or segment.height <= 0:
-        raise InvalidInput(f"segment has no working size ({segment.width}x{segment.height})")
-    source_w = segment.source_width or segment.width
-    source_h = segment.source_height or segment.height
     reduce = decode_reduction(segment.width, segment.height)
     tracker = PoseTracker(models, options)
     for i, frame in enumerate(decode_jpegs(segment.jpeg, reduce)):

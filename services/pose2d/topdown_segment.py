@@ -21,10 +21,9 @@ import numpy as np
 
 from hpe3d.v1 import common_pb2
 from services.common.arrays import to_proto
-from services.common.errors import InvalidInput
 from services.pose2d.client import BlazePoseModels
 from services.pose2d.person_boxes import PersonBox, assign_tracks, detect_people
-from services.pose2d.segment import decode_jpegs
+from services.pose2d.segment import box_to_proto, decode_jpegs, start_poses
 from services.pose2d.topdown import crop_box, cut_crop, flip_back, keypoints_in_frame
 from services.pose2d.topdown_client import HeatmapModel
 
@@ -69,18 +68,13 @@ def estimate_segment_topdown(segment: common_pb2.FrameSegment, detector: BlazePo
                              options: TopDownOptions | None = None) -> common_pb2.Poses2D:
     """The 2D poses of every frame of ``segment`` by a top-down model (frame indices are the video's)."""
     options = options or TopDownOptions()
-    count = len(segment.jpeg)
-    result = common_pb2.Poses2D(start_frame=segment.start_frame, frame_count=count)
-    if count == 0:
+    result, source_w, source_h = start_poses(segment)
+    if not segment.jpeg:
         return result
-    if segment.width <= 0 or segment.height <= 0:
-        raise InvalidInput(f"segment has no working size ({segment.width}x{segment.height})")
     frames = list(decode_jpegs(segment.jpeg))
     people = assign_tracks(detect_people(frames, detector, options.max_persons, options.min_detection_score,
                                          options.search_tiles))
     keypoints = iter(topdown_keypoints(frames, people, model, options.flip_test))
-    source_w = segment.source_width or segment.width
-    source_h = segment.source_height or segment.height
     for i, (frame, persons) in enumerate(zip(frames, people)):
         sx, sy = source_w / frame.shape[1], source_h / frame.shape[0]
         timestamp = segment.timestamps_s[i] if i < len(segment.timestamps_s) else 0.0
@@ -89,11 +83,7 @@ def estimate_segment_topdown(segment: common_pb2.FrameSegment, detector: BlazePo
             kp = next(keypoints).copy()
             kp[:, 0] *= sx
             kp[:, 1] *= sy
-            x0, y0, x1, y1 = person.box
-            box = common_pb2.BoundingBox(x_min=float(np.clip(x0 * sx, 0, source_w)),
-                                         y_min=float(np.clip(y0 * sy, 0, source_h)),
-                                         x_max=float(np.clip(x1 * sx, 0, source_w)),
-                                         y_max=float(np.clip(y1 * sy, 0, source_h)))
+            box = box_to_proto(person.box, sx, sy, source_w, source_h)
             out.append(common_pb2.Person2D(track_id=person.track_id, box=box, score=person.score,
                                            coco17=to_proto(kp)))
         result.frames.append(common_pb2.FramePoses2D(frame_index=segment.start_frame + i, timestamp_s=timestamp,
