@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 from hpe3d.v1 import common_pb2, pose2d_pb2, pose2d_pb2_grpc
+from hpe3d_cli.local_stack import free_port
 from services.common import grpc_server
 from services.common.arrays import from_proto
 from services.pose2d.models import MODEL_NAMES, REPOSITORY_DIR, missing_model_files
@@ -31,12 +31,6 @@ pytestmark = [pytest.mark.contract,
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 CLIP = DATA / "two_people_office_24f.mp4"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def segment_of(frames: list[np.ndarray], start: int, source: tuple[int, int]) -> common_pb2.FrameSegment:

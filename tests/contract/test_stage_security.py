@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hpe3d.v1 import (common_pb2, decoder_pb2, decoder_pb2_grpc, lifter3d_pb2, lifter3d_pb2_grpc, pose2d_pb2,
                       pose2d_pb2_grpc, renderer_pb2, renderer_pb2_grpc)
+from hpe3d_cli.local_stack import free_port
 from services.common import grpc_server
 from services.common.grpc_server import CLIENT_OPTIONS, client_target
 from services.common.stage_auth import aio_token_interceptors, stage_call_metadata
@@ -53,12 +54,6 @@ def listening_addresses(port: int) -> set[str]:
                 raw = raw[12:]  # an IPv4-mapped IPv6 socket (gRPC binds these) listens on that IPv4 address
             found.add(socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw))
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def denied(call, *args, **kwargs) -> grpc.RpcError:
