@@ -98,4 +98,5 @@ images:
 	for s in decoder pose2d lifter3d renderer; do docker build -f services/$$s/Dockerfile -t $(REGISTRY)/$$s:$(TAG) . || exit 1; done
 	docker build -f services/triton/Dockerfile -t $(REGISTRY)/pose2d-triton:$(TAG) .
 	docker build -f gateway/Dockerfile -t $(REGISTRY)/gateway:$(TAG) .
+	docker build -f gateway/Dockerfile --target worker -t $(REGISTRY)/worker:$(TAG) .
 	docker build -t $(REGISTRY)/tritonserver:25.08-py3 deploy/triton

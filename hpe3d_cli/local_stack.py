@@ -205,7 +205,7 @@ class LocalStack:
                 say("starting the job worker" + self._times(WORKER))
                 for i in range(self.count(WORKER)):
                     # The worker id (in manifests as the job's owner) is the replica's name.
-                    self._spawn(WORKER, i, ["-m", "gateway.jobs", "--worker-id", self._name(WORKER, i)], {})
+                    self._spawn(WORKER, i, ["-m", "gateway.worker", "--worker-id", self._name(WORKER, i)], {})
             if GATEWAY in self.components:
                 say("starting the gateway" + self._times(GATEWAY))
                 procs = [self._spawn(GATEWAY, i, ["-m", "gateway.api", "--host", "127.0.0.1", "--port", str(port)], {})

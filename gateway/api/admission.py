@@ -14,7 +14,7 @@ from services.common.storage import ObjectStore
 from ..jobs.job_errors import INPUT_ERRORS, JobFailed, error_from_rpc
 from ..jobs.manifest import JobManifest
 from ..jobs.outage import is_transient
-from ..jobs.pipeline import apply_probe
+from ..jobs.probe import apply_probe
 from ..jobs.stages import StageClients
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
-from gateway.jobs.worker import SWEEP_EVERY_S
+from gateway.worker.worker import SWEEP_EVERY_S
 from tests.conftest import TEST_DATA
 
 pytestmark = [pytest.mark.faults]

@@ -30,6 +30,7 @@ class Image:
     port: int | None
     cmd: list[str]
     entry_modules: tuple[str, ...]  # what runs in the image (server, jobs and tools the manifests start)
+    target: str | None = None  # the build stage (--target) of a Dockerfile that makes several images
 
 
 IMAGES = [
@@ -47,11 +48,13 @@ IMAGES = [
           ["python", "-m", "services.renderer.server"], ("services.renderer.server",)),
     Image("gateway", "gateway/Dockerfile", "gateway/requirements.txt", 8080,
           ["python", "-m", "gateway.api", "--host", "0.0.0.0", "--port", "8080"],
-          # the API (its CMD), the worker (python -m gateway.jobs in Deployment/worker), and storage: the
-          # minio-bucket Job runs it
-          ("gateway.api.__main__", "gateway.jobs.__main__", "services.common.storage")),
+          # the API (its CMD) and storage: the minio-bucket Job runs it
+          ("gateway.api.__main__", "services.common.storage")),
+    Image("worker", "gateway/Dockerfile", "gateway/worker/requirements.txt", 9464,
+          ["python", "-m", "gateway.worker"], ("gateway.worker.__main__",), target="worker"),
 ]
 IDS = [i.name for i in IMAGES]
+DOCKERFILES = list(dict.fromkeys(i.dockerfile for i in IMAGES))
 INTERNAL_TOPS = {"services", "gateway", "hpe3d", "deploy"}
 # modules the runtime provides, not a package: Triton's Python backend gives its models this one
 RUNTIME_PROVIDED = {"triton_python_backend_utils"}
@@ -74,12 +77,31 @@ def _pins(path: Path) -> dict[str, str]:
     return pins
 
 
-def _final_stage(text: str) -> str:
-    return re.split(r"^FROM\s", text, flags=re.M)[-1]
+def _final_stage(text: str, target: str | None = None) -> str:
+    """The build stage that makes the image (``target``, else the last one), with the stages it
+    builds FROM inside the same file before it: everything the image inherits."""
+    stages = _stages(text)
+    name = (target or list(stages)[-1]).lower()
+    assert name in stages, f"no build stage {name!r}"
+    texts = []
+    while name in stages:
+        base, chunk = stages[name]
+        texts.insert(0, chunk)
+        name = base
+    return "".join(texts)
+
+
+def _stages(text: str) -> dict[str, tuple[str, str]]:
+    """Build stage name (lower case; unnamed ones ``#i``) -> (what it builds FROM, its text), in order."""
+    stages = {}
+    for chunk in re.split(r"^(?=FROM\s)", text, flags=re.M)[1:]:
+        m = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", chunk, re.I)
+        stages[(m.group(2) or f"#{len(stages)}").lower()] = (m.group(1).lower(), chunk)
+    return stages
 
 
 # -- Dockerfiles --------------------------------------------------------------------------------
-@pytest.mark.parametrize("dockerfile", [i.dockerfile for i in IMAGES] + OTHER_DOCKERFILES)
+@pytest.mark.parametrize("dockerfile", DOCKERFILES + OTHER_DOCKERFILES)
 def test_hadolint(dockerfile):
     binary = shutil.which("hadolint") or (Path(sys.executable).parent / "hadolint")
     if not Path(binary).exists():
@@ -93,18 +115,20 @@ def test_hadolint(dockerfile):
 def test_dockerfile_rules(image):
     text = (ROOT / image.dockerfile).read_text()
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M), "base must be python:3.11-slim"
-    assert all(f.strip() in ("${PYTHON_IMAGE}", "${PYTHON_IMAGE} AS stubs") or "${PYTHON_IMAGE} AS " in f
-               for f in re.findall(r"^FROM\s+(.*)$", text, re.M)), "every stage builds on PYTHON_IMAGE"
+    stages = _stages(text)
+    for i, (base, _) in enumerate(stages.values()):  # on the base image, or on a stage built on it before
+        assert base == "${python_image}" or base in list(stages)[:i], "every stage builds on PYTHON_IMAGE"
     assert "grpc_tools.protoc" in text and "COPY --from=stubs" in text, "stubs are generated at build time"
     for install in re.findall(r"pip install[^\n&]*", text):
         assert "--no-cache-dir" in install, f"pip without --no-cache-dir: {install}"
-    final = _final_stage(text)
-    assert re.search(r"^USER 10001(:10001)?$", final, re.M), "the final stage runs as uid 10001"
+    final = _final_stage(text, image.target)
+    users = re.findall(r"^USER (.*)$", final, re.M)
+    assert users and re.fullmatch(r"10001(:10001)?", users[-1]), "the final stage runs as uid 10001"
     assert "useradd --uid 10001" in final
     exposed = {int(p) for line in re.findall(r"^EXPOSE (.*)$", final, re.M) for p in line.split()}
     assert image.port in exposed
-    cmd = re.search(r"^CMD (\[.*\])$", final, re.M)
-    assert cmd and ast.literal_eval(cmd.group(1)) == image.cmd
+    cmd = re.findall(r"^CMD (\[.*\])$", final, re.M)
+    assert cmd and ast.literal_eval(cmd[-1]) == image.cmd
     assert image.requirements in text, f"{image.dockerfile} does not install {image.requirements}"
 
 
@@ -157,6 +181,11 @@ def _requires_closure(names: set[str]) -> set[str]:
         for req in requires:
             todo.append(re.split(r"[\s;\[<>=!~(]", req, 1)[0])
     return seen
+
+
+def _copied(stage_text: str) -> list[str]:
+    """The sources a stage's ``COPY`` lines take from the build context (not from other stages)."""
+    return [src for srcs in re.findall(r"^COPY (?!--from)(.+?) \S+$", stage_text, re.M) for src in srcs.split()]
 
 
 def _module_file(module: str) -> Path | None:
@@ -263,8 +292,7 @@ def test_image_provides_everything_its_entry_points_import(image):
             missing.append(f"{top} (from {', '.join(sorted(dists))})")
     assert not missing, f"{image.requirements} lacks what the image imports: {missing}"
 
-    final = _final_stage((ROOT / image.dockerfile).read_text())
-    copied = [src for src in re.findall(r"^COPY (?!--from)(.+?) \S+$", final, re.M) for src in src.split()]
+    copied = _copied(_final_stage((ROOT / image.dockerfile).read_text(), image.target))
     not_copied = []
     for path in files:
         rel = path.relative_to(ROOT).as_posix()
@@ -273,3 +301,13 @@ def test_image_provides_everything_its_entry_points_import(image):
         if not any(rel == src or (src.endswith("/") and rel.startswith(src)) for src in copied):
             not_copied.append(rel)
     assert not not_copied, f"{image.dockerfile} does not copy {sorted(not_copied)}"
+
+
+def test_api_and_worker_images_carry_only_their_own_folder():
+    """One Dockerfile, two images: each holds the shared job model and its own folder, not the other's."""
+    text = (ROOT / "gateway/Dockerfile").read_text()
+    api, worker = _copied(_final_stage(text)), _copied(_final_stage(text, "worker"))
+    assert "gateway/jobs/" in api and "gateway/jobs/" in worker
+    assert "gateway/api/" in api and not any(src.startswith("gateway/worker") for src in api)
+    assert "gateway/worker/" in worker and not any(src.startswith("gateway/api") for src in worker)
+    assert not any(pin in _pins(ROOT / "gateway/worker/requirements.txt") for pin in ("fastapi", "uvicorn"))

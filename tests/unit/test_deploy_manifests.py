@@ -384,9 +384,10 @@ def test_api_and_workers_run_apart(overlay):
     assert api["spec"]["replicas"] >= (1 if name == "local" else 2), f"{name}: the API is stateless, run several"
     worker = _find(objs, "Deployment", "worker")
     container = worker["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "gateway.jobs"]
-    assert container["image"].rsplit(":", 1)[0] == \
-        api["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[0], "the worker runs the gateway image"
+    assert container["command"] == ["python", "-m", "gateway.worker"]
+    images = {c["image"].rsplit(":", 1)[0].rsplit("/", 1)[-1] for c in (
+        container, api["spec"]["template"]["spec"]["containers"][0])}
+    assert images == {"worker", "gateway"}, f"{name}: the worker runs its own image, the API the gateway image"
     env = {e["name"]: e.get("value") for e in container["env"]}
     probe_port = container["livenessProbe"]["httpGet"]["port"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}

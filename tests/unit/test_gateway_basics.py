@@ -6,7 +6,7 @@ import pytest
 from gateway.jobs.manifest import (JobError, JobManifest, JobOptions, JobState, StoredArtifact, VideoSummary,
                               is_job_id, new_job_id, safe_filename, segment_keys)
 from gateway.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
-from gateway.jobs.segments import SegmentPlan, plan_segments
+from gateway.worker.segments import SegmentPlan, plan_segments
 
 
 def test_manifest_round_trip_keeps_every_field():

@@ -13,8 +13,8 @@ from gateway.jobs.events import JobEvent
 from gateway.jobs.manifest import JobManifest, JobState, new_job_id, segment_keys
 from gateway.jobs.manifest_store import ManifestStore
 from gateway.jobs.outage import Backoff, OutagePolicy
-from gateway.jobs.pipeline import JobPipeline
-from gateway.jobs.reporter import JobReporter
+from gateway.worker.pipeline import JobPipeline
+from gateway.worker.reporter import JobReporter
 from hpe3d.v1 import common_pb2, lifter3d_pb2, pose2d_pb2, renderer_pb2
 
 

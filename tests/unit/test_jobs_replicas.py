@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from gateway.api.app import create_app
 from gateway.jobs import queue
-from gateway.jobs.worker import JobWorker
+from gateway.worker.worker import JobWorker
 from hpe3d_cli.local_stack import free_port
 from tests.unit.test_jobs_pipeline import FakeClients, FakeStages, rpc_error
 from tests.unit.test_jobs_worker import stream  # noqa: F401 - fixture: a fresh job stream

@@ -12,11 +12,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
+from ..jobs.events import done_event, progress_event
+from ..jobs.manifest import JobManifest
+from ..jobs.manifest_store import ManifestStore
+from ..jobs.outage import Backoff, OutagePolicy
 from . import metrics
-from .events import done_event, progress_event
-from .manifest import JobManifest
-from .manifest_store import ManifestStore
-from .outage import Backoff, OutagePolicy
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of a jobs worker (served on ``HPE3D_METRICS_PORT`` when it is set)."""
+"""Prometheus metrics of a job worker (served on ``HPE3D_METRICS_PORT`` when it is set)."""
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram

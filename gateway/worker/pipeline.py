@@ -3,7 +3,7 @@
 Every stage call carries the ``x-job-id`` metadata and is skipped when its output object already
 exists, so a resumed job (redelivered to another worker, or retried) only redoes what is missing.
 Stage outages (UNAVAILABLE, DEADLINE_EXCEEDED) and storage outages are waited out within the
-outage budget (``outage.py``); any other gRPC failure, or an outage past the budget, becomes the
+outage budget (``gateway.jobs.outage``); any other gRPC failure, or an outage past the budget, becomes the
 job's ``JobError``. Cancellation (a DELETE, or the worker stopping) is the caller's to handle: it
 propagates out of ``run`` untouched.
 """
@@ -24,34 +24,16 @@ from services.common.settings import Settings
 from services.common.stage_names import DECODER, JOBS, LIFTER3D, POSE2D, RENDERER
 from services.common.storage import ObjectStore
 
+from ..jobs.job_errors import JobFailed, error_from_outage, error_from_rpc
+from ..jobs.manifest import JobError, JobManifest, JobState, StoredArtifact, output_prefix, poses3d_key, segment_keys
+from ..jobs.outage import OutagePolicy, OutageTooLong
+from ..jobs.probe import apply_probe
+from ..jobs.stages import StageClients
 from . import metrics
-from .job_errors import JobFailed, error_from_outage, error_from_rpc
-from .manifest import JobError, JobManifest, JobState, StoredArtifact, VideoSummary, output_prefix, poses3d_key, segment_keys
-from .outage import OutagePolicy, OutageTooLong
 from .reporter import JobDeleted, JobReporter
 from .segments import SegmentPlan, plan_segments
-from .stages import StageClients
 
 log = logging.getLogger(__name__)
-
-
-def video_summary(info: common_pb2.VideoInfo) -> VideoSummary:
-    return VideoSummary(width=info.width, height=info.height, fps=info.fps, frame_count=info.frame_count,
-                        duration_s=info.duration_s, rotation_deg=info.rotation_deg, codec=info.codec,
-                        variable_frame_rate=info.variable_frame_rate, still_image=info.still_image,
-                        announced_frame_count=info.announced_frame_count)
-
-
-def apply_probe(job: JobManifest, info: common_pb2.VideoInfo, settings: Settings) -> None:
-    """Record the probe's facts and warnings in ``job``; ``JobFailed`` when the upload cannot be a
-    job (too long, no decodable frame)."""
-    job.video = video_summary(info)
-    job.warnings = list(info.warnings)
-    if info.duration_s > settings.max_duration_s:
-        raise JobFailed(JobError(stage=DECODER, code="VIDEO_TOO_LONG", message=(
-            f"video is {info.duration_s:.1f} s long; the limit is {settings.max_duration_s:.0f} s")))
-    if info.frame_count <= 0:
-        raise JobFailed(JobError(stage=DECODER, code="INVALID_ARGUMENT", message="the video holds no decodable frames"))
 
 
 class JobPipeline:

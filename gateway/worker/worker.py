@@ -1,4 +1,4 @@
-"""A jobs worker: takes job runs off the NATS queue and runs them, ``HPE3D_WORKER_JOBS`` at a time.
+"""A job worker: takes job runs off the NATS queue and runs them, ``HPE3D_WORKER_JOBS`` at a time.
 
 For each queue message the worker
 
@@ -33,14 +33,15 @@ from services.common.logs import job_id_var
 from services.common.settings import Settings
 from services.common.storage import ObjectStore
 
-from . import metrics, queue
-from .events import cancelled_event
-from .manifest import JobState, is_job_id
-from .manifest_store import ManifestStore
-from .outage import OutagePolicy
+from ..jobs import queue
+from ..jobs.events import cancelled_event
+from ..jobs.manifest import JobState, is_job_id
+from ..jobs.manifest_store import ManifestStore
+from ..jobs.outage import OutagePolicy
+from ..jobs.stages import StageClients
+from . import metrics
 from .pipeline import JobPipeline
 from .reporter import JobDeleted, JobReporter
-from .stages import StageClients
 
 log = logging.getLogger(__name__)
 

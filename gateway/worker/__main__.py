@@ -1,4 +1,4 @@
-"""``python -m gateway.jobs``: one jobs worker process.
+"""``python -m gateway.worker``: one job worker process.
 
 Connects to NATS (``HPE3D_NATS_URL``) and storage, takes jobs off the queue and runs them until
 SIGTERM or SIGINT; then it stops its jobs and hands them back to the queue, so that another worker
@@ -19,8 +19,8 @@ from services.common.settings import Settings
 from services.common.stage_names import WORKER
 from services.common.storage import ObjectStore
 
-from . import queue
-from .stages import StageClients
+from ..jobs import queue
+from ..jobs.stages import StageClients
 from .worker import JobWorker
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ async def serve(settings: Settings, worker_id: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gateway.jobs", description="Run an hpe3d jobs worker.")
+    parser = argparse.ArgumentParser(prog="python -m gateway.worker", description="Run an hpe3d job worker.")
     parser.add_argument("--worker-id", default=None, help="name in manifests and logs (default: host-pid-random)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
