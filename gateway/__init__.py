@@ -1,3 +1,4 @@
-"""What the gateway image runs: the REST API (``gateway.api``, ``python -m gateway.api``) and the jobs
-workers (``gateway.jobs``, ``python -m gateway.jobs``), which meet on NATS and in object storage; and the
-web page the API serves (``gateway/api/static``)."""
+"""Two deployables and what they share: the REST API (``gateway.api``, ``python -m gateway.api``,
+with the web page it serves in ``gateway/api/static``), the job worker (``gateway.worker``,
+``python -m gateway.worker``) and the job model both use (``gateway.jobs``). The API and the workers
+meet on NATS and in object storage."""
