@@ -28,6 +28,7 @@ from hpe3d.v1 import (decoder_pb2, decoder_pb2_grpc, lifter3d_pb2,  # noqa: E402
                       lifter3d_pb2_grpc, pose2d_pb2, pose2d_pb2_grpc, renderer_pb2,
                       renderer_pb2_grpc)
 from services.common.grpc_server import channel  # noqa: E402
+from services.common.job_scope import job_metadata  # noqa: E402
 from services.common.storage import ObjectStore  # noqa: E402
 
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "video" / "two_people_office.avi"
@@ -53,7 +54,7 @@ def bench_stages(stack: LocalStack, video: Path) -> dict[str, float]:
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    info = decoder.Probe(decoder_pb2.ProbeRequest(video=video_ref), metadata=(("x-job-id", job),), timeout=300)
+    info = decoder.Probe(decoder_pb2.ProbeRequest(video=video_ref), metadata=job_metadata(job), timeout=300)
     timings["probe_s"] = time.perf_counter() - t
     frames = info.frame_count
     starts = range(0, frames, s.segment_frames)

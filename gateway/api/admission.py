@@ -7,6 +7,7 @@ import logging
 import grpc
 
 from hpe3d.v1 import decoder_pb2
+from services.common.job_scope import job_metadata
 from services.common.settings import Settings
 from services.common.stage_names import DECODER
 from services.common.storage import ObjectStore
@@ -28,7 +29,7 @@ async def admit(job: JobManifest, clients: StageClients, store: ObjectStore, set
     included, admits the job: its worker probes again and waits outages out."""
     try:
         info = await clients.decoder.Probe(decoder_pb2.ProbeRequest(video=store.ref(job.input_key)),
-                                           metadata=(("x-job-id", job.id),), timeout=PROBE_TIMEOUT_S)
+                                           metadata=job_metadata(job.id), timeout=PROBE_TIMEOUT_S)
     except grpc.aio.AioRpcError as exc:
         if is_transient(exc):
             log.warning("decoder unavailable at submission of job %s; the worker will probe", job.id)

@@ -13,10 +13,11 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
-from ..jobs.manifest import MAX_PERSONS_LIMIT, WORKING_SIZE_LIMIT, JobOptions
+from ..jobs.manifest import JobOptions
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and option fields around the file
 
+# The form: the file, then every JobOptions field as JobOptions states it (types, bounds, wording).
 UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -25,15 +26,7 @@ UPLOAD_BODY = {
             "properties": {
                 "file": {"type": "string", "format": "binary", "description": (
                     "the video (MP4, MOV, WebM, ...) or a photo (JPEG, PNG, WebP: an image job)")},
-                "max_persons": {"type": "integer", "minimum": 0, "maximum": MAX_PERSONS_LIMIT,
-                                "description": "most persons tracked per frame; 0 = server default (HPE3D_MAX_PERSONS)"},
-                "working_size": {"type": "integer", "minimum": 0, "maximum": WORKING_SIZE_LIMIT,
-                                 "description": ("longer side of decoded frames in pixels; 0 = server default "
-                                                 "(HPE3D_WORKING_SIZE)")},
-                "render": {"type": "boolean", "default": True,
-                           "description": "encode the rendered video (false: exports only)"},
-                "pose_model": {"type": "string", "pattern": "^[a-z0-9_]*$", "description": (
-                    "2D pose model, one of GET /v1/models (e.g. blazepose, hrnet_w32); empty = the default")},
+                **JobOptions.model_json_schema()["properties"],
             }}}},
     }
 }

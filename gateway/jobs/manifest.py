@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 
 # the stages' own rule for a job's keys (JOBS_PREFIX is re-exported for manifest_store)
 from services.common.job_scope import JOBS_PREFIX, job_prefix  # noqa: F401
+from services.common.request_options import MAX_PERSONS_LIMIT
 from services.common.stage_names import STAGES
 
 SCHEMA_VERSION = 2
@@ -43,7 +44,6 @@ class JobState(str, enum.Enum):
         return self in (JobState.succeeded, JobState.failed, JobState.cancelled)
 
 
-MAX_PERSONS_LIMIT = 16      # most persons one job may ask to track
 WORKING_SIZE_LIMIT = 4096   # largest working size (pixels, longer side) one job may ask for
 
 
@@ -186,6 +186,11 @@ class JobManifest(BaseModel):
 
 def manifest_key(job_id: str) -> str:
     return f"{job_prefix(job_id)}job.json"
+
+
+def input_key(job_id: str, filename: str) -> str:
+    """Where the upload is stored; ``filename`` is the ``safe_filename`` of the uploaded name."""
+    return f"{job_prefix(job_id)}input/{filename}"
 
 
 def segment_keys(job_id: str, index: int) -> tuple[str, str]:

@@ -1,6 +1,6 @@
 """Running one job through the four stages: probe, decode + 2D per segment, lift, render.
 
-Every stage call carries the ``x-job-id`` metadata and is skipped when its output object already
+Every stage call carries the job id metadata (``job_scope.JOB_ID_METADATA``) and is skipped when its output object already
 exists, so a resumed job (redelivered to another worker, or retried) only redoes what is missing.
 Stage outages (UNAVAILABLE, DEADLINE_EXCEEDED) and storage outages are waited out within the
 outage budget (``gateway.jobs.outage``); any other gRPC failure, or an outage past the budget, becomes the
@@ -19,7 +19,9 @@ import grpc
 
 from hpe3d.v1 import common_pb2, decoder_pb2, lifter3d_pb2, pose2d_pb2, renderer_pb2
 from services.common.errors import no_person_found
+from services.common.job_scope import job_metadata
 from services.common.logs import job_id_var
+from services.common.request_options import persons_per_frame, working_size
 from services.common.settings import Settings
 from services.common.stage_names import DECODER, JOBS, LIFTER3D, POSE2D, RENDERER
 from services.common.storage import ObjectStore
@@ -118,7 +120,7 @@ class JobPipeline:
         return [self.store.ref(k) for k in keys]
 
     def _max_persons(self, job: JobManifest) -> int:
-        return job.options.max_persons or self.settings.max_persons
+        return persons_per_frame(job.options.max_persons, self.settings)
 
     async def _segment(self, job: JobManifest, info: common_pb2.VideoInfo, plan: SegmentPlan,
                        found: dict[int, int]) -> str:
@@ -133,7 +135,7 @@ class JobPipeline:
                 segment = await self._unary(DECODER, "Decode", self.clients.decoder.Decode, decoder_pb2.DecodeRequest(
                     job_id=job.id, index=plan.index, video=self.store.ref(job.input_key),
                     start_frame=plan.start_frame, frame_count=plan.frame_count,
-                    working_size=job.options.working_size or self.settings.working_size,
+                    working_size=working_size(job.options.working_size, self.settings),
                     output=self.store.ref(frames_key)), job.id)
             job.progress[DECODER].done += plan.frame_count
             await self.reporter.save(job, DECODER, f"segment {plan.index} decoded")
@@ -198,7 +200,7 @@ class JobPipeline:
 
     async def _unary(self, stage: str, method: str, call: Callable[..., Awaitable[Any]], request: Any, job_id: str) -> Any:
         return await self._call(stage, method, lambda: call(
-            request, metadata=(("x-job-id", job_id),), timeout=self.settings.stage_timeout_s))
+            request, metadata=job_metadata(job_id), timeout=self.settings.stage_timeout_s))
 
     async def _streaming(self, stage: str, method: str, call: Callable[..., AsyncIterator[Any]], request: Any,
                          job: JobManifest) -> Any:
@@ -208,7 +210,7 @@ class JobPipeline:
 
         async def attempt() -> Any:
             result = None
-            async for update in call(request, metadata=(("x-job-id", job.id),), timeout=self.settings.stage_timeout_s):
+            async for update in call(request, metadata=job_metadata(job.id), timeout=self.settings.stage_timeout_s):
                 if update.HasField("progress"):
                     progress.done, progress.total = update.progress.done, update.progress.total
                     await self.reporter.save(job, stage, update.progress.message)

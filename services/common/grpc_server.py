@@ -22,8 +22,10 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
 from .errors import status_code_for
+from .job_scope import metadata_job_id
 from .logs import configure_logging, job_id_var
 from .settings import Settings
+from .stage_names import STAGE_SERVICES
 from .stage_auth import TokenCheck, token_channel_interceptors
 from .storage import ObjectStore
 
@@ -46,13 +48,6 @@ SERVER_OPTIONS = CHANNEL_OPTIONS + [
 RPC_SECONDS = Histogram("hpe3d_rpc_seconds", "Duration of a gRPC call", ["method", "code"],
                         buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600))
 RPC_TOTAL = Counter("hpe3d_rpc_total", "gRPC calls by method and status code", ["method", "code"])
-
-
-def _job_id(context: grpc.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-job-id":
-            return value
-    return ""
 
 
 class StageInterceptor(grpc.ServerInterceptor):
@@ -85,7 +80,7 @@ class StageInterceptor(grpc.ServerInterceptor):
             inner = handler.unary_unary
 
             def unary(request, context):
-                token = job_id_var.set(_job_id(context))
+                token = job_id_var.set(metadata_job_id(context))
                 finish = guard(context, time.perf_counter())
                 try:
                     reply = inner(request, context)
@@ -105,7 +100,7 @@ class StageInterceptor(grpc.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             def stream(request, context):
-                token = job_id_var.set(_job_id(context))
+                token = job_id_var.set(metadata_job_id(context))
                 finish = guard(context, time.perf_counter())
                 try:
                     yield from inner_stream(request, context)
@@ -208,12 +203,13 @@ def channel(addr: str, token: str = "") -> grpc.Channel:
     return grpc.intercept_channel(ch, *interceptors) if interceptors else ch
 
 
-def run_stage(stage: str, service: str, register: Callable[..., object]) -> None:
-    """The ``main()`` of a stage server: settings from the environment, JSON logs, the object store,
-    then ``register(server, store, settings)`` served on the port of ``<stage>_addr`` until stopped."""
+def run_stage(stage: str, register: Callable[..., object]) -> None:
+    """The ``main()`` of a stage server (``stage`` one of ``stage_names.STAGES``): settings from the
+    environment, JSON logs, the object store, then ``register(server, store, settings)`` served as the
+    stage's gRPC service (``STAGE_SERVICES``) on the port of ``<stage>_addr`` until stopped."""
     settings = Settings.from_env()
     configure_logging(stage, settings.log_level)
     store = ObjectStore.from_settings(settings)
-    serve_forever(lambda server: register(server, store, settings), [service],
+    serve_forever(lambda server: register(server, store, settings), [STAGE_SERVICES[stage]],
                   settings.listen_port(getattr(settings, f"{stage}_addr")), settings.metrics_port,
                   host=settings.bind_host, token=settings.stage_token)

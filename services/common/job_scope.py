@@ -39,6 +39,11 @@ def job_prefix(job_id: str) -> str:
     return f"{JOBS_PREFIX}{job_id}/"
 
 
+def job_metadata(job_id: str) -> tuple[tuple[str, str], ...]:
+    """The call metadata that names ``job_id`` (what a caller sends with every stage call)."""
+    return ((JOB_ID_METADATA, job_id),)
+
+
 def metadata_job_id(context: grpc.ServicerContext | None) -> str:
     """The ``x-job-id`` call metadata, or "" when absent."""
     for key, value in (context.invocation_metadata() if context is not None else None) or ():
@@ -99,7 +104,7 @@ class JobScope:
         """The job named by the request field ``request_job_id`` and/or the ``x-job-id`` metadata."""
         from_metadata = metadata_job_id(context)
         if request_job_id and from_metadata and request_job_id != from_metadata:
-            raise OutsideJob(f"the request names job {request_job_id!r} but its x-job-id metadata says "
+            raise OutsideJob(f"the request names job {request_job_id!r} but its {JOB_ID_METADATA} metadata says "
                              f"{from_metadata!r}")
         job_id = request_job_id or from_metadata
         if job_id and not _JOB_ID.match(job_id):

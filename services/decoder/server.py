@@ -7,7 +7,9 @@ from hpe3d.v1 import common_pb2, decoder_pb2_grpc
 from services.common.errors import InvalidInput
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
+from services.common.request_options import working_size
 from services.common.settings import Settings
+from services.common.stage_names import DECODER
 from services.common.storage import ObjectStore
 
 from .object_cache import DownloadedVideos
@@ -32,10 +34,8 @@ class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
         if not request.video.key or not request.output.key:
             raise InvalidInput("video.key and output.key are required")
         path = self.videos.path_of(request.video)
-        working_size = request.working_size or self.settings.working_size
-        segment = decode_segment(path, request.start_frame, request.frame_count, working_size)
-        if request.output.bucket not in ("", self.store.bucket):
-            raise InvalidInput(f"output.bucket must be {self.store.bucket!r} (this server's bucket)")
+        segment = decode_segment(path, request.start_frame, request.frame_count,
+                                 working_size(request.working_size, self.settings))
         stored = self.store.put_message(request.output.key, segment)
         return common_pb2.SegmentRef(job_id=request.job_id, index=request.index,
                                      start_frame=segment.start_frame, frame_count=len(segment.jpeg),
@@ -49,7 +49,7 @@ def register(server: grpc.Server, store: ObjectStore, settings: Settings) -> Dec
 
 
 def main() -> None:
-    run_stage("decoder", "hpe3d.v1.Decoder", register)
+    run_stage(DECODER, register)
 
 
 if __name__ == "__main__":

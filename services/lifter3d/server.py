@@ -17,9 +17,6 @@ from services.common.storage import ObjectStore
 
 from .video_lift import Lifter, lift_frames, load_service_lifter
 
-SERVICE = "hpe3d.v1.Lifter3D"
-
-
 class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
     def __init__(self, store: ObjectStore, settings: Settings, lifter: Lifter):
         self.store = store
@@ -82,7 +79,7 @@ def main() -> None:
     except WeightsMissing as exc:  # say which file to supply, then stop: never serve random weights
         print(f"lifter3d: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    run_stage("lifter3d", SERVICE, lambda server, store, settings: register(server, store, settings, lifter))
+    run_stage(LIFTER3D, lambda server, store, settings: register(server, store, settings, lifter))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from services.common.errors import InvalidInput
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
 from services.common.settings import Settings
+from services.common.stage_names import POSE2D
 from services.common.storage import ObjectStore
 
 from .catalog import PoseModelCatalog
@@ -104,7 +105,7 @@ def register(server: grpc.Server, store: ObjectStore, settings: Settings,
 
 
 def main() -> None:
-    run_stage("pose2d", "hpe3d.v1.Pose2D", register)
+    run_stage(POSE2D, register)
 
 
 if __name__ == "__main__":

@@ -30,14 +30,13 @@ BVH_CONTENT_TYPE = "application/octet-stream"  # no registered type; readers go 
 
 def render_job(store: ObjectStore, request: renderer_pb2.RenderRequest) -> Iterator[tuple | list]:
     """Run ``request`` (see renderer.proto). Raises ``InvalidInput`` for a request missing what it
-    needs and ``ObjectNotFound`` when a referenced object is absent."""
+    needs and ``ObjectNotFound`` when a referenced object is absent. The server has already checked
+    that every key and ``bucket`` belong to the call's job in this store (``check_job_scope``)."""
     info = request.video_info
     if info.frame_count <= 0 or info.width <= 0 or info.height <= 0:
         raise InvalidInput("video_info must come from Decoder.Probe (frame_count, width, height > 0)")
     if not request.output_prefix:
         raise InvalidInput("output_prefix is empty")
-    if request.bucket not in ("", store.bucket):
-        raise InvalidInput(f"bucket must be {store.bucket!r} (this server's bucket)")
     if not request.video.key and not request.skip_video:
         raise InvalidInput("video.key is empty (set skip_video to write only the exports)")
     prefix = request.output_prefix if request.output_prefix.endswith("/") else request.output_prefix + "/"

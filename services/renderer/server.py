@@ -7,6 +7,7 @@ from hpe3d.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
 from services.common.settings import Settings
+from services.common.stage_names import RENDERER
 from services.common.storage import ObjectStore
 
 from .render_job import render_job
@@ -26,7 +27,7 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
             else:
                 done, total, message = update
                 yield renderer_pb2.RenderUpdate(progress=common_pb2.Progress(
-                    stage="renderer", done=done, total=total, message=message))
+                    stage=RENDERER, done=done, total=total, message=message))
 
 
 def register(server: grpc.Server, store: ObjectStore, settings: Settings) -> RendererServicer:
@@ -36,7 +37,7 @@ def register(server: grpc.Server, store: ObjectStore, settings: Settings) -> Ren
 
 
 def main() -> None:
-    run_stage("renderer", "hpe3d.v1.Renderer", register)
+    run_stage(RENDERER, register)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from services.common.storage import ObjectNotFound
 
 from ...jobs.job_errors import JobFailed
-from ...jobs.manifest import JobManifest, JobState, new_job_id, safe_filename
+from ...jobs.manifest import JobManifest, JobState, input_key, new_job_id, safe_filename
 from .. import metrics
 from ..admission import admit
 from ..dependencies import ApiState, api_state, job_or_404
@@ -43,7 +43,7 @@ async def submit_job(request: Request, response: Response, api: ApiState = Depen
     await check_pose_model(upload.options.pose_model, api.clients)
     job_id = new_job_id()
     name = safe_filename(upload.filename)
-    key = f"jobs/{job_id}/input/{name}"
+    key = input_key(job_id, name)
     try:
         size = await asyncio.to_thread(api.store.put_stream, key, upload.file.file, upload.content_type)
     finally:
