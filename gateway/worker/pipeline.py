@@ -1,7 +1,8 @@
 """Running one job through the four stages: probe, decode + 2D per segment, lift, render.
 
-Every stage call carries the job id metadata (``job_scope.JOB_ID_METADATA``) and is skipped when its output object already
-exists, so a resumed job (redelivered to another worker, or retried) only redoes what is missing.
+Every stage call names its job in the call metadata (``job_scope.job_metadata``) and is skipped when
+its output object already exists, so a resumed job (redelivered to another worker, or retried) only
+redoes what is missing.
 Stage outages (UNAVAILABLE, DEADLINE_EXCEEDED) and storage outages are waited out within the
 outage budget (``gateway.jobs.outage``); any other gRPC failure, or an outage past the budget, becomes the
 job's ``JobError``. Cancellation (a DELETE, or the worker stopping) is the caller's to handle: it
