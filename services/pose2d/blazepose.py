@@ -1,27 +1,28 @@
 """BlazePose GHUM's pre- and post-processing, as MediaPipe's pose graphs do it, in numpy + OpenCV.
 
 Nothing here talks to a server: these functions turn frames into model inputs and model outputs
-into pixels. The constants are MediaPipe's (``pose_detection_cpu.pbtxt``,
-``pose_detection_to_roi.pbtxt``, ``pose_landmarks_to_roi.pbtxt``,
+into pixels. The models' tensors (input sides, anchor count, landmark count, heatmap side) are
+those of their config.pbtxt in ``services/triton/repository``, which the client reads from the
+server (``client.BlazePoseInfo``) and the callers pass in. What stays here is MediaPipe's algorithm
+(``pose_detection_cpu.pbtxt``, ``pose_detection_to_roi.pbtxt``, ``pose_landmarks_to_roi.pbtxt``,
 ``tensors_to_pose_landmarks_and_segmentation.pbtxt``):
 
-* Detector: the frame letterboxed (aspect kept, zero border) to 224x224, RGB in [-1, 1] (sent as
-  bytes, scaled by the served model); 2254 SSD
-  anchors from strides 8, 16, 32, 32, 32 (fixed size, offsets 0.5); each anchor regresses a box
-  and 4 keypoints in 224-pixel units (scale 224); scores are logits clipped to +-100 then
-  sigmoid; detections below 0.5 dropped; weighted NMS at IoU 0.3.
+* Detector: the frame letterboxed (aspect kept, zero border) to the model's square input, RGB
+  bytes (the served model scales them); SSD anchors from strides 8, 16, 32, 32, 32 (fixed size,
+  offsets 0.5: ``SSD_STRIDES``, ``SSD_OFFSET``); each anchor regresses a box and 4 keypoints in
+  input-pixel units; scores are logits clipped to +-100 then sigmoid; detections below 0.5
+  dropped; weighted NMS at IoU 0.3.
 * ROI: a square centred on keypoint 0 (mid-hip), side = 2 x |kp1 - kp0| x 1.25, rotated so that
   kp0 -> kp1 points up (kp1 encodes the body's size and rotation).
-* Landmark model: the ROI cropped (rotated, zero border) to 256x256, RGB in [0, 1] (bytes, scaled
-  by the served model); 39 landmarks x
-  (x, y, z, visibility, presence) in crop pixels, visibility and presence as logits; x, y refined
-  from the 64x64 heatmaps (7x7 window, sigmoid confidence >= 0.5); pose flag >= 0.5 means "a
-  person is there". The next frame's ROI comes from the auxiliary landmarks 33 (centre) and 34
-  (size/rotation point) with the same 1.25 rule.
+* Landmark model: the ROI cropped (rotated, zero border) to the model's square input, RGB bytes;
+  per landmark (x, y, z, visibility, presence) in crop pixels, visibility and presence as logits;
+  x, y refined from the heatmaps (7x7 window, sigmoid confidence >= 0.5); pose flag >= 0.5 means
+  "a person is there". The first 33 landmarks are the body's; the next frame's ROI comes from the
+  auxiliary landmarks 33 (centre) and 34 (size/rotation point) with the same 1.25 rule.
 
 Coordinates are pixels of the image given, x right, y down. A ``Roi`` rotation is in radians,
-clockwise on screen; crop point (u, v) in [0, 256] maps to ``centre + R(rotation) @ ((u, v) / 256
-- 0.5) * size`` (MediaPipe's corner-to-corner convention).
+clockwise on screen; crop point (u, v) in [0, S] (S the crop side) maps to ``centre + R(rotation)
+@ ((u, v) / S - 0.5) * size`` (MediaPipe's corner-to-corner convention).
 """
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from services.pose2d.models import DETECTOR_SIZE, HEATMAP_SIZE, LANDMARK_SIZE, NUM_ANCHORS, NUM_LANDMARKS
-
 NUM_BODY_LANDMARKS = 33
+VALUES_PER_LANDMARK = 5          # x, y, z, visibility, presence
+SSD_STRIDES = (8, 16, 32, 32, 32)    # MediaPipe's anchor generation for the detector (pose_detection_cpu.pbtxt);
+SSD_OFFSET = 0.5                     # the anchor count they give must equal the config's (client.BlazePoseInfo)
 ROI_SCALE = 1.25
 MIN_DETECTION_SCORE = 0.5
 NMS_IOU = 0.3
@@ -50,8 +52,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 # -- SSD anchors ------------------------------------------------------------------------------------
 @lru_cache(maxsize=4)
-def ssd_anchors(input_size: int = DETECTOR_SIZE, strides: tuple[int, ...] = (8, 16, 32, 32, 32),
-                offset: float = 0.5) -> np.ndarray:
+def ssd_anchors(input_size: int, strides: tuple[int, ...] = SSD_STRIDES, offset: float = SSD_OFFSET) -> np.ndarray:
     """Anchor centres ``[N, 2]`` (x, y, normalised) of MediaPipe's ``SsdAnchorsCalculator`` with
     ``fixed_anchor_size`` and one aspect ratio (plus the interpolated one): 2 anchors per cell and
     per layer; consecutive layers of the same stride share a grid (224: 784x2 + 196x2 + 49x6 = 2254).
@@ -100,7 +101,7 @@ class Roi:
     rotation: float
 
     def corners(self) -> np.ndarray:
-        return crop_to_frame(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32) * LANDMARK_SIZE, self)
+        return crop_to_frame(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32), self, crop_size=1)
 
     def bounds(self) -> tuple[float, float, float, float]:
         c = self.corners()
@@ -127,19 +128,19 @@ def _rotation(angle: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]], np.float32)
 
 
-def crop_to_frame(points: np.ndarray, roi: Roi, crop_size: int = LANDMARK_SIZE) -> np.ndarray:
+def crop_to_frame(points: np.ndarray, roi: Roi, crop_size: int) -> np.ndarray:
     """Crop pixels ``[..., 2]`` -> frame pixels."""
     local = (np.asarray(points, np.float32) / crop_size - 0.5) * roi.size
     return local @ _rotation(roi.rotation).T + np.array([roi.cx, roi.cy], np.float32)
 
 
-def frame_to_crop(points: np.ndarray, roi: Roi, crop_size: int = LANDMARK_SIZE) -> np.ndarray:
+def frame_to_crop(points: np.ndarray, roi: Roi, crop_size: int) -> np.ndarray:
     """Frame pixels ``[..., 2]`` -> crop pixels (inverse of ``crop_to_frame``)."""
     local = (np.asarray(points, np.float32) - np.array([roi.cx, roi.cy], np.float32)) @ _rotation(roi.rotation)
     return (local / roi.size + 0.5) * crop_size
 
 
-def crop_matrix(roi: Roi, crop_size: int = LANDMARK_SIZE) -> np.ndarray:
+def crop_matrix(roi: Roi, crop_size: int) -> np.ndarray:
     """The 2x3 affine map crop pixel -> frame pixel (for ``cv2.warpAffine`` with WARP_INVERSE_MAP)."""
     c, s = math.cos(roi.rotation), math.sin(roi.rotation)
     k, half = roi.size / crop_size, roi.size / 2
@@ -176,7 +177,7 @@ def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, 
 
 
 # -- model inputs -------------------------------------------------------------------------------------
-def detector_input(frame_bgr: np.ndarray, size: int = DETECTOR_SIZE) -> tuple[np.ndarray, Letterbox]:
+def detector_input(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     """Letterbox a BGR uint8 frame into the detector's input, ``[size, size, 3]`` RGB uint8 with
     black borders (the served model scales it to [-1, 1]), and the letterbox to map results back."""
     h, w = frame_bgr.shape[:2]
@@ -190,8 +191,7 @@ def detector_input(frame_bgr: np.ndarray, size: int = DETECTOR_SIZE) -> tuple[np
     return tensor, Letterbox(scale=nw / w, pad_x=float(pad_x), pad_y=float(pad_y), size=size)
 
 
-def landmark_input(frame_bgr: np.ndarray, roi: Roi, out: np.ndarray | None = None,
-                   size: int = LANDMARK_SIZE) -> np.ndarray:
+def landmark_input(frame_bgr: np.ndarray, roi: Roi, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """Crop the rotated ROI into the landmark model's input, ``[size, size, 3]`` RGB uint8, black
     outside the frame (the served model scales it to [0, 1]). Writes into ``out`` when given."""
     crop = cv2.warpAffine(frame_bgr, crop_matrix(roi, size), (size, size),
@@ -231,15 +231,16 @@ class Detection:
 
 def decode_detections(regressors: np.ndarray, scores: np.ndarray, letterbox: Letterbox,
                       min_score: float = MIN_DETECTION_SCORE, nms_iou: float = NMS_IOU) -> list[Detection]:
-    """The detector's raw outputs ``[2254, 12]`` and ``[2254, 1]`` -> detections in frame pixels,
-    best first, after weighted non-maximum suppression."""
-    regressors = regressors.reshape(NUM_ANCHORS, 12)
-    probs = sigmoid(np.clip(scores.reshape(NUM_ANCHORS), -100.0, 100.0))
+    """The detector's raw outputs ``[anchors, 12]`` and ``[anchors, 1]`` for the input ``letterbox``
+    made -> detections in frame pixels, best first, after weighted non-maximum suppression."""
+    anchors = ssd_anchors(letterbox.size)
+    regressors = regressors.reshape(len(anchors), 12)
+    probs = sigmoid(np.clip(scores.reshape(len(anchors)), -100.0, 100.0))
     keep = np.flatnonzero(probs >= min_score)
     if keep.size == 0:
         return []
-    anchors = ssd_anchors()[keep]
-    raw = regressors[keep] / DETECTOR_SIZE
+    anchors = anchors[keep]
+    raw = regressors[keep] / letterbox.size
     centre = raw[:, 0:2] + anchors
     half = raw[:, 2:4] / 2
     boxes = np.concatenate([centre - half, centre + half], axis=1)        # normalised to the tensor
@@ -286,9 +287,9 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, i
 # -- landmark outputs ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Landmarks:
-    """One person's 39 landmarks in frame pixels: ``points`` [39, 3] (x, y, z; z in the same pixel
-    scale, relative to the hips), ``visibility`` and ``presence`` [39] in 0..1, ``pose_flag`` 0..1,
-    and the ROI they were found in."""
+    """One person's landmarks in frame pixels (the body's 33, then the auxiliary ones): ``points``
+    [L, 3] (x, y, z; z in the same pixel scale, relative to the hips), ``visibility`` and
+    ``presence`` [L] in 0..1, ``pose_flag`` 0..1, and the ROI they were found in."""
 
     points: np.ndarray
     visibility: np.ndarray
@@ -361,14 +362,15 @@ def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel: int = HEATM
     return out
 
 
-def decode_landmarks(raw: np.ndarray, pose_flag: float, roi: Roi, heatmap: np.ndarray | None = None,
-                     crop_size: int = LANDMARK_SIZE) -> Landmarks:
-    """The landmark model's outputs for one crop -> ``Landmarks`` in frame pixels."""
-    lm = raw.reshape(NUM_LANDMARKS, 5)
+def decode_landmarks(raw: np.ndarray, pose_flag: float, roi: Roi, heatmap: np.ndarray | None = None, *,
+                     crop_size: int) -> Landmarks:
+    """The landmark model's outputs for one crop of side ``crop_size`` (``raw`` [L x 5], ``heatmap``
+    [H, W, L] logits or None) -> ``Landmarks`` in frame pixels."""
+    lm = raw.reshape(-1, VALUES_PER_LANDMARK)
     xy = lm[:, :2] / crop_size
     if heatmap is not None:
-        xy = refine_from_heatmap(xy, heatmap.reshape(HEATMAP_SIZE, HEATMAP_SIZE, NUM_LANDMARKS))
-    points = np.empty((NUM_LANDMARKS, 3), np.float32)
+        xy = refine_from_heatmap(xy, heatmap)
+    points = np.empty((len(lm), 3), np.float32)
     points[:, :2] = crop_to_frame(xy * crop_size, roi, crop_size)
     points[:, 2] = lm[:, 2] / crop_size * roi.size
     return Landmarks(points=points, visibility=sigmoid(lm[:, 3]).astype(np.float32),

@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hpe3d.v1 import common_pb2
 from services.common.errors import InvalidInput, WeightsMissing
+from services.common.pose_models import DEFAULT_POSE_MODEL, POSE_MODELS, how_to_supply, unknown_model_message
 from services.pose2d.client import BlazePoseModels
 from services.pose2d.estimator import EstimatorOptions
-from services.pose2d.models.topdown import TOPDOWN_MODELS
-from services.pose2d.pose_models import (BLAZEPOSE, DEFAULT_POSE_MODEL, KNOWN_POSE_MODELS, PoseModel, how_to_supply,
-                                         offered_models, unknown_model_message)
 from services.pose2d.segment import estimate_segment
 from services.pose2d.topdown_client import HeatmapModel
 from services.pose2d.topdown_segment import TopDownOptions, estimate_segment_topdown
+
+
+@dataclass(frozen=True)
+class OfferedModel:
+    """A model offered now, with the input size its server reports."""
+
+    name: str
+    kind: str                          # "landmarks" or "top-down"
+    input_width: int
+    input_height: int
+    triton_models: tuple[str, ...]
 
 
 class PoseModelCatalog:
@@ -49,25 +59,31 @@ class PoseModelCatalog:
 
     def estimate(self, segment: common_pb2.FrameSegment, pose_model: str, max_persons: int) -> common_pb2.Poses2D:
         name = pose_model or DEFAULT_POSE_MODEL
-        if name not in KNOWN_POSE_MODELS:
+        if name not in POSE_MODELS:
             raise InvalidInput(unknown_model_message(name))
-        if name == BLAZEPOSE:
+        if POSE_MODELS[name].family == "blazepose":
             return estimate_segment(segment, self.blazepose, EstimatorOptions(max_persons=max_persons))
         return estimate_segment_topdown(segment, self.blazepose, self.topdown(name),
                                         TopDownOptions(max_persons=max_persons, flip_test=self.flip_test))
 
-    def offered(self) -> list[PoseModel]:
-        """The models whose Triton models are ready now (top-down crop sizes from their configs)."""
+    def offered(self) -> list[OfferedModel]:
+        """The models whose Triton models are all ready now, with the input sizes of their configs
+        (BlazePose: the landmark crop; top-down: the person crop)."""
         ready = self._ready_models()
-        sizes = {}
-        for name in TOPDOWN_MODELS:
-            if name in ready:
+        out = []
+        for model in POSE_MODELS.values():
+            if not set(model.triton_models) <= ready:
+                continue
+            if model.family == "blazepose":
+                width = height = self.blazepose.info.landmark_size
+            else:
                 try:
-                    info = self.topdown(name).info
+                    info = self.topdown(model.name).info
                 except WeightsMissing:
                     continue
-                sizes[name] = (info.width, info.height)
-        return offered_models(ready, sizes)
+                width, height = info.width, info.height
+            out.append(OfferedModel(model.name, model.kind, width, height, model.triton_models))
+        return out
 
     def close(self) -> None:
         for model in self._topdown.values():

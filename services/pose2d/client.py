@@ -1,46 +1,113 @@
 """The two BlazePose models as the estimator sees them: batch of images in, raw outputs out.
 
 ``TritonBlazePose`` calls a Triton Inference Server over gRPC (PyTriton on a laptop, the official
-image on GPU nodes: same names and tensors). ``LocalBlazePose`` runs the same LiteRT runner in this
-process, for tests and tools that have no server.
+image on GPU nodes). Every tensor's name and shape comes from the config the server reports for
+the model (its ``config.pbtxt`` in ``services/triton/repository``), read into ``BlazePoseInfo``,
+which also checks that the images are UINT8 as sent. This client names only the Triton models
+(``services/common/pose_models.py``) and the outputs it reads, as the top-down client names
+``heatmaps``.
 """
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from services.common.errors import DependencyUnavailable
-from services.pose2d.models import DETECTOR, LANDMARKS, MAX_BATCH_SIZE, ModelSpec, load_runner
+from services.common.pose_models import BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS
+from services.pose2d.blazepose import VALUES_PER_LANDMARK, ssd_anchors
 
-LANDMARK_OUTPUTS = ("landmarks", "pose_flag")
+REGRESSORS, SCORES = "regressors", "scores"              # the detector's outputs this client reads
+LANDMARKS, POSE_FLAG, HEATMAP = "landmarks", "pose_flag", "heatmap"   # the landmark model's
+LANDMARK_OUTPUTS = (LANDMARKS, POSE_FLAG)
+
+
+@dataclass(frozen=True)
+class BlazePoseInfo:
+    """What the served BlazePose models take and give, from their configs: each model's one image
+    input (its name and square side; UINT8 RGB pixels, which the served model scales) and batch
+    limit; the detector's anchor count; the landmark model's landmark count and heatmap side."""
+
+    detector_input: str
+    detector_size: int
+    num_anchors: int
+    detector_max_batch: int
+    landmark_input: str
+    landmark_size: int
+    num_landmarks: int
+    heatmap_size: int
+    landmark_max_batch: int
+
+    @classmethod
+    def from_configs(cls, detector: dict, landmarks: dict) -> "BlazePoseInfo":
+        """From the two model configs as JSON (Triton's ``get_model_config(as_json=True)``, or a
+        parsed config.pbtxt); ValueError naming what does not fit."""
+        det_name, det_size = _square_image(detector)
+        regressors, scores = _outputs(detector, REGRESSORS, SCORES)
+        if len(regressors) != 2 or scores != [regressors[0], 1]:
+            raise ValueError(f"model {detector.get('name')!r}: {REGRESSORS} {regressors} and {SCORES} {scores} "
+                             "are not [anchors, values] and [anchors, 1]")
+        if len(ssd_anchors(det_size)) != regressors[0]:
+            raise ValueError(f"model {detector.get('name')!r}: {regressors[0]} anchors, but MediaPipe's SSD anchors "
+                             f"for a {det_size}-pixel input are {len(ssd_anchors(det_size))}")
+        lm_name, lm_size = _square_image(landmarks)
+        values, flag, heatmap = _outputs(landmarks, LANDMARKS, POSE_FLAG, HEATMAP)
+        if len(heatmap) != 3 or heatmap[0] != heatmap[1] or values != [heatmap[2] * VALUES_PER_LANDMARK] \
+                or flag != [1]:
+            raise ValueError(f"model {landmarks.get('name')!r}: {LANDMARKS} {values}, {POSE_FLAG} {flag} and "
+                             f"{HEATMAP} {heatmap} are not [L x {VALUES_PER_LANDMARK}], [1] and [H, H, L]")
+        return cls(det_name, det_size, regressors[0], int(detector.get("max_batch_size") or 1),
+                   lm_name, lm_size, heatmap[2], heatmap[0], int(landmarks.get("max_batch_size") or 1))
+
+
+def _square_image(config: dict) -> tuple[str, int]:
+    inputs = config.get("input", [])
+    dims = [int(d) for d in inputs[0].get("dims", [])] if len(inputs) == 1 else []
+    if len(dims) != 3 or dims[0] != dims[1] or dims[2] != 3 or inputs[0].get("data_type") != "TYPE_UINT8":
+        raise ValueError(f"model {config.get('name')!r} does not take one square UINT8 RGB image [S, S, 3]: "
+                         f"{inputs}")
+    return inputs[0]["name"], dims[0]
+
+
+def _outputs(config: dict, *names: str) -> list[list[int]]:
+    dims = {o.get("name"): [int(d) for d in o.get("dims", [])] for o in config.get("output", [])}
+    missing = [n for n in names if n not in dims]
+    if missing:
+        raise ValueError(f"model {config.get('name')!r} has no output {', '.join(missing)} (it has {sorted(dims)})")
+    return [dims[n] for n in names]
 
 
 class BlazePoseModels(Protocol):
+    info: BlazePoseInfo
+
     def detect(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """RGB uint8 ``[N, 224, 224, 3]`` -> regressors ``[N, 2254, 12]``, scores ``[N, 2254, 1]``."""
+        """Letterboxed RGB uint8 ``[N, S, S, 3]`` (S = ``info.detector_size``) -> regressors
+        ``[N, anchors, 12]``, scores ``[N, anchors, 1]``."""
 
     def landmarks(self, crops: np.ndarray, heatmap: bool = True) -> dict[str, np.ndarray]:
-        """RGB uint8 ``[N, 256, 256, 3]`` -> ``landmarks`` [N, 195], ``pose_flag`` [N, 1] (and
-        ``heatmap`` [N, 64, 64, 39] when asked)."""
+        """RGB uint8 crops ``[N, S, S, 3]`` (S = ``info.landmark_size``) -> ``landmarks`` and
+        ``pose_flag`` (and ``heatmap`` when asked), shaped as the model config says."""
 
 
 class TritonBlazePose:
-    """A Triton gRPC client for ``blazepose_detector`` and ``blazepose_landmarks``.
+    """A Triton gRPC client for the BlazePose detector and landmark models.
 
     Thread-safe: one instance serves every concurrent Estimate call (Triton's dynamic batcher then
-    merges their requests). An unreachable server, or one that does not serve the models, raises
-    ``DependencyUnavailable``.
+    merges their requests). The models' configs are asked for on first use and kept. An unreachable
+    server, or one that does not serve the models, raises ``DependencyUnavailable``.
     """
 
-    def __init__(self, url: str, timeout_s: float = 60.0, max_batch_size: int = MAX_BATCH_SIZE):
+    def __init__(self, url: str, timeout_s: float = 60.0):
         import tritonclient.grpc as tgrpc
 
         self._tgrpc = tgrpc
         self.url = url
         self.timeout_s = timeout_s
-        self.max_batch_size = max_batch_size
         self._client = tgrpc.InferenceServerClient(url)
+        self._info: BlazePoseInfo | None = None
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._client.close()
@@ -48,19 +115,37 @@ class TritonBlazePose:
     def ready(self) -> bool:
         try:
             return self._client.is_server_ready(client_timeout=2) and all(
-                self._client.is_model_ready(name, client_timeout=2) for name in (DETECTOR.name, LANDMARKS.name))
+                self._client.is_model_ready(name, client_timeout=2) for name in (BLAZEPOSE_DETECTOR,
+                                                                                 BLAZEPOSE_LANDMARKS))
         except Exception:  # noqa: BLE001 - any failure means "not ready"
             return False
 
-    def _infer(self, spec: ModelSpec, images: np.ndarray, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    @property
+    def info(self) -> BlazePoseInfo:
+        """The models' tensors, from the configs the server reports (asked once)."""
+        with self._lock:
+            if self._info is None:
+                from tritonclient.utils import InferenceServerException
+
+                configs = []
+                for model in (BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS):
+                    try:
+                        configs.append(self._client.get_model_config(model, as_json=True,
+                                                                     client_timeout=self.timeout_s)["config"])
+                    except InferenceServerException as exc:
+                        raise _as_domain_error(exc, self.url, model) from exc
+                self._info = BlazePoseInfo.from_configs(*configs)
+            return self._info
+
+    def _infer(self, model: str, input_name: str, max_batch: int, images: np.ndarray,
+               outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
         from tritonclient.utils import InferenceServerException
 
-        image = spec.inputs[0]
-        model = spec.name
         results: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
-        for start in range(0, len(images), self.max_batch_size):
-            chunk = np.ascontiguousarray(images[start:start + self.max_batch_size], dtype=image.dtype)
-            tensor = self._tgrpc.InferInput(image.name, list(chunk.shape), image.wire_dtype)
+        step = max(1, max_batch)
+        for start in range(0, len(images), step):
+            chunk = np.ascontiguousarray(images[start:start + step], dtype=np.uint8)
+            tensor = self._tgrpc.InferInput(input_name, list(chunk.shape), "UINT8")
             tensor.set_data_from_numpy(chunk)
             try:
                 reply = self._client.infer(model, [tensor],
@@ -73,11 +158,15 @@ class TritonBlazePose:
         return {name: parts[0] if len(parts) == 1 else np.concatenate(parts) for name, parts in results.items()}
 
     def detect(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self._infer(DETECTOR, images, ("regressors", "scores"))
-        return out["regressors"], out["scores"]
+        info = self.info
+        out = self._infer(BLAZEPOSE_DETECTOR, info.detector_input, info.detector_max_batch, images,
+                          (REGRESSORS, SCORES))
+        return out[REGRESSORS], out[SCORES]
 
     def landmarks(self, crops: np.ndarray, heatmap: bool = True) -> dict[str, np.ndarray]:
-        return self._infer(LANDMARKS, crops, LANDMARK_OUTPUTS + (("heatmap",) if heatmap else ()))
+        info = self.info
+        return self._infer(BLAZEPOSE_LANDMARKS, info.landmark_input, info.landmark_max_batch, crops,
+                           LANDMARK_OUTPUTS + ((HEATMAP,) if heatmap else ()))
 
 
 def _as_domain_error(exc: Exception, url: str, model: str) -> Exception:
@@ -88,21 +177,3 @@ def _as_domain_error(exc: Exception, url: str, model: str) -> Exception:
     if down:
         return DependencyUnavailable(f"Triton at {url} cannot run {model}: {text}")
     return RuntimeError(f"Triton at {url} failed on {model}: {text}")
-
-
-class LocalBlazePose:
-    """The same models in this process, through the LiteRT runner (no server)."""
-
-    def __init__(self, num_threads: int = 2):
-        self._detector = load_runner(DETECTOR, num_threads=num_threads)
-        self._landmarks = load_runner(LANDMARKS, num_threads=num_threads)
-
-    def detect(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self._detector.infer({"image": images}, ("regressors", "scores"))
-        return out["regressors"], out["scores"]
-
-    def landmarks(self, crops: np.ndarray, heatmap: bool = True) -> dict[str, np.ndarray]:
-        return self._landmarks.infer({"image": crops}, LANDMARK_OUTPUTS + (("heatmap",) if heatmap else ()))
-
-    def close(self) -> None:
-        pass

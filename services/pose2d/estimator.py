@@ -31,7 +31,6 @@ from services.pose2d.blazepose import (AUX_CENTRE, MIN_DETECTION_SCORE, MIN_POSE
                                        Roi, box_iou, decode_detections, decode_landmarks, detector_input,
                                        landmark_input, same_place, square_tiles)
 from services.pose2d.client import BlazePoseModels
-from services.pose2d.models import DETECTOR_SIZE, LANDMARK_SIZE
 
 
 @dataclass(frozen=True)
@@ -64,14 +63,15 @@ class PoseTracker:
         self.landmark_crops = 0
 
     def _landmarks(self, frame: np.ndarray, rois: list[Roi]) -> list[Landmarks]:
-        crops = np.empty((len(rois), LANDMARK_SIZE, LANDMARK_SIZE, 3), np.uint8)
+        size = self.models.info.landmark_size
+        crops = np.empty((len(rois), size, size, 3), np.uint8)
         for i, roi in enumerate(rois):
-            landmark_input(frame, roi, out=crops[i])
+            landmark_input(frame, roi, size, out=crops[i])
         out = self.models.landmarks(crops, heatmap=self.options.refine_with_heatmap)
         self.landmark_crops += len(rois)
         heatmaps = out.get("heatmap")
         return [decode_landmarks(out["landmarks"][i], float(out["pose_flag"][i].ravel()[0]), roi,
-                                 None if heatmaps is None else heatmaps[i])
+                                 None if heatmaps is None else heatmaps[i], crop_size=size)
                 for i, roi in enumerate(rois)]
 
     def _detect(self, frame: np.ndarray) -> list[Detection]:
@@ -81,10 +81,11 @@ class PoseTracker:
         windows = [(0, 0, w, h)]
         if self.options.search_tiles:
             windows += [(x, y, side, side) for x, y, side in square_tiles(w, h)]
-        tensors = np.empty((len(windows), DETECTOR_SIZE, DETECTOR_SIZE, 3), np.uint8)
+        size = self.models.info.detector_size
+        tensors = np.empty((len(windows), size, size, 3), np.uint8)
         letterboxes = []
         for i, (x, y, ww, hh) in enumerate(windows):
-            tensors[i], letterbox = detector_input(frame[y:y + hh, x:x + ww])
+            tensors[i], letterbox = detector_input(frame[y:y + hh, x:x + ww], size)
             letterboxes.append(letterbox)
         regressors, scores = self.models.detect(tensors)
         self.detector_runs += len(windows)

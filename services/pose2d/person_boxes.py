@@ -17,7 +17,6 @@ import numpy as np
 
 from services.pose2d.blazepose import Detection, box_iou, decode_detections, detector_input, same_place, square_tiles
 from services.pose2d.client import BlazePoseModels
-from services.pose2d.models import DETECTOR_SIZE
 
 BODY_WIDTH_OF_REACH = 1.0     # body rectangle width / reach
 TRACK_IOU = 0.3               # a box continues a track of the previous frame when they overlap more
@@ -57,10 +56,11 @@ def detect_people(frames: list[np.ndarray], models: BlazePoseModels, max_persons
             windows += [(f, (x, y, side, side)) for x, y, side in square_tiles(w, h)]
     found: list[list[Detection]] = [[] for _ in frames]
     if windows:
-        tensors = np.empty((len(windows), DETECTOR_SIZE, DETECTOR_SIZE, 3), np.uint8)
+        size = models.info.detector_size
+        tensors = np.empty((len(windows), size, size, 3), np.uint8)
         letterboxes = []
         for i, (f, (x, y, ww, hh)) in enumerate(windows):
-            tensors[i], letterbox = detector_input(frames[f][y:y + hh, x:x + ww])
+            tensors[i], letterbox = detector_input(frames[f][y:y + hh, x:x + ww], size)
             letterboxes.append(letterbox)
         regressors, scores = models.detect(tensors)
         for i, (f, (x, y, _, _)) in enumerate(windows):

@@ -19,15 +19,14 @@ from hpe3d.v1 import common_pb2, pose2d_pb2, pose2d_pb2_grpc
 from services.common.errors import InvalidInput
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
+from services.common.pose_models import (DEFAULT_POSE_MODEL, KNOWN_POSE_MODELS, TOPDOWN_MODELS, TRITON_MODELS,
+                                         how_to_supply, unknown_model_message)
 from services.common.settings import Settings
 from services.common.stage_names import POSE2D
 from services.common.storage import ObjectStore
 
 from .catalog import PoseModelCatalog
 from .client import BlazePoseModels, TritonBlazePose
-from .models.topdown import TOPDOWN_MODELS
-from .pose_models import (DEFAULT_POSE_MODEL, KNOWN_POSE_MODELS, how_to_supply, triton_models_of,
-                          unknown_model_message)
 from .segment import frames_with_person
 from .topdown_client import TritonTopDown, ready_models
 
@@ -46,10 +45,9 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
         self.store = store
         self.settings = settings
         self.models = models or TritonBlazePose(settings.triton_url)
-        triton_names = sorted({m for name in KNOWN_POSE_MODELS for m in triton_models_of(name)})
         self.catalog = catalog or PoseModelCatalog(
             self.models, lambda name: TritonTopDown(settings.triton_url, name),
-            lambda: ready_models(settings.triton_url, triton_names), flip_test=settings.topdown_flip_test)
+            lambda: ready_models(settings.triton_url, TRITON_MODELS), flip_test=settings.topdown_flip_test)
 
     def Estimate(self, request: pose2d_pb2.EstimateRequest, context) -> pose2d_pb2.EstimateReply:
         check_job_scope(request, context, self.store.bucket, request.segment.job_id)

@@ -3,8 +3,8 @@ heatmaps out. Everything about the model -- input name, dtype and size, output s
 comes from the config the server reports (the model's config.pbtxt), nothing from a table here.
 
 ``TritonTopDown`` calls a Triton server over gRPC (PyTriton on a laptop, the official image on GPU
-nodes); ``local_topdown.LocalTopDown`` runs an exported model folder in this process with ONNX
-Runtime (tools and tests without a server).
+nodes); ``bench/local_models.py`` runs an exported model folder in a tool's own process with ONNX
+Runtime (benchmarks and tests without a server).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from services.common.errors import DependencyUnavailable
-from services.pose2d.models.topdown import IMAGENET_MEAN, IMAGENET_STD
+from services.common.pose_models import IMAGENET_MEAN, IMAGENET_STD
 
 HEATMAPS = "heatmaps"
 MAX_IN_FLIGHT = 4     # concurrent requests of one call: Triton's dynamic batcher fills the GPU with them

@@ -35,11 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.settings import Settings
-from services.pose2d.models.model_config import model_repository_dirs, numpy_dtype, parameters, read_config
+from services.triton.model_config import model_repository_dirs, numpy_dtype, parameters, read_config
+from services.triton.repositories import REPOSITORY_DIR
 
 log = logging.getLogger("services.triton.host")
-
-REPOSITORY_DIR = Path(__file__).resolve().parent / "repository"
 
 
 class ModelUnservable(ValueError):

@@ -5,22 +5,19 @@
   ``TritonPythonModel``: it reads the tensor names, dims and .tflite tensor names from the model's
   ``config.pbtxt``.
 * The PyTriton host (``services/triton/host.py``) builds ``LiteRTModel`` from the same config.pbtxt
-  (``bindings_from_config``); in-process users (``services/pose2d/models.load_runner``) from the
-  pose2d client's specs, which a unit test keeps equal to the configs.
+  (``bindings_from_config``), and so do in-process users (``repositories.load_runner``).
 
 Needs numpy and ``ai-edge-litert`` only (it runs inside the Triton image) and imports nothing of
 this project: Triton copies each model folder of an ``s3://`` repository on its own to a temporary
 directory, so a model can only use what lies inside its own folder (an upload follows the links).
 
-Tensor details as ``get_input_details()`` / ``get_output_details()`` report them for the files of
-mediapipe 0.10.21 (float32, not quantised, static batch of 1):
-
-  pose_detection.tflite      input_1 [1,224,224,3] -> Identity [1,2254,12], Identity_1 [1,2254,1]
-  pose_landmark_full.tflite  input_1 [1,256,256,3] -> Identity [1,195], Identity_1 [1,1],
-                             Identity_2 [1,256,256,1], Identity_3 [1,64,64,39], Identity_4 [1,117]
+The served tensors (names, dims, dtypes) and the .tflite tensor each one is bound to
+(``tflite_tensors``) are those of the model's config.pbtxt; at load the runner checks that every
+bound .tflite tensor is float32 with the config's dims and a batch of one, and refuses the file
+otherwise, naming the tensor.
 
 A batch runs one sample at a time: ``resize_tensor_input`` to [N, ...] is accepted by the detector
-but its final reshape folds the batch into the anchor axis ([1, N*2254, 12]), and a batched call
+but its final reshape folds the batch into the anchor axis ([1, N x anchors, 12]), and a batched call
 is no faster per sample on the CPU (XNNPACK).
 """
 from __future__ import annotations
@@ -35,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_THREADS = 2
-# Where `make models` puts the .tflite files in a checkout (services/pose2d/models/blazepose).
-CHECKOUT_MODELS = Path(__file__).resolve().parents[1] / "pose2d" / "models" / "blazepose"
+# Where `make models` puts the .tflite files in a checkout (services/triton/blazepose).
+CHECKOUT_MODELS = Path(__file__).resolve().parent / "blazepose"
 
 
 class ModelFileMissing(FileNotFoundError):
@@ -66,7 +63,7 @@ class LiteRTModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelFileMissing(
-                f"{self.path} is missing: run `make models` (python -m services.pose2d.models.fetch_blazepose), "
+                f"{self.path} is missing: run `make models` (python -m services.triton.blazepose.fetch_blazepose), "
                 "or copy the .tflite file next to the model's model.py")
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)

@@ -1,7 +1,7 @@
 """BlazePose's .tflite models -> ONNX graphs, op by op, so that GPU nodes run them in Triton's ONNX
 Runtime backend under the same names and tensors as the LiteRT models.
 
-    python -m services.triton.tflite_to_onnx [--out-dir services/pose2d/models/blazepose]
+    python -m services.triton.tflite_to_onnx [--repository services/triton/repository] [--force]
 
 The .tflite flatbuffer is read with the ``tflite`` package (its schema). The weights in these files
 are float16 (``DEQUANTIZE``) and partly block-sparse (``DENSIFY``); their float32 values are taken
@@ -313,7 +313,7 @@ def spec_from_config(folder: Path) -> ConversionSpec:
     ``input_scale``, ``input_offset``): the one description of the model's tensors."""
     from google.protobuf import json_format
 
-    from services.pose2d.models.model_config import read_config
+    from services.triton.model_config import read_config
     from services.triton.litert_runner import bindings_from_config, input_scaling, model_file
 
     config = json_format.MessageToDict(read_config(folder / "config.pbtxt"), preserving_proto_field_name=True)
@@ -329,7 +329,7 @@ def onnx_path(tflite_file: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from services.triton.host import REPOSITORY_DIR
+    from services.triton.repositories import REPOSITORY_DIR
 
     parser = argparse.ArgumentParser(description="Convert the BlazePose .tflite models of the Triton model "
                                                  "repository to ONNX (written beside the .tflite files)")
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import onnx
 
-    from services.pose2d.models.model_config import model_repository_dirs, parameters, read_config
+    from services.triton.model_config import model_repository_dirs, parameters, read_config
 
     for folder in model_repository_dirs(args.repository):
         if "tflite_file" not in parameters(read_config(folder / "config.pbtxt")):

@@ -22,8 +22,8 @@ from hpe3d.v1 import common_pb2, pose2d_pb2, pose2d_pb2_grpc
 from hpe3d_cli.local_stack import free_port
 from services.common import grpc_server
 from services.common.arrays import from_proto
-from services.pose2d.models import MODEL_NAMES, REPOSITORY_DIR, missing_model_files
 from services.pose2d.server import register
+from services.triton.repositories import REPOSITORY_DIR, missing_model_files, model_names
 
 pytestmark = [pytest.mark.contract,
               pytest.mark.skipif(bool(missing_model_files()),
@@ -178,7 +178,7 @@ def repository_server(tmp_path_factory):
     shutil.copy(get_stub_path(f"{sys.version_info[0]}.{sys.version_info[1]}"),
                 backends / "python" / "triton_python_backend_stub")
     repos = []
-    for name in MODEL_NAMES:
+    for name in model_names(REPOSITORY_DIR):
         repo = work / f"repo_{name}"
         shutil.copytree(REPOSITORY_DIR / name, repo / name, symlinks=False,
                         ignore=shutil.ignore_patterns("__pycache__"))
@@ -221,10 +221,13 @@ def test_repository_and_pytriton_host_answer_alike(repository_server, triton_sta
 
     host = TritonBlazePose(triton_stack.settings.triton_url)
     try:
+        assert repository_server.info == host.info     # both servers report the same configs
+        detector_size, landmark_size = host.info.detector_size, host.info.landmark_size
         frame = clip_frames[0]
-        images = np.stack([detector_input(frame)[0], detector_input(frame[:, 140:500])[0]])
-        crops = np.stack([landmark_input(frame, Roi(310, 230, 350, 0.0)),
-                          landmark_input(frame, Roi(400, 200, 250, 0.2))])
+        images = np.stack([detector_input(frame, detector_size)[0],
+                           detector_input(frame[:, 140:500], detector_size)[0]])
+        crops = np.stack([landmark_input(frame, Roi(310, 230, 350, 0.0), landmark_size),
+                          landmark_input(frame, Roi(400, 200, 250, 0.2), landmark_size)])
         (regressors, scores), (want_regressors, want_scores) = repository_server.detect(images), host.detect(images)
         assert regressors.shape == (2, 2254, 12) and scores.shape == (2, 2254, 1)
         assert np.allclose(regressors, want_regressors, atol=1e-4) and np.allclose(scores, want_scores, atol=1e-4)

@@ -22,8 +22,8 @@ import pytest
 from hpe3d.v1 import common_pb2, pose2d_pb2, pose2d_pb2_grpc
 from services.common import grpc_server
 from services.common.arrays import from_proto
-from services.pose2d.models import missing_model_files
 from services.pose2d.server import register
+from services.triton.repositories import missing_model_files
 
 torch = pytest.importorskip("torch")
 
@@ -37,8 +37,8 @@ JOB = "pose2d-topdown"
 
 
 def random_hrnet_w32():
-    from services.pose2d.models.checkpoint import build_model
-    from services.pose2d.models.topdown import TOPDOWN_MODELS
+    from services.common.pose_models import TOPDOWN_MODELS
+    from services.triton.topdown.checkpoint import build_model
 
     torch.manual_seed(3)
     model = build_model(TOPDOWN_MODELS["hrnet_w32"])
@@ -97,7 +97,7 @@ def pose2d(pose2d_addr):
 
 
 def test_served_heatmaps_equal_onnx_and_pytorch(exported, topdown_triton):
-    from services.pose2d.local_topdown import LocalTopDown
+    from bench.local_models import LocalTopDown
     from services.pose2d.topdown_client import TritonTopDown
 
     model, repo = exported
@@ -132,8 +132,7 @@ def put_segment(store, frames, index=0):
 def test_pose2d_runs_hrnet_w32_and_cannot_tell_the_server(pose2d, store, clip_frames, exported):
     """pose_model=hrnet_w32 through the stage = the same pipeline in this process (LiteRT detector,
     ONNX Runtime model), keypoints in original-frame pixels (the segment says 2x the JPEGs)."""
-    from services.pose2d.client import LocalBlazePose
-    from services.pose2d.local_topdown import LocalTopDown
+    from bench.local_models import LocalBlazePose, LocalTopDown
     from services.pose2d.topdown_segment import estimate_segment_topdown
 
     segment, ref = put_segment(store, clip_frames)

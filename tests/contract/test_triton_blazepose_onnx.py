@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 
 from hpe3d_cli.local_stack import free_port
-from services.pose2d.models import DETECTOR, LANDMARKS, missing_model_files
+from services.common.pose_models import BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS
+from services.triton.repositories import GPU_REPOSITORY_DIR as GPU_REPOSITORY
+from services.triton.repositories import missing_model_files
 
 ROOT = Path(__file__).resolve().parents[2]
-GPU_REPOSITORY = ROOT / "services" / "triton" / "repository_gpu"
 
 pytestmark = [pytest.mark.contract,
               pytest.mark.skipif(bool(missing_model_files()) or not all(
-                  (GPU_REPOSITORY / s.name / "1" / "model.onnx").exists() for s in (DETECTOR, LANDMARKS)),
+                  (GPU_REPOSITORY / name / "1" / "model.onnx").exists()
+                  for name in (BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS)),
                   reason="BlazePose .tflite / .onnx files absent: run `make models`")]
 
 
@@ -52,18 +54,21 @@ def onnx_host(tmp_path_factory):
 def test_onnx_blazepose_answers_as_litert(onnx_host):
     import av
 
+    from bench.local_models import LocalBlazePose
     from services.pose2d.blazepose import Roi, detector_input, landmark_input
-    from services.pose2d.client import LocalBlazePose
 
     with av.open(str(ROOT / "tests" / "data" / "two_people_office_24f.mp4")) as container:
         frame = next(container.decode(video=0)).to_ndarray(format="bgr24")
     local = LocalBlazePose()
-    images = np.stack([detector_input(frame)[0], detector_input(frame[:, 140:500])[0]])
+    assert onnx_host.info == local.info        # the same tensors, learned from either repository's configs
+    detector_size, landmark_size = onnx_host.info.detector_size, onnx_host.info.landmark_size
+    images = np.stack([detector_input(frame, detector_size)[0], detector_input(frame[:, 140:500], detector_size)[0]])
     (regressors, scores), (want_regressors, want_scores) = onnx_host.detect(images), local.detect(images)
     assert regressors.shape == (2, 2254, 12)
     assert np.abs(regressors - want_regressors).max() <= 1e-3 * np.abs(want_regressors).max()
     assert np.abs(scores - want_scores).max() <= 1e-3 * np.abs(want_scores).max()
-    crops = np.stack([landmark_input(frame, Roi(310, 230, 350, 0.0)), landmark_input(frame, Roi(400, 200, 250, 0.2))])
+    crops = np.stack([landmark_input(frame, Roi(310, 230, 350, 0.0), landmark_size),
+                      landmark_input(frame, Roi(400, 200, 250, 0.2), landmark_size)])
     got, want = onnx_host.landmarks(crops), local.landmarks(crops)
     assert set(got) == set(want) == {"landmarks", "pose_flag", "heatmap"}
     for name in got:

@@ -5,12 +5,16 @@ import numpy as np
 import pytest
 
 from services.common.skeletons import BLAZEPOSE33, COCO17, blazepose33_to_coco17
+from bench.local_models import repository_blazepose_info
 from services.pose2d import blazepose as bp
-from services.pose2d.models import DETECTOR_SIZE, LANDMARK_SIZE, NUM_ANCHORS
+
+# the served models' sizes, from their config.pbtxt (as the pose2d client learns them from Triton)
+INFO = repository_blazepose_info()
+DETECTOR_SIZE, LANDMARK_SIZE, NUM_ANCHORS = INFO.detector_size, INFO.landmark_size, INFO.num_anchors
 
 
 def test_anchor_count_and_layout():
-    anchors = bp.ssd_anchors()
+    anchors = bp.ssd_anchors(DETECTOR_SIZE)
     assert anchors.shape == (NUM_ANCHORS, 2) == (2254, 2)
     # stride 8: 28x28 cells, 2 anchors each, row-major; first anchors at the first cell's centre
     assert np.allclose(anchors[0], [0.5 / 28, 0.5 / 28]) and np.allclose(anchors[1], anchors[0])
@@ -26,12 +30,12 @@ def test_anchor_count_and_layout():
 def test_detector_input_letterboxes_in_rgb():
     frame = np.full((360, 640, 3), 255, np.uint8)
     frame[:, :, 0] = 0  # blue channel 0 in BGR -> last RGB channel
-    tensor, lb = bp.detector_input(frame)
+    tensor, lb = bp.detector_input(frame, DETECTOR_SIZE)
     assert tensor.shape == (224, 224, 3) and tensor.dtype == np.uint8
     assert lb.pad_x == 0 and lb.pad_y == pytest.approx((224 - 126) / 2, abs=1)
     assert np.array_equal(tensor[0, 0], [0, 0, 0])             # padding is black
     assert np.array_equal(tensor[112, 112], [255, 255, 0])     # RGB order
-    tall, lb_tall = bp.detector_input(np.full((300, 100, 3), 9, np.uint8))
+    tall, lb_tall = bp.detector_input(np.full((300, 100, 3), 9, np.uint8), DETECTOR_SIZE)
     assert lb_tall.pad_y == 0 and lb_tall.pad_x > 70 and tall[112, 112, 0] == 9 and tall[112, 5, 0] == 0
     # the letterbox maps tensor corners of the image back onto the frame's
     corners = lb.to_frame(np.array([[0, lb.pad_y / 224], [1, 1 - lb.pad_y / 224]], np.float32))
@@ -41,10 +45,10 @@ def test_detector_input_letterboxes_in_rgb():
 def test_landmark_input_range_and_colour_order():
     frame = np.zeros((100, 100, 3), np.uint8)
     frame[..., 2] = 255  # red in BGR
-    crop = bp.landmark_input(frame, bp.Roi(50, 50, 40, 0.3))
+    crop = bp.landmark_input(frame, bp.Roi(50, 50, 40, 0.3), LANDMARK_SIZE)
     assert crop.shape == (256, 256, 3) and crop.dtype == np.uint8
     assert np.array_equal(crop[128, 128], [255, 0, 0])
-    far = bp.landmark_input(frame, bp.Roi(0, 0, 400, 0))
+    far = bp.landmark_input(frame, bp.Roi(0, 0, 400, 0), LANDMARK_SIZE)
     assert np.array_equal(far[5, 5], [0, 0, 0])                # outside the frame: black
 
 
@@ -55,7 +59,7 @@ def test_roi_from_alignment_upright_and_turned():
     # lying with the head to the right: the crop's "up" must point right in the frame
     lying = bp.roi_from_alignment(np.array([100, 200]), np.array([180, 200]))
     assert lying.rotation == pytest.approx(math.pi / 2)
-    top_centre = bp.crop_to_frame(np.array([128, 0]), lying)
+    top_centre = bp.crop_to_frame(np.array([128, 0]), lying, LANDMARK_SIZE)
     assert top_centre[0] > 100 + 50 and top_centre[1] == pytest.approx(200, abs=1e-3)
     upside_down = bp.roi_from_alignment(np.array([0, 0]), np.array([0, 10]))
     assert abs(upside_down.rotation) == pytest.approx(math.pi)
@@ -65,16 +69,17 @@ def test_roi_from_alignment_upright_and_turned():
 def test_crop_frame_round_trip_and_warp_agree(rotation):
     roi = bp.Roi(cx=210.5, cy=140.0, size=120.0, rotation=rotation)
     pts = np.array([[0, 0], [256, 256], [40.5, 200.25], [128, 128]], np.float32)
-    assert np.allclose(bp.frame_to_crop(bp.crop_to_frame(pts, roi), roi), pts, atol=1e-3)
-    assert np.allclose(bp.crop_to_frame(np.array([128, 128]), roi), [roi.cx, roi.cy], atol=1e-4)
+    round_trip = bp.frame_to_crop(bp.crop_to_frame(pts, roi, LANDMARK_SIZE), roi, LANDMARK_SIZE)
+    assert np.allclose(round_trip, pts, atol=1e-3)
+    assert np.allclose(bp.crop_to_frame(np.array([128, 128]), roi, LANDMARK_SIZE), [roi.cx, roi.cy], atol=1e-4)
     # a bright dot in the frame lands in the crop where frame_to_crop says
     frame = np.zeros((300, 400, 3), np.uint8)
     dot = np.array([230.0, 120.0])
     frame[int(dot[1]) - 1:int(dot[1]) + 2, int(dot[0]) - 1:int(dot[0]) + 2] = 255
-    crop = bp.landmark_input(frame, roi)[..., 0].astype(np.float32) / 255
+    crop = bp.landmark_input(frame, roi, LANDMARK_SIZE)[..., 0].astype(np.float32) / 255
     ys, xs = np.nonzero(crop > 0.2)
     found = np.array([np.average(xs, weights=crop[ys, xs]), np.average(ys, weights=crop[ys, xs])])
-    expected = bp.frame_to_crop(dot + 0.5 - 0.5, roi)
+    expected = bp.frame_to_crop(dot + 0.5 - 0.5, roi, LANDMARK_SIZE)
     assert np.allclose(found, expected, atol=2.5)
     # the ROI's bounds hold its corners
     x0, y0, x1, y1 = roi.bounds()
@@ -83,7 +88,7 @@ def test_crop_frame_round_trip_and_warp_agree(rotation):
 
 def encode_detection(anchor_index, centre, size, keypoints):
     """Raw detector outputs that decode to one detection (tensor pixels): the inverse of decoding."""
-    anchors = bp.ssd_anchors() * DETECTOR_SIZE
+    anchors = bp.ssd_anchors(DETECTOR_SIZE) * DETECTOR_SIZE
     regressors = np.zeros((NUM_ANCHORS, 12), np.float32)
     scores = np.full((NUM_ANCHORS, 1), -20.0, np.float32)
     a = anchors[anchor_index]
@@ -96,7 +101,7 @@ def encode_detection(anchor_index, centre, size, keypoints):
 
 def test_decode_detection_back_to_frame_pixels():
     frame_w, frame_h = 640, 360
-    _, lb = bp.detector_input(np.zeros((frame_h, frame_w, 3), np.uint8))
+    _, lb = bp.detector_input(np.zeros((frame_h, frame_w, 3), np.uint8), DETECTOR_SIZE)
     # a person whose hip is at (320, 200) in the frame and whose size point is at (320, 100)
     to_tensor = lambda p: np.asarray(p, np.float32) * lb.scale + [lb.pad_x, lb.pad_y]  # noqa: E731
     kps = [to_tensor(p) for p in ([320, 200], [320, 100], [320, 150], [320, 90])]
@@ -152,7 +157,7 @@ def test_decode_landmarks_synthetic_crop_to_frame():
     raw[34, 0:2] = [128, 128 - 256 / 2.5]   # size point: gives the same ROI back (side = 2 x reach x 1.25)
     raw[:, 3] = 3.0                         # visibility logit
     raw[:, 4] = -3.0                        # presence logit
-    lm = bp.decode_landmarks(raw.ravel(), 0.9, roi)
+    lm = bp.decode_landmarks(raw.ravel(), 0.9, roi, crop_size=LANDMARK_SIZE)
     assert np.allclose(lm.points[1, :2], [300, 200], atol=1e-3)
     assert np.allclose(lm.points[0, :2], [300 + 64, 200], atol=1e-3)   # crop top is frame right at 90 deg
     assert lm.visibility[0] == pytest.approx(1 / (1 + math.exp(-3)), abs=1e-5)
@@ -192,5 +197,5 @@ def test_same_place_and_iou():
 def test_landmark_input_writes_into_a_batch_slot():
     frame = np.full((50, 80, 3), 128, np.uint8)
     batch = np.zeros((2, LANDMARK_SIZE, LANDMARK_SIZE, 3), np.uint8)
-    bp.landmark_input(frame, bp.Roi(40, 25, 20, 0), out=batch[1])
+    bp.landmark_input(frame, bp.Roi(40, 25, 20, 0), LANDMARK_SIZE, out=batch[1])
     assert np.all(batch[1, 128, 128] == 128) and np.all(batch[0] == 0)

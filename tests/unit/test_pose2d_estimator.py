@@ -7,15 +7,19 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.local_models import repository_blazepose_info
 from hpe3d.v1 import common_pb2
 from services.common.arrays import from_proto
 from services.common.errors import InvalidInput
 from services.pose2d.blazepose import ssd_anchors
 from services.pose2d.estimator import EstimatorOptions, PoseTracker
-from services.pose2d.models import DETECTOR_SIZE, NUM_ANCHORS, missing_model_files
 from services.pose2d.segment import decode_reduction, estimate_segment, frames_with_person
+from services.triton.repositories import missing_model_files
 
 DATA = Path(__file__).resolve().parent.parent / "data"
+# the served models' sizes, from their config.pbtxt (as the pose2d client learns them from Triton)
+INFO = repository_blazepose_info()
+DETECTOR_SIZE, NUM_ANCHORS = INFO.detector_size, INFO.num_anchors
 
 
 class BlobModels:
@@ -23,13 +27,15 @@ class BlobModels:
     centre, size point above it by half its height). Landmark model: follows the white blob nearest
     the crop centre; the pose flag is how white the middle of the crop is."""
 
+    info = INFO
+
     def __init__(self):
         self.detect_calls = 0
         self.landmark_batches = []
 
     def detect(self, images):
         self.detect_calls += 1
-        anchors = ssd_anchors() * DETECTOR_SIZE
+        anchors = ssd_anchors(DETECTOR_SIZE) * DETECTOR_SIZE
         regressors = np.zeros((len(images), NUM_ANCHORS, 12), np.float32)
         scores = np.full((len(images), NUM_ANCHORS, 1), -20.0, np.float32)
         for n, image in enumerate(images):
@@ -179,7 +185,7 @@ def clip_frames(name):
 
 @pytest.mark.skipif(bool(missing_model_files()), reason="BlazePose .tflite files absent: run `make models`")
 def test_real_models_follow_the_people_of_the_office_clip():
-    from services.pose2d.client import LocalBlazePose
+    from bench.local_models import LocalBlazePose
 
     frames = clip_frames("two_people_office_24f.mp4")
     tracker = PoseTracker(LocalBlazePose(), EstimatorOptions(max_persons=2))
@@ -205,7 +211,7 @@ def test_real_models_follow_the_people_of_the_office_clip():
 
 @pytest.mark.skipif(bool(missing_model_files()), reason="BlazePose .tflite files absent: run `make models`")
 def test_real_models_find_nobody_in_an_empty_office_corner():
-    from services.pose2d.client import LocalBlazePose
+    from bench.local_models import LocalBlazePose
 
     frames = clip_frames("nobody_24f.mp4")[:6] + [np.zeros((360, 640, 3), np.uint8)] * 2
     tracker = PoseTracker(LocalBlazePose(), EstimatorOptions(max_persons=2))
@@ -218,7 +224,7 @@ def test_matches_mediapipe_own_pose_solution():
     frames is stored in tests/data/mediapipe_pose_24f.json): about a pixel at 640x360."""
     import json
 
-    from services.pose2d.client import LocalBlazePose
+    from bench.local_models import LocalBlazePose
 
     reference = json.loads((DATA / "mediapipe_pose_24f.json").read_text())["frames"]
     frames = clip_frames("two_people_office_24f.mp4")

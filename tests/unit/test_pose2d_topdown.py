@@ -2,10 +2,13 @@
 person_boxes.py, catalog.py), with a stand-in heatmap model: no weights, no server."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
 
+from bench.local_models import repository_blazepose_info
 from services.common.errors import InvalidInput, WeightsMissing
 from services.pose2d.catalog import PoseModelCatalog
 from services.pose2d.person_boxes import PersonBox, assign_tracks, body_box
@@ -165,7 +168,8 @@ def test_catalog_refuses_unknown_and_absent_models():
     with pytest.raises(WeightsMissing, match="pose_resnet_101_256x192.pth.tar.*hpe3d models export simplebaseline_r101"):
         catalog.estimate(segment, "simplebaseline_r101", 2)
     assert catalog.offered() == []
-    ready = PoseModelCatalog(None, lambda name: DotFinder(), lambda: {"blazepose_detector", "blazepose_landmarks",
-                                                                     "hrnet_w32"})
+    blazepose = SimpleNamespace(info=repository_blazepose_info())    # the sizes Triton would report
+    ready = PoseModelCatalog(blazepose, lambda name: DotFinder(), lambda: {"blazepose_detector", "blazepose_landmarks",
+                                                                          "hrnet_w32"})
     assert [(m.name, m.kind, m.input_width) for m in ready.offered()] == [("blazepose", "landmarks", 256),
                                                                           ("hrnet_w32", "top-down", 192)]

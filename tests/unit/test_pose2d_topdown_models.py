@@ -24,11 +24,11 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from services.pose2d.models.export_onnx import main as export_main  # noqa: E402
-from services.pose2d.models.model_config import numpy_dtype, read_config  # noqa: E402
-from services.pose2d.models.checkpoint import (CheckpointError, build_model, load_checkpoint,  # noqa: E402
-                                              official_state_dict)
-from services.pose2d.models.topdown import IMAGENET_MEAN, IMAGENET_STD, TOPDOWN_MODELS  # noqa: E402
+from services.common.pose_models import IMAGENET_MEAN, IMAGENET_STD, TOPDOWN_MODELS  # noqa: E402
+from services.triton.model_config import numpy_dtype, read_config  # noqa: E402
+from services.triton.topdown.checkpoint import (CheckpointError, build_model, load_checkpoint,  # noqa: E402
+                                                official_state_dict)
+from services.triton.topdown.export_onnx import main as export_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -153,7 +153,7 @@ def test_float32_input_and_cpu_group(tmp_path):
 
 
 def test_export_refuses_a_missing_checkpoint(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "services.pose2d.models.export_onnx", "hrnet_w32", "--weights",
+    proc = subprocess.run([sys.executable, "-m", "services.triton.topdown.export_onnx", "hrnet_w32", "--weights",
                            str(tmp_path / "nope.pth"), "--repository", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2

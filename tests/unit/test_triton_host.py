@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from services.pose2d.models import DETECTOR, REPOSITORY_DIR
+from services.common.pose_models import BLAZEPOSE_DETECTOR
 from services.triton import host, litert_runner
+from services.triton.repositories import REPOSITORY_DIR
 
 
 def test_missing_model_file_is_named_with_make_models(tmp_path, capsys, monkeypatch):
     repo = tmp_path / "repo"
-    shutil.copytree(REPOSITORY_DIR / DETECTOR.name, repo / DETECTOR.name,
+    shutil.copytree(REPOSITORY_DIR / BLAZEPOSE_DETECTOR, repo / BLAZEPOSE_DETECTOR,
                     ignore=shutil.ignore_patterns("*.tflite", "__pycache__"))
     monkeypatch.delenv("HPE3D_BLAZEPOSE_DIR", raising=False)
     monkeypatch.setattr(litert_runner, "CHECKOUT_MODELS", tmp_path / "no-models")

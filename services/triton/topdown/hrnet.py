@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from services.pose2d.models.resnet_blocks import BasicBlock, Bottleneck, conv_bn
+from services.triton.topdown.resnet_blocks import BasicBlock, Bottleneck, conv_bn
 
 
 class MultiResolutionModule(nn.Module):

@@ -3,21 +3,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.pose2d.models.topdown import NUM_JOINTS, TopDownModel
+from services.common.pose_models import NUM_JOINTS, PoseModel
 
 
 class CheckpointError(ValueError):
     """A checkpoint that does not fit the model; the message says which keys or shapes differ."""
 
 
-def build_model(spec: TopDownModel):
+def build_model(spec: PoseModel):
     """``spec``'s ``torch.nn.Module`` with random weights (eval mode)."""
-    if spec.family == "hrnet":
-        from services.pose2d.models.hrnet import PoseHRNet
-        model = PoseHRNet(width=spec.size, num_joints=NUM_JOINTS)
+    if spec.backbone == "hrnet":
+        from services.triton.topdown.hrnet import PoseHRNet
+        model = PoseHRNet(width=spec.backbone_size, num_joints=NUM_JOINTS)
+    elif spec.backbone == "simplebaseline":
+        from services.triton.topdown.simplebaseline import PoseResNet
+        model = PoseResNet(depth=spec.backbone_size, num_joints=NUM_JOINTS)
     else:
-        from services.pose2d.models.simplebaseline import PoseResNet
-        model = PoseResNet(depth=spec.size, num_joints=NUM_JOINTS)
+        raise ValueError(f"{spec.name} is not a top-down model with a PyTorch module here")
     return model.eval()
 
 
@@ -34,7 +36,7 @@ def official_state_dict(raw) -> dict:
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in raw.items()}
 
 
-def load_checkpoint(spec: TopDownModel, path: str | Path):
+def load_checkpoint(spec: PoseModel, path: str | Path):
     """``spec``'s model with the weights of the official checkpoint ``path`` (eval mode, CPU).
     Raises ``FileNotFoundError`` naming the file, or ``CheckpointError`` naming the differing keys."""
     import torch

@@ -19,8 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.pose2d.models.checkpoint import CheckpointError, load_checkpoint
-from services.pose2d.models.topdown import IMAGENET_MEAN, IMAGENET_STD, TOPDOWN_MODELS, TopDownModel, topdown_model
+from services.common.pose_models import IMAGENET_MEAN, IMAGENET_STD, TOPDOWN_MODELS, PoseModel, topdown_model
+from services.triton.topdown.checkpoint import CheckpointError, load_checkpoint
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "heatmaps"
@@ -51,12 +51,12 @@ def with_input_stage(model, input_dtype: str):
     raise ValueError(f"input dtype must be uint8 or float32, got {input_dtype!r}")
 
 
-def input_shape(spec: TopDownModel, input_dtype: str) -> tuple[int, int, int]:
+def input_shape(spec: PoseModel, input_dtype: str) -> tuple[int, int, int]:
     """The input's dims without the batch dimension."""
     return (spec.height, spec.width, 3) if input_dtype == "uint8" else (3, spec.height, spec.width)
 
 
-def config_text(spec: TopDownModel, input_dtype: str = "uint8", device: str = "gpu",
+def config_text(spec: PoseModel, input_dtype: str = "uint8", device: str = "gpu",
                 max_batch_size: int = DEFAULT_MAX_BATCH, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
                 instances: int = 1) -> str:
     """The model's config.pbtxt."""
@@ -80,7 +80,8 @@ optimization {
   }
 }
 """ if device == "gpu" else ""
-    return f"""# {spec.name}: top-down 2D pose model ({spec.family} {spec.size}, input {spec.width}x{spec.height}),
+    network = f"{spec.backbone} {spec.backbone_size}"
+    return f"""# {spec.name}: top-down 2D pose model ({network}, input {spec.width}x{spec.height}),
 # exported by `hpe3d models export` from the official checkpoint {spec.checkpoint}.
 name: "{spec.name}"
 platform: "onnxruntime_onnx"
@@ -114,7 +115,7 @@ instance_group [
 {accelerator}"""
 
 
-def export_onnx(model, spec: TopDownModel, path: str | Path, input_dtype: str = "uint8") -> Path:
+def export_onnx(model, spec: PoseModel, path: str | Path, input_dtype: str = "uint8") -> Path:
     """Write ``model`` (a PyTorch top-down model with its weights) as ONNX with a dynamic batch."""
     import torch
 

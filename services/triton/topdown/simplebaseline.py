@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from services.pose2d.models.resnet_blocks import Bottleneck, conv_bn
+from services.triton.topdown.resnet_blocks import Bottleneck, conv_bn
 
 RESNET_LAYERS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 DECONV_CHANNELS = 256

@@ -1,9 +1,10 @@
 """Triton ``config.pbtxt`` files: read them into ``ModelConfig`` messages and write them.
 
 A model's config.pbtxt is the one description of its name, tensors, batching and scales: the
-official Triton image reads it, the PyTriton host (``services/triton``) reads it, and the pose2d
-stage learns crop sizes from what the server reports of it. Parsing uses Triton's own protobuf
-schema (``tritonclient.grpc.model_config_pb2``), so a file this module accepts is one Triton accepts.
+official Triton image reads it, the PyTriton host (``host.py``) reads it, ``hpe3d models export``
+writes it, and the pose2d stage learns every tensor from what the server reports of it. Parsing
+uses Triton's own protobuf schema (``tritonclient.grpc.model_config_pb2``), so a file this module
+accepts is one Triton accepts.
 """
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
 """Take BlazePose GHUM's two .tflite files out of the mediapipe wheel (``make models``).
 
-Run as ``python -m services.pose2d.models.fetch_blazepose``. It downloads the wheel of
+Run as ``python -m services.triton.blazepose.fetch_blazepose``. It downloads the wheel of
 ``mediapipe==0.10.21`` for this interpreter's platform with pip (``--no-deps``: installing
 mediapipe would drag in protobuf<5 and jax), opens it as a zip and copies the person detector and
-the full landmark model into ``services/pose2d/models/blazepose/``. Nothing else is downloaded.
-Idempotent: does nothing when both files are already there.
+the full landmark model, under their names in the wheel, into ``services/triton/blazepose/``
+(the ``tflite_file`` of each model's config.pbtxt in ``services/triton/repository``). Nothing else
+is downloaded. Idempotent: does nothing when both files are already there. Standard library only
+(the Triton image runs it in a bare Python).
 """
 from __future__ import annotations
 
@@ -15,14 +17,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from services.pose2d.models import BLAZEPOSE_DIR, DETECTOR_FILE, LANDMARK_FILE
-
+BLAZEPOSE_DIR = Path(__file__).resolve().parent
 MEDIAPIPE_VERSION = "0.10.21"
-# member of the wheel -> file name under BLAZEPOSE_DIR
-WHEEL_MEMBERS = {
-    "mediapipe/modules/pose_detection/pose_detection.tflite": DETECTOR_FILE.name,
-    "mediapipe/modules/pose_landmark/pose_landmark_full.tflite": LANDMARK_FILE.name,
-}
+# the members of the wheel taken; each keeps its file name under BLAZEPOSE_DIR
+WHEEL_MEMBERS = (
+    "mediapipe/modules/pose_detection/pose_detection.tflite",
+    "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
+)
 
 
 def download_wheel(dest: Path, version: str = MEDIAPIPE_VERSION) -> Path:
@@ -42,10 +43,10 @@ def extract(wheel: Path, out_dir: Path) -> list[Path]:
     written = []
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        for member, filename in WHEEL_MEMBERS.items():
+        for member in WHEEL_MEMBERS:
             if member not in names:
                 raise SystemExit(f"{wheel.name} has no {member}")
-            target = out_dir / filename
+            target = out_dir / Path(member).name
             tmp = target.with_name(target.name + ".part")
             tmp.write_bytes(zf.read(member))
             tmp.replace(target)  # atomic: a half-written model never looks present
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=BLAZEPOSE_DIR, help="where the .tflite files go")
     parser.add_argument("--force", action="store_true", help="download again even if both files exist")
     args = parser.parse_args(argv)
-    targets = [args.out / name for name in WHEEL_MEMBERS.values()]
+    targets = [args.out / Path(member).name for member in WHEEL_MEMBERS]
     if not args.force and all(t.is_file() and t.stat().st_size > 0 for t in targets):
         print("BlazePose models already present:", ", ".join(str(t) for t in targets))
         return 0
