@@ -10,7 +10,7 @@ TAG      ?= 0.1.0
 MODELS := services/triton/blazepose/pose_detection.tflite services/triton/blazepose/pose_landmark_full.tflite
 ONNX_MODELS := $(MODELS:.tflite=.onnx)
 
-.PHONY: setup run serve proto models chromium blender test test-unit test-e2e test-browser test-faults bench clean kubectl deploy-check images
+.PHONY: setup run serve proto models chromium blender test test-unit test-integration test-e2e test-browser test-faults bench clean kubectl deploy-check images
 
 setup: $(VENV)/.installed proto models chromium blender
 
@@ -44,7 +44,11 @@ test: setup $(KUBECTL)
 	$(PY) -m pytest -q
 
 test-unit: setup
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q tests/unit tests/cli tests/training
+
+# the job model, API and workers against real SeaweedFS and NATS (fake stages)
+test-integration: setup
+	$(PY) -m pytest -q tests/integration
 
 test-e2e: setup
 	$(PY) -m pytest -q tests/e2e
@@ -92,7 +96,7 @@ $(KUBECTL): $(VENV)/.installed
 
 # Render every overlay, validate it against the Kubernetes 1.33 schemas, lint the Dockerfiles; no cluster, no Docker.
 deploy-check: setup $(KUBECTL)
-	$(PY) -m pytest -q tests/unit/test_deploy_manifests.py tests/unit/test_deploy_dockerfiles.py tests/unit/test_deploy_tools.py
+	$(PY) -m pytest -q tests/deploy/test_deploy_manifests.py tests/deploy/test_deploy_dockerfiles.py tests/deploy/test_deploy_tools.py
 
 images:
 	for s in decoder pose2d lifter3d renderer; do docker build -f services/$$s/Dockerfile -t $(REGISTRY)/$$s:$(TAG) . || exit 1; done

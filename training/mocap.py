@@ -209,7 +209,7 @@ HEAD_POINTS: dict[str, tuple[float, float, float]] = {
 }
 
 #: Local axes of the Bandai ``Head`` joint, as (axis index, sign) for up, forward and left; checked on the
-#: data by ``tests/unit/test_mocap.py`` (face points land in front of the body, left ear on the left).
+#: data by ``tests/training/test_mocap.py`` (face points land in front of the body, left ear on the left).
 HEAD_AXES = {"up": (0, 1.0), "forward": (1, 1.0), "left": (2, 1.0)}
 
 _BODY = {

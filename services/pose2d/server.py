@@ -21,6 +21,7 @@ from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
 from services.common.pose_models import (DEFAULT_POSE_MODEL, KNOWN_POSE_MODELS, TOPDOWN_MODELS, TRITON_MODELS,
                                          how_to_supply, unknown_model_message)
+from services.common.request_options import MAX_PERSONS_LIMIT, persons_per_frame
 from services.common.settings import Settings
 from services.common.stage_names import POSE2D
 from services.common.storage import ObjectStore
@@ -32,7 +33,6 @@ from .topdown_client import TritonTopDown, ready_models
 
 log = logging.getLogger(__name__)
 
-MAX_PERSONS_LIMIT = 16
 FRAMES = Counter("hpe3d_pose2d_frames_total", "Frames through Pose2D.Estimate")
 PERSONS = Counter("hpe3d_pose2d_persons_total", "Persons found, summed over frames")
 FRAME_SECONDS = Histogram("hpe3d_pose2d_segment_seconds_per_frame", "Estimate time per frame of a segment",
@@ -57,8 +57,6 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
             raise InvalidInput(f"max_persons must be 0..{MAX_PERSONS_LIMIT}, got {request.max_persons}")
         if request.pose_model and request.pose_model not in KNOWN_POSE_MODELS:
             raise InvalidInput(unknown_model_message(request.pose_model))
-        if request.output.key and request.output.bucket not in ("", self.store.bucket):
-            raise InvalidInput(f"output.bucket must be {self.store.bucket!r} (this server's bucket)")
         if request.output.key and self.store.exists(request.output):
             poses = self.store.get_message(request.output, common_pb2.Poses2D)
             log.info("segment %d: result already stored at %s, returned as is", request.segment.index,
@@ -67,7 +65,7 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
                                             frames_with_person=frames_with_person(poses))
         segment = self.store.get_message(request.segment.frames, common_pb2.FrameSegment)
         started = time.perf_counter()
-        poses = self.catalog.estimate(segment, request.pose_model, request.max_persons or self.settings.max_persons)
+        poses = self.catalog.estimate(segment, request.pose_model, persons_per_frame(request.max_persons, self.settings))
         elapsed = time.perf_counter() - started
         found = frames_with_person(poses)
         if poses.frames:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from gateway.api.views import JobView
 from gateway.jobs.manifest import JobManifest, JobState
 from hpe3d.v1 import common_pb2
-from tests.unit.test_jobs_pipeline import FakeStages, make_pipeline, new_job
+from tests.integration.test_jobs_pipeline import FakeStages, make_pipeline, new_job
 
 
 @dataclass

@@ -8,7 +8,7 @@ from services.lifter3d.model import build_model
 from services.lifter3d.video_lift import load_service_lifter
 from training import evaluate_motion as em
 from training import evaluate_single_frame as esf
-from tests.unit.test_lifter_train import _tiny_mocap
+from tests.training.test_lifter_train import _tiny_mocap
 from tests.unit.test_lifter_world import walker
 
 

@@ -17,8 +17,8 @@ from gateway.api.app import create_app
 from gateway.jobs import queue
 from gateway.worker.worker import JobWorker
 from hpe3d_cli.local_stack import free_port
-from tests.unit.test_jobs_pipeline import FakeClients, FakeStages, rpc_error
-from tests.unit.test_jobs_worker import stream  # noqa: F401 - fixture: a fresh job stream
+from tests.integration.test_jobs_pipeline import FakeClients, FakeStages, rpc_error
+from tests.integration.test_jobs_worker import stream  # noqa: F401 - fixture: a fresh job stream
 
 
 class WorkerThread:

@@ -5,7 +5,7 @@ import torch
 
 from training import evaluate as ev
 from services.lifter3d.model import build_model
-from tests.unit.test_lifter_train import _tiny_mocap
+from tests.training.test_lifter_train import _tiny_mocap
 
 
 def test_procrustes_undoes_a_similarity_transform():

@@ -8,7 +8,7 @@ from services.common.skeletons import H36M17_PARENTS
 from training import train
 from training.dataset import MocapData
 from services.lifter3d.lift import load_lifter
-from tests.unit.test_lifter_dataset import _standing_person
+from tests.training.test_lifter_dataset import _standing_person
 
 
 def _tiny_mocap() -> MocapData:

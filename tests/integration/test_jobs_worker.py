@@ -16,7 +16,7 @@ from gateway.jobs.events import JobEvent
 from gateway.jobs.manifest import JobManifest, JobState, segment_keys, tombstone_key
 from gateway.jobs.manifest_store import ManifestStore
 from gateway.worker.worker import JobWorker
-from tests.unit.test_jobs_pipeline import FakeClients, FakeStages, new_job
+from tests.integration.test_jobs_pipeline import FakeClients, FakeStages, new_job
 
 ACK_WAIT_S = 2.0
 
