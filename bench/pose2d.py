@@ -16,6 +16,8 @@ With ``--concurrency N`` N segments run at once (a job worker keeps several in f
 dynamic batcher merges their requests). Prints frames/s per mode (best of ``--repeat``) and the CPU
 time per frame of every process involved (this one, the pose2d server, the Triton host with its
 tritonserver and backend stubs), a figure that other load on the machine disturbs less.
+Then runs MediaPipe's own Pose on the same frames (``bench/mediapipe_anchor.py`` in ``.venv-mediapipe``,
+``make mediapipe-venv``; ``--no-anchor`` skips it) and prints each mode's ratio to it.
 Skips with a message when the clip is absent.
 """
 from __future__ import annotations
@@ -103,6 +105,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default="grpc,direct,local")
     parser.add_argument("--no-heatmap", action="store_true", help="skip the heatmap refinement (less data)")
+    parser.add_argument("--no-anchor", action="store_true", help="do not run MediaPipe's Pose for the ratio")
     args = parser.parse_args()
     if not Path(args.video).exists():
         print(f"skipped: {args.video} is not present (development data beside the checkout)")
@@ -165,6 +168,12 @@ def main() -> None:
             wall, cpu = results[mode]
             print(f"  {mode:6s} {total / wall:6.1f} frames/s  ({wall * 1000 / total:.1f} ms/frame wall, "
                   f"{cpu * 1000 / total:.1f} ms/frame CPU over all its processes)")
+    if not args.no_anchor:
+        from bench.anchor import mediapipe_frames_per_s, print_ratio
+        anchor = mediapipe_frames_per_s(args.video, size, frames, args.repeat)
+        for mode in ("grpc", "direct", "local"):
+            if mode in results:
+                print_ratio(mode, total / results[mode][0], anchor)
     print(f"load average {os.getloadavg()[0]:.2f} at the end (other work on this machine slows the wall-clock figures)")
 
 
