@@ -12,7 +12,7 @@ from services.common.storage import ObjectStore
 
 from .object_cache import DownloadedVideos
 from .probe import probe_video
-from .segments import decode_segment
+from .segments import decode_segment, decode_segment_with_camera
 
 
 class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
@@ -33,13 +33,21 @@ class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
             raise InvalidInput("video.key and output.key are required")
         path = self.videos.path_of(request.video)
         working_size = request.working_size or self.settings.working_size
-        segment = decode_segment(path, request.start_frame, request.frame_count, working_size)
+        motion = None
+        if request.camera_output.key:
+            segment, motion = decode_segment_with_camera(path, request.start_frame, request.frame_count,
+                                                         working_size)
+        else:
+            segment = decode_segment(path, request.start_frame, request.frame_count, working_size)
         if request.output.bucket not in ("", self.store.bucket):
             raise InvalidInput(f"output.bucket must be {self.store.bucket!r} (this server's bucket)")
         stored = self.store.put_message(request.output.key, segment)
-        return common_pb2.SegmentRef(job_id=request.job_id, index=request.index,
-                                     start_frame=segment.start_frame, frame_count=len(segment.jpeg),
-                                     frames=stored)
+        reply = common_pb2.SegmentRef(job_id=request.job_id, index=request.index,
+                                      start_frame=segment.start_frame, frame_count=len(segment.jpeg),
+                                      frames=stored)
+        if motion is not None:
+            reply.camera_motion.CopyFrom(self.store.put_message(request.camera_output.key, motion))
+        return reply
 
 
 def register(server: grpc.Server, store: ObjectStore, settings: Settings) -> DecoderServicer:
