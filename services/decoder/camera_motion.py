@@ -62,7 +62,8 @@ class BackgroundStep:
     ``homography``: ``[3, 3]`` pixels of ``reference_frame`` -> pixels of ``frame_index`` (frames at the
     size given to the tracker); identity when ``reference_frame == frame_index`` (the first frame, or a
     new chain after the background was lost). ``points``: background points the fit used (its inliers);
-    ``inlier_ratio``: their share of the points followed; ``reliable``: enough background for the fit;
+    ``inlier_ratio``: the share of the points followed that the fit explains (of the background points of the
+    previous frame when there are enough, so that new corners on people do not lower it); ``reliable``: enough background for the fit;
     ``support``: the box (x0, y0, x1, y1 pixels of the reference frame) the inliers span, where the homography is
     measured rather than extrapolated."""
 
@@ -218,7 +219,8 @@ class BackgroundTracker:
         trusted, outlier_run = self._trusted[ok], self._outlier_run[ok]
         homography, inliers = self._fit(key, now, trusted)
         count = int(inliers.sum())
-        ratio = count / len(key) if len(key) else 0.0
+        voters = trusted if trusted.sum() >= MIN_INLIERS else np.ones(len(key), bool)
+        ratio = float(inliers[voters].mean()) if voters.any() else 0.0
         reliable = homography is not None and count >= MIN_INLIERS and ratio >= MIN_INLIER_RATIO
         step = BackgroundStep(frame_index, self._key_frame,
                               self._full_size(homography) if homography is not None else np.eye(3),

@@ -41,12 +41,14 @@ class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
             segment = decode_segment(path, request.start_frame, request.frame_count, working_size)
         if request.output.bucket not in ("", self.store.bucket):
             raise InvalidInput(f"output.bucket must be {self.store.bucket!r} (this server's bucket)")
+        # the camera motion first: stored frames tell a resumed job that the segment's decoding is done
+        camera = self.store.put_message(request.camera_output.key, motion) if motion is not None else None
         stored = self.store.put_message(request.output.key, segment)
         reply = common_pb2.SegmentRef(job_id=request.job_id, index=request.index,
                                       start_frame=segment.start_frame, frame_count=len(segment.jpeg),
                                       frames=stored)
-        if motion is not None:
-            reply.camera_motion.CopyFrom(self.store.put_message(request.camera_output.key, motion))
+        if camera is not None:
+            reply.camera_motion.CopyFrom(camera)
         return reply
 
 
