@@ -199,6 +199,11 @@ def segment_keys(job_id: str, index: int) -> tuple[str, str]:
     return base + "frames.pb", base + "poses2d.pb"
 
 
+def segment_camera_key(job_id: str, index: int) -> str:
+    """The decoder's camera motion (CameraMotion) of one segment, beside its frames."""
+    return f"{job_prefix(job_id)}segments/{index:05d}/camera.pb"
+
+
 def poses3d_key(job_id: str) -> str:
     return f"{job_prefix(job_id)}poses3d.pb"
 

@@ -28,7 +28,8 @@ from services.common.stage_names import DECODER, JOBS, LIFTER3D, POSE2D, RENDERE
 from services.common.storage import ObjectStore
 
 from ..jobs.job_errors import JobFailed, error_from_outage, error_from_rpc
-from ..jobs.manifest import JobError, JobManifest, JobState, StoredArtifact, output_prefix, poses3d_key, segment_keys
+from ..jobs.manifest import (JobError, JobManifest, JobState, StoredArtifact, output_prefix, poses3d_key,
+                             segment_camera_key, segment_keys)
 from ..jobs.outage import OutagePolicy, OutageTooLong
 from ..jobs.probe import apply_probe
 from ..jobs.stages import StageClients
@@ -137,7 +138,8 @@ class JobPipeline:
                     job_id=job.id, index=plan.index, video=self.store.ref(job.input_key),
                     start_frame=plan.start_frame, frame_count=plan.frame_count,
                     working_size=working_size(job.options.working_size, self.settings),
-                    output=self.store.ref(frames_key)), job.id)
+                    output=self.store.ref(frames_key),
+                    camera_output=self.store.ref(segment_camera_key(job.id, plan.index))), job.id)
             job.progress[DECODER].done += plan.frame_count
             await self.reporter.save(job, DECODER, f"segment {plan.index} decoded")
             reply = await self._unary(POSE2D, "Estimate", self.clients.pose2d.Estimate, pose2d_pb2.EstimateRequest(
@@ -157,10 +159,14 @@ class JobPipeline:
             job.poses3d_key = key
             job.progress[LIFTER3D].done = job.progress[LIFTER3D].total = max(job.progress[LIFTER3D].total, 1)
             return
+        cameras = [segment_camera_key(job.id, i) for i in range(len(poses2d))]
+        cameras = [self.store.ref(k) for k in cameras if await self._exists(k)]  # none from an older decoder
         request = lifter3d_pb2.LiftRequest(job_id=job.id, width=job.video.width, height=job.video.height,
                                            segments=poses2d, output=self.store.ref(key), fps=info.fps,
-                                           min_track_frames=1 if info.frame_count == 1 else 0)
-        await self._streaming(LIFTER3D, "Lift", self.clients.lifter3d.Lift, request, job)
+                                           min_track_frames=1 if info.frame_count == 1 else 0,
+                                           camera_motions=cameras)
+        reply = await self._streaming(LIFTER3D, "Lift", self.clients.lifter3d.Lift, request, job)
+        job.warnings += [w for w in reply.poses.warnings if w not in job.warnings]
         job.poses3d_key = key
         await self.reporter.save(job, LIFTER3D, "done")
 

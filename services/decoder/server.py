@@ -14,7 +14,7 @@ from services.common.storage import ObjectStore
 
 from .object_cache import DownloadedVideos
 from .probe import probe_video
-from .segments import decode_segment
+from .segments import decode_segment, decode_segment_with_camera
 
 
 class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
@@ -34,12 +34,21 @@ class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
         if not request.video.key or not request.output.key:
             raise InvalidInput("video.key and output.key are required")
         path = self.videos.path_of(request.video)
-        segment = decode_segment(path, request.start_frame, request.frame_count,
-                                 working_size(request.working_size, self.settings))
+        size = working_size(request.working_size, self.settings)
+        motion = None
+        if request.camera_output.key:
+            segment, motion = decode_segment_with_camera(path, request.start_frame, request.frame_count, size)
+        else:
+            segment = decode_segment(path, request.start_frame, request.frame_count, size)
+        # the camera motion first: stored frames tell a resumed job that the segment's decoding is done
+        camera = self.store.put_message(request.camera_output.key, motion) if motion is not None else None
         stored = self.store.put_message(request.output.key, segment)
-        return common_pb2.SegmentRef(job_id=request.job_id, index=request.index,
-                                     start_frame=segment.start_frame, frame_count=len(segment.jpeg),
-                                     frames=stored)
+        reply = common_pb2.SegmentRef(job_id=request.job_id, index=request.index,
+                                      start_frame=segment.start_frame, frame_count=len(segment.jpeg),
+                                      frames=stored)
+        if camera is not None:
+            reply.camera_motion.CopyFrom(camera)
+        return reply
 
 
 def register(server: grpc.Server, store: ObjectStore, settings: Settings) -> DecoderServicer:

@@ -1,7 +1,8 @@
 """The video's pinhole camera: focal-length prior and each person's root translation from 2D + lifted 3D.
 
 Conventions: camera frame x right, y down, z forward (away from the camera), metres; pixels with the origin
-at the top-left corner; principal point at the image centre; no lens distortion; one static camera per video.
+at the top-left corner; principal point at the image centre; no lens distortion; a camera that
+stands still or turns and zooms about its centre (:mod:`services.lifter3d.camera_path`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def focal_prior(width: float, height: float, fov_deg: float = PRIOR_FOV_DEG) -> 
     return float(max(width, height) / 2 / np.tan(np.deg2rad(fov_deg) / 2))
 
 
-def fit_root_translation(root_relative: np.ndarray, pixels: np.ndarray, weights: np.ndarray, focal: float,
+def fit_root_translation(root_relative: np.ndarray, pixels: np.ndarray, weights: np.ndarray,
+                         focal: float | np.ndarray,
                          width: float, height: float, iterations: int = 3,
                          min_depth: float = 0.3) -> np.ndarray:
     """Per-frame translation that puts a root-relative 3D pose where its 2D keypoints are seen.
@@ -35,7 +37,7 @@ def fit_root_translation(root_relative: np.ndarray, pixels: np.ndarray, weights:
         root_relative: ``[F, J, 3]`` camera-frame joints relative to the root (pelvis), metres.
         pixels: ``[F, J, 2]`` the same joints' image positions, pixels.
         weights: ``[F, J]`` confidence of each 2D joint (0 = ignore).
-        focal: focal length in pixels.
+        focal: focal length in pixels, one for all frames or ``[F]`` one per frame (a zooming camera).
         width, height: image size in pixels (principal point at the centre).
         iterations: reweighting rounds.
         min_depth: the root is kept at least this far in front of the camera, metres.
@@ -47,6 +49,7 @@ def fit_root_translation(root_relative: np.ndarray, pixels: np.ndarray, weights:
     uv = np.asarray(pixels, dtype=np.float64) - np.array([width / 2, height / 2])
     w = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
     frames, joints = rel.shape[:2]
+    focal = np.broadcast_to(np.asarray(focal, dtype=np.float64), (frames,))[:, None]
     w = np.where(w.sum(axis=1, keepdims=True) > 0, w, 1.0)  # a frame with no confident joint uses them all
     # rows: [F, 2J, 3] coefficients and [F, 2J] right-hand sides
     a = np.zeros((frames, 2 * joints, 3))

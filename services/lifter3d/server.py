@@ -50,7 +50,9 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
             try:
                 outcome["poses"] = lift_frames(frames, request.width, request.height, self.lifter,
                                                request.min_track_frames, report, request.focal_px,
-                                               request.fps, segment_starts)
+                                               request.fps, segment_starts,
+                                               [self.store.get_message(ref, common_pb2.CameraMotion)
+                                                for ref in request.camera_motions])
             except BaseException as exc:  # noqa: BLE001 - re-raised in the handler thread
                 outcome["error"] = exc
             finally:

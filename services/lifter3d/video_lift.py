@@ -9,6 +9,7 @@ from pathlib import Path
 from hpe3d.v1 import common_pb2
 from services.common.arrays import to_proto
 from services.common.errors import InvalidInput, WeightsMissing, no_person_found
+from services.common.rotating_camera import quaternion_from_rotation
 from services.common.skeletons import coco17_to_h36m17
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from .lift import DEFAULT_WEIGHTS, LiftResult, lift_sequence, load_lifter
 from .tracking import detections_from_frames, link_tracks
+from .camera_path import STILL, CameraPath, video_camera
 from .world import CameraPose, PlacedTrack, TrackInput, place_in_world
 
 DEFAULT_MIN_TRACK_FRAMES = 5
@@ -46,24 +48,38 @@ def load_service_lifter(weights_path: str | Path | None = None) -> Lifter:
 def lift_tracks(tracks: list[np.ndarray], width: float, height: float, model: torch.nn.Module,
                 focal_px: float = 0.0, fps: float = 0.0,
                 progress: Callable[[int, int, str], None] | None = None,
+                first_frames: list[int] | None = None, camera_path: CameraPath | None = None,
                 ) -> tuple[CameraPose, list[tuple[LiftResult, PlacedTrack]]]:
-    """Lift the tracks of one video (each ``[F, 17, 3]`` COCO-17 pixels + score, F >= 1) and place them in
-    the video's shared world frame; returns the camera estimate and, per track, its lift and placement.
-    ``focal_px`` 0 = the prior, ``fps`` 0 = 30 (see :func:`services.lifter3d.world.place_in_world`)."""
+    """Lift the tracks of one video (each ``[F, 17, 3]`` COCO-17 pixels + score, F >= 1, from video frame
+    ``first_frames[i]``, 0 when None) and place them in the video's shared world frame; returns the camera
+    estimate and, per track, its lift and placement. ``focal_px`` 0 = the prior, ``fps`` 0 = 30,
+    ``camera_path`` None = a still camera (see :func:`services.lifter3d.world.place_in_world`)."""
     lifted = []
     for done, keypoints in enumerate(tracks):
         if progress:
             progress(done, len(tracks), f"lifting track {done + 1} of {len(tracks)} ({len(keypoints)} frames)")
         lifted.append(lift_sequence(keypoints, width, height, model))
+    starts = first_frames or [0] * len(lifted)
     camera, placed = place_in_world(
-        [TrackInput(r.camera, coco17_to_h36m17(r.keypoints_2d)) for r in lifted], width, height, focal_px, fps)
+        [TrackInput(r.camera, coco17_to_h36m17(r.keypoints_2d), start) for r, start in zip(lifted, starts)],
+        width, height, focal_px, fps, camera_path=camera_path)
     return camera, list(zip(lifted, placed))
+
+
+def camera_estimate(camera: CameraPose, frame_count: int) -> common_pb2.CameraEstimate:
+    """The stored form of the camera, with its rotation, focal length and quality in every frame."""
+    quality = camera.path.quality[:frame_count] if camera.path is not None else np.full(frame_count, STILL)
+    return common_pb2.CameraEstimate(
+        focal_px=camera.focal_px, focal_from_prior=camera.focal_from_prior, pitch_deg=camera.pitch_deg,
+        height_m=camera.height_m, rotations=to_proto(quaternion_from_rotation(camera.frame_rotations(frame_count))),
+        focal_per_frame=to_proto(camera.frame_focals(frame_count)), quality=[int(q) for q in quality])
 
 
 def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, lifter: Lifter,
                 min_track_frames: int = 0,
                 progress: Callable[[int, int, str], None] | None = None, focal_px: float = 0.0,
-                fps: float = 0.0, segment_starts: list[int] | None = None) -> common_pb2.Poses3D:
+                fps: float = 0.0, segment_starts: list[int] | None = None,
+                camera_motions: list[common_pb2.CameraMotion] | None = None) -> common_pb2.Poses3D:
     """Lift every person track of a video to 3D and place all of them in one world frame.
 
     Args:
@@ -77,6 +93,9 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
         fps: frame rate of the input (trajectory smoothing, contact speeds); 0 = 30.
         segment_starts: first frame of every 2D segment (the 2D stage's track ids restart in each);
             None: the frames form one segment.
+        camera_motions: the decoder's camera motion of the video's segments; None or empty: a still camera.
+            With them and no ``focal_px`` the focal length is estimated from them when the camera turned
+            enough (:func:`services.lifter3d.camera_path.video_camera`).
 
     Raises:
         InvalidInput: frame size missing or coordinates malformed.
@@ -95,11 +114,14 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
     if not tracks:
         raise no_person_found(frame_count, len(detections), min_track_frames=min_frames,
                               longest_track=max((t.detected_frames for t in linked), default=0))
+    try:
+        path, focal_px, warnings = video_camera(camera_motions or [], focal_px, width, height, frame_count)
+    except ValueError as exc:
+        raise InvalidInput(f"camera motion: {exc}") from exc
     camera, lifted = lift_tracks([t.as_array() for t in tracks], width, height, lifter.model, focal_px, fps,
-                                 progress)
-    result = common_pb2.Poses3D(model=lifter.name, camera=common_pb2.CameraEstimate(
-        focal_px=camera.focal_px, focal_from_prior=camera.focal_from_prior, pitch_deg=camera.pitch_deg,
-        height_m=camera.height_m))
+                                 progress, [t.first_frame for t in tracks], path)
+    result = common_pb2.Poses3D(model=lifter.name, camera=camera_estimate(camera, len(path) if path else frame_count),
+                                warnings=warnings)
     for track, (r, p) in zip(tracks, lifted):
         result.tracks.append(common_pb2.Track3D(
             track_id=track.track_id, first_frame=track.first_frame, frame_count=track.frame_count,

@@ -1,16 +1,19 @@
 """Root motion: every person of a video in one world frame shared by all of them.
 
 World frame (what ``Track3D.world`` holds): metres, y up, the floor is the plane y = 0, the origin is the
-floor point straight below the camera, x is the camera's right direction laid onto the floor, z points from
-the scene towards the camera (right-handed). Planted ankles rest :data:`~services.lifter3d.contacts.ANKLE_HEIGHT_M`
+floor point straight below the camera, x is the first frame's camera right direction laid onto the floor, z
+points from the scene towards the camera (right-handed). The frame is fixed to the scene: a camera that turns
+and zooms (:class:`~services.lifter3d.camera_path.CameraPath`, from the decoder's camera motion) is undone
+frame by frame, so a person standing still stays put while the camera pans. Planted ankles rest :data:`~services.lifter3d.contacts.ANKLE_HEIGHT_M`
 above the floor.
 
 Steps (:func:`place_in_world`):
 
-1. focal length: the caller's, else :func:`~services.lifter3d.camera.focal_prior`;
+1. focal length: the caller's, else :func:`~services.lifter3d.camera.focal_prior`; times each frame's zoom;
 2. per person and frame, the pelvis position in the camera frame from the lifted root-relative skeleton and
-   its 2D keypoints (:func:`~services.lifter3d.camera.fit_root_translation`), then smoothed in time
-   (:func:`smooth_trajectory`: running median, then gaussian);
+   its 2D keypoints (:func:`~services.lifter3d.camera.fit_root_translation`), both turned into the first
+   frame's camera axes (the camera path's rotation), then smoothed in time (:func:`smooth_trajectory`:
+   running median, then gaussian, the depth along each frame's line of sight more);
 3. the floor: its normal starts from the people's mean up direction (ankles to thorax) and is refined by the
    plane through the ankles of slow, low feet of all persons (a least-squares fit with a 5 degree prior
    towards the body's up, so feet that lie on one line, e.g. a straight walk, cannot tip the floor); the
@@ -28,6 +31,7 @@ import numpy as np
 
 from services.common.skeletons import H36M17
 from services.lifter3d.camera import fit_root_translation, focal_prior
+from services.lifter3d.camera_path import CameraPath
 from services.lifter3d.contacts import ANKLE_HEIGHT_M, FEET, detect_contacts, pin_planted_feet
 
 DEFAULT_FPS = 30.0
@@ -51,21 +55,34 @@ _THORAX = H36M17.index("thorax")
 class TrackInput:
     """One person's lifted track: ``root_relative [F, 17, 3]`` camera-frame H36M-17 joints (x right,
     y down, z forward, metres, pelvis at the origin) and ``keypoints [F, 17, 3]`` the H36M-17 2D joints
-    (pixels, score) the skeleton was lifted from."""
+    (pixels, score) the skeleton was lifted from, from video frame ``first_frame`` on."""
 
     root_relative: np.ndarray
     keypoints: np.ndarray
+    first_frame: int = 0
 
 
 @dataclass
 class CameraPose:
-    """The estimated static camera. ``rotation`` maps camera-frame vectors to world vectors (rows: world x,
-    y, z in camera coordinates); the camera centre is at ``(0, height_m, 0)`` in the world."""
+    """The estimated camera. ``rotation`` maps the first frame's camera-frame vectors to world vectors (rows:
+    world x, y, z in camera coordinates); the camera centre is at ``(0, height_m, 0)`` in the world;
+    ``path`` how it turned and zoomed in every frame (None: it stood still)."""
 
     focal_px: float
     focal_from_prior: bool
     rotation: np.ndarray
     height_m: float
+    path: CameraPath | None = None
+
+    def frame_rotations(self, frame_count: int) -> np.ndarray:
+        """``[F, 3, 3]`` camera -> world rotation of every frame."""
+        if self.path is None:
+            return np.tile(self.rotation, (frame_count, 1, 1))
+        return self.rotation @ self.path.to_first[:frame_count]
+
+    def frame_focals(self, frame_count: int) -> np.ndarray:
+        """``[F]`` focal length in pixels of every frame."""
+        return self.focal_px * (self.path.zoom[:frame_count] if self.path is not None else np.ones(frame_count))
 
     @property
     def pitch_deg(self) -> float:
@@ -115,16 +132,20 @@ def _gaussian(x: np.ndarray, sigma: float, steady: bool = False) -> np.ndarray:
     return np.stack([np.convolve(padded[:, c], taps, mode="valid") for c in range(x.shape[1])], axis=1)
 
 
-def smooth_trajectory(translation: np.ndarray, fps: float) -> np.ndarray:
+def smooth_trajectory(translation: np.ndarray, fps: float, sight: np.ndarray | None = None) -> np.ndarray:
     """Robust low-pass of a camera-frame root trajectory ``[F, 3]``: a running median over
-    :data:`MEDIAN_WINDOW_S`, then gaussians of :data:`SMOOTH_SIGMA_S` (x, y lightly; depth, the noisiest
-    coordinate, more); the ends are padded by point reflection, so a person walking steadily is not pulled
-    back there. Returns a new ``[F, 3]`` array."""
+    :data:`MEDIAN_WINDOW_S`, then gaussians of :data:`SMOOTH_SIGMA_S` (across the line of sight lightly;
+    along it, the depth, the noisiest coordinate, more); the ends are padded by point reflection, so a
+    person walking steadily is not pulled back there. ``sight [F, 3]``: each frame's unit line of sight in
+    the trajectory's axes (a turning camera); None: z. Returns a new ``[F, 3]`` array."""
     t = _running_median(np.asarray(translation, dtype=np.float64), int(round(MEDIAN_WINDOW_S * fps)) | 1, True)
     lateral, depth = SMOOTH_SIGMA_S
     out = _gaussian(t, lateral * fps, True)
-    out[:, 2] = _gaussian(t[:, 2:], depth * fps, True)[:, 0]
-    return out
+    if sight is None:
+        out[:, 2] = _gaussian(t[:, 2:], depth * fps, True)[:, 0]
+        return out
+    along = np.sum((_gaussian(t, depth * fps, True) - out) * sight, axis=1, keepdims=True)
+    return out + along * sight
 
 
 def ankles_seen(keypoints: np.ndarray, fps: float) -> np.ndarray:
@@ -220,7 +241,7 @@ def camera_from_floor(normal: np.ndarray, ground: np.ndarray, focal: float, from
 
 
 def place_in_world(tracks: list[TrackInput], width: float, height: float, focal_px: float = 0.0,
-                   fps: float = 0.0, pin_feet: bool = True) -> tuple[CameraPose, list[PlacedTrack]]:
+                   fps: float = 0.0, pin_feet: bool = True, camera_path: CameraPath | None = None) -> tuple[CameraPose, list[PlacedTrack]]:
     """Put every track of one video into the shared world frame (see the module doc).
 
     Args:
@@ -229,6 +250,8 @@ def place_in_world(tracks: list[TrackInput], width: float, height: float, focal_
         focal_px: focal length in pixels; 0 or less uses the prior.
         fps: frame rate; 0 or less means :data:`DEFAULT_FPS`.
         pin_feet: shift bodies so planted feet do not slide.
+        camera_path: how the camera turned and zoomed, per video frame (covering every track's frames);
+            None: it stood still (the result is then exactly that of a path of identities).
 
     Returns:
         The camera estimate and one :class:`PlacedTrack` per input track, in order.
@@ -238,18 +261,31 @@ def place_in_world(tracks: list[TrackInput], width: float, height: float, focal_
     fps = fps if fps > 0 else DEFAULT_FPS
     from_prior = not focal_px or focal_px <= 0
     focal = focal_prior(width, height) if from_prior else float(focal_px)
-    absolute = []
+    absolute, turned = [], []
     for track in tracks:
         rel = np.asarray(track.root_relative, dtype=np.float64)
         kp = np.asarray(track.keypoints, dtype=np.float64)
-        t = fit_root_translation(rel, kp[..., :2], kp[..., 2], focal, width, height)
-        absolute.append(rel + smooth_trajectory(t, fps)[:, None])
-    up = body_up([np.asarray(t.root_relative, dtype=np.float64) for t in tracks])
+        if camera_path is None:
+            t = fit_root_translation(rel, kp[..., :2], kp[..., 2], focal, width, height)
+            absolute.append(rel + smooth_trajectory(t, fps)[:, None])
+            turned.append(rel)
+            continue
+        frames = slice(track.first_frame, track.first_frame + len(rel))
+        to_first, zoom = camera_path.to_first[frames], camera_path.zoom[frames]
+        if len(zoom) != len(rel):
+            raise ValueError(f"camera path covers frames up to {len(camera_path)}, a track reaches {frames.stop}")
+        t = fit_root_translation(rel, kp[..., :2], kp[..., 2], focal * zoom, width, height)
+        rel_first = np.einsum("fij,fkj->fki", to_first, rel)      # into the first frame's camera axes
+        t_first = np.einsum("fij,fj->fi", to_first, t)
+        absolute.append(rel_first + smooth_trajectory(t_first, fps, to_first[:, :, 2])[:, None])
+        turned.append(rel_first)
+    up = body_up(turned)
     up = -up if up[1] > 0 else up  # camera y points down: the body's up has a negative y
     seen = [ankles_seen(t.keypoints, fps) for t in tracks]
     ground = _ground_points(absolute, seen, up, fps)
     normal = fit_floor_normal(ground, up)
     camera = camera_from_floor(normal, ground, focal, from_prior)
+    camera.path = camera_path
     placed = []
     for a, visible in zip(absolute, seen):
         world = camera.to_world(a)

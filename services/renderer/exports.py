@@ -11,6 +11,7 @@ it. Schema version 2.0 (``poses_schema.json`` is its single description)::
      "camera": {"focal_px", "focal_from_prior", "pitch_deg", "height_m"} | null,
      "angles": [{"name", "unit", "convention"}], "warnings": [str],
      "frames": [{"index", "timestamp_s",
+                 "camera": {"rotation": [w, x, y, z], "focal_px", "quality"} | null,
                  "persons": [{"track_id", "keypoints_2d": [[x, y, score] * 17] | null,
                               "keypoints_3d_root_relative": [[x, y, z] * 17] | null,
                               "keypoints_3d_world": [[x, y, z] * 17] | null,
@@ -28,6 +29,7 @@ import math
 import numpy as np
 
 from hpe3d.v1 import common_pb2
+from services.common.rotating_camera import quaternion_from_rotation
 from services.common.skeletons import COCO17, H36M17, coco17_to_h36m17
 
 from .angles import ANGLE_NAMES, ANGLES, angle_confidence, joint_angles, joint_angles_batch
@@ -65,23 +67,49 @@ def person_angles(person: PersonPose) -> tuple[dict[str, float], dict[str, float
     return angles, angle_confidence(angles, person.keypoints_2d)
 
 
+#: poses.json's name of every CameraQuality
+CAMERA_QUALITY = {common_pb2.CAMERA_STILL: "still", common_pb2.CAMERA_TRACKED: "tracked",
+                  common_pb2.CAMERA_HELD: "held", common_pb2.CAMERA_TRANSLATED: "translated"}
+
+
+def _frame_camera(timeline: PoseTimeline, index: int) -> dict | None:
+    """poses.json's camera of one frame (the lifter's), None without one."""
+    camera = timeline.camera_at(index)
+    if camera is None:
+        return None
+    rotation, focal, quality = camera
+    return {"rotation": [round(float(v), 6) + 0.0 for v in quaternion_from_rotation(rotation)],
+            "focal_px": round(focal, 2), "quality": CAMERA_QUALITY.get(quality, "still")}
+
+
 def _feet(info: common_pb2.VideoInfo, timeline: PoseTimeline, frames: list[list[PersonPose]],
            world: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Heel and toe [N, 2, 2, 3] in world metres and their scores [N, 2] of every person of ``frames``
-    (flattened in order, ``world`` [N, 17, 3] their joints) from the matching BlazePose detection, with the
-    camera's rotation recovered from all lifted tracks (``foot_points.rotation_from_tracks``); (None, None)
-    without a camera estimate, a world frame or two lifted joints seen in 2D (``foot_points.feet_in_world``)."""
+    (flattened in order, ``world`` [N, 17, 3] their joints) from the matching BlazePose detection, seen by the
+    lifter's camera of each frame (for a result without per-frame cameras, the rotation recovered from all
+    lifted tracks, ``foot_points.rotation_from_tracks``); (None, None) without a camera estimate, a world
+    frame or (without per-frame cameras) two lifted joints seen in 2D (``foot_points.feet_in_world``)."""
     camera = timeline.camera
     if camera is None or camera.focal_px <= 0 or timeline.world_source != "world" or not len(world):
         return None, None
     landmarks = np.full((len(world), 33, 3), np.nan)
+    rotations, focals = np.zeros((len(world), 3, 3)), np.zeros(len(world))
     k = 0
     for index, persons in enumerate(frames):
+        frame_camera = timeline.camera_at(index)
         for p in persons:
             found = timeline.blazepose_for(index, p.keypoints_2d) if p.world is not None else None
             if found is not None:
                 landmarks[k] = found
+            if frame_camera is not None:
+                rotations[k], focals[k] = frame_camera[0], frame_camera[1]
             k += 1
+    ankles = world[:, [H36M17.index("left_ankle"), H36M17.index("right_ankle")]]
+    medio_lateral = world[:, H36M17.index("right_hip")] - world[:, H36M17.index("left_hip")]
+    lengths = foot_length(world[:, [H36M17.index("left_knee"), H36M17.index("right_knee")]], ankles)
+    if timeline.camera_frames is not None and (focals > 0).all():
+        return feet_in_world(ankles, medio_lateral, lengths, landmarks, focals, rotations, camera.height_m,
+                             info.width, info.height)
     seen = [(t.world, coco17_to_h36m17(t.keypoints_2d)) for t in timeline.tracks if t.keypoints_2d is not None]
     points = [(w[kp[..., 2] >= FOOT_MIN_SCORE], kp[kp[..., 2] >= FOOT_MIN_SCORE, :2]) for w, kp in seen]
     try:
@@ -90,9 +118,6 @@ def _feet(info: common_pb2.VideoInfo, timeline: PoseTimeline, frames: list[list[
                                         info.width, info.height)
     except ValueError:  # fewer than two lifted joints seen in 2D: no camera rotation, no feet
         return None, None
-    ankles = world[:, [H36M17.index("left_ankle"), H36M17.index("right_ankle")]]
-    medio_lateral = world[:, H36M17.index("right_hip")] - world[:, H36M17.index("left_hip")]
-    lengths = foot_length(world[:, [H36M17.index("left_knee"), H36M17.index("right_knee")]], ankles)
     return feet_in_world(ankles, medio_lateral, lengths, landmarks, camera.focal_px, rotation, camera.height_m,
                          info.width, info.height)
 
@@ -135,13 +160,14 @@ def _person_entry(p: PersonPose, angles: dict[str, float], confidence: dict[str,
 def poses_document(info: common_pb2.VideoInfo, timeline: PoseTimeline, warnings: list[str] = ()) -> dict:
     """The poses.json document as plain Python data (see the module docstring). ``warnings`` are added
     after the video's own (``info.warnings``) and the renderer's (a fall-back from world to grounded)."""
-    frames = [{"index": index, "timestamp_s": round(t, 6),
+    frames = [{"index": index, "timestamp_s": round(t, 6), "camera": _frame_camera(timeline, index),
                "persons": [_person_entry(*entry) for entry in persons]}
               for index, (t, persons) in enumerate(zip(frame_timestamps(info), persons_with_angles(info, timeline)))]
     camera = timeline.camera
     all_warnings = list(info.warnings)
     if timeline.world_source == "grounded":
         all_warnings.append(GROUNDED_FALLBACK_WARNING)
+    all_warnings += [w for w in timeline.warnings if w not in all_warnings]
     all_warnings += list(warnings)
     return {
         "schema_version": SCHEMA_VERSION,

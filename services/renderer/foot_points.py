@@ -21,14 +21,15 @@ looking down at the feet it tilted a side-view foot by up to 12 degrees (person 
 at 3 m) and gives nonsense for a foot pointing at the camera.
 
 Camera (as the lifter estimates it, ``services/lifter3d/camera.py`` and ``world.py``): pinhole, principal
-point at the centre of the ``width`` x ``height`` frame the 2D refers to, focal length ``focal_px`` in its
-pixels; camera frame x right, y down, z forwards. World frame: metres, y up, floor y = 0, camera centre at
-``(0, height_m, 0)``, world x = the camera's x laid onto the floor, z towards the camera's side. The lifter
-reports the pitch but not the roll, and its world frame keeps one where the floor tilts sideways in the
-picture (6 degrees in the ``hpe3d run tests/data/two_people_office_24f.mp4`` job), so the rotation is
-recovered from the lifted tracks themselves (:func:`rotation_from_tracks`: their world joints against their
-2D keypoints' rays); in that job it took the median reprojection error of the ankles from 35.6 px (pitch
-alone) to 5.3 px.
+point at the centre of the ``width`` x ``height`` frame the 2D refers to, focal length in its pixels, per
+frame; camera frame x right, y down, z forwards. World frame: metres, y up, floor y = 0, camera centre at
+``(0, height_m, 0)``, world x = the first frame's camera x laid onto the floor, z towards the camera's side.
+The lifter gives every frame's camera -> world rotation (roll included, and the camera's turns when it pans)
+and focal length (``CameraEstimate.rotations`` / ``focal_per_frame``), and those are used. For a stored result
+without them (a lifter that reported only the pitch) the rotation is recovered from the lifted tracks
+themselves (:func:`rotation_from_tracks`: their world joints against their 2D keypoints' rays); in the
+``hpe3d run tests/data/two_people_office_24f.mp4`` job that took the median reprojection error of the ankles
+from 35.6 px (pitch alone) to 5.3 px.
 """
 from __future__ import annotations
 
@@ -75,14 +76,22 @@ def rotation_from_tracks(world: np.ndarray, pixels: np.ndarray, focal_px: float,
     return left @ np.diag([1.0, 1.0, np.linalg.det(left @ right)]) @ right
 
 
-def pixel_rays(pixels: np.ndarray, focal_px: float, width: float, height: float,
+def pixel_rays(pixels: np.ndarray, focal_px: float | np.ndarray, width: float, height: float,
                rotation: np.ndarray) -> np.ndarray:
     """World directions ``[..., 3]`` (not normalised; camera-frame z component 1) of the camera rays through
-    ``pixels [..., 2]`` (origin at the top-left corner, principal point at the frame centre)."""
+    ``pixels [..., 2]`` (origin at the top-left corner, principal point at the frame centre). One camera
+    (``focal_px`` a number, ``rotation [3, 3]``), or one per row of ``pixels [N, K, 2]`` (``focal_px [N]``,
+    ``rotation [N, 3, 3]``)."""
     uv = np.asarray(pixels, np.float64)
-    cam = np.stack([(uv[..., 0] - width / 2) / focal_px, (uv[..., 1] - height / 2) / focal_px,
+    rotation = np.asarray(rotation, np.float64)
+    focal = np.asarray(focal_px, np.float64)
+    if focal.ndim:
+        focal = focal.reshape(focal.shape + (1,) * (uv.ndim - 1 - focal.ndim))
+    cam = np.stack([(uv[..., 0] - width / 2) / focal, (uv[..., 1] - height / 2) / focal,
                     np.ones(uv.shape[:-1])], axis=-1)
-    return cam @ rotation.T
+    if rotation.ndim == 2:
+        return cam @ rotation.T
+    return np.einsum("nij,nkj->nki", rotation, cam.reshape(len(rotation), -1, 3)).reshape(cam.shape)
 
 
 def on_plane(anchor: np.ndarray, normal: np.ndarray, centre: np.ndarray, rays: np.ndarray) -> np.ndarray:
@@ -130,9 +139,11 @@ def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, foot_leng
             from the front or back.
         landmarks: ``[N, 33, 3]`` BlazePose landmarks (x px, y px, visibility 0..1) of the same persons and
             frames; NaN rows where a person has none.
-        focal_px, height_m: the video's camera (``Poses3D.camera``).
-        rotation: camera -> world rotation ``[3, 3]`` (:func:`rotation_from_tracks` or, without roll,
-            :func:`camera_rotation` of the camera's pitch).
+        focal_px, height_m: the video's camera (``Poses3D.camera``); ``focal_px`` a number, or ``[N]`` the
+            focal length of each row's frame.
+        rotation: camera -> world rotation ``[3, 3]``, or ``[N, 3, 3]`` that of each row's frame (the lifter's
+            ``CameraEstimate.rotations``; :func:`rotation_from_tracks` or, without roll, :func:`camera_rotation`
+            of the camera's pitch for a result without them).
         width, height: size in pixels of the frame the 2D refers to.
         min_score: visibility from which the BlazePose ankle, heel and toe count as seen (and only inside
             the frame: BlazePose guesses landmarks beyond its edges with a high visibility).
@@ -145,10 +156,12 @@ def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, foot_leng
     """
     ankles = np.asarray(ankles_world, np.float64).reshape(-1, 2, 3)
     lm = np.asarray(landmarks, np.float64).reshape(-1, 33, 3)
-    if focal_px <= 0 or width <= 0 or height <= 0:
-        raise ValueError(f"camera needs a positive focal length and frame size, got f={focal_px}, "
+    focal = np.broadcast_to(np.asarray(focal_px, np.float64), (len(ankles),))
+    if (focal <= 0).any() or width <= 0 or height <= 0:
+        raise ValueError(f"camera needs a positive focal length and frame size, got f={np.min(focal, initial=0)}, "
                          f"{width}x{height}")
     rotation = np.asarray(rotation, np.float64)
+    rotation = np.broadcast_to(rotation, (len(ankles), 3, 3))
     centre = np.array([0.0, height_m, 0.0])
     normal = np.asarray(medio_lateral, np.float64).reshape(-1, 3)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -170,13 +183,13 @@ def feet_in_world(ankles_world: np.ndarray, medio_lateral: np.ndarray, foot_leng
                 & np.isfinite(normal).all(-1) & inside)
         side_view = seen & (facing >= np.cos(np.radians(MAX_PLANE_TURN_DEG)))
         if side_view.any():
-            rays = pixel_rays(points[side_view, :, :2], focal_px, width, height, rotation)
+            rays = pixel_rays(points[side_view, :, :2], focal[side_view], width, height, rotation[side_view])
             placed = on_plane(ankles[side_view, k], normal[side_view], centre, rays)  # [n, 3 (ankle, heel, toe), 3]
             feet[side_view, k] = ankles[side_view, k][:, None] + placed[:, 1:] - placed[:, :1]
         front_view = seen & ~side_view & np.isfinite(lengths) & (lengths > 0)
         if front_view.any():
             a = ankles[front_view, k]
-            rays = pixel_rays(points[front_view, :, :2], focal_px, width, height, rotation)
+            rays = pixel_rays(points[front_view, :, :2], focal[front_view], width, height, rotation[front_view])
             view_dir = (a - centre) / np.linalg.norm(a - centre, axis=-1, keepdims=True)
             placed = on_plane(a, view_dir, centre, rays[:, :2])                  # BlazePose ankle, heel
             shift = a - placed[:, 0]                                             # onto the lifted ankle

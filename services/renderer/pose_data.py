@@ -18,6 +18,7 @@ import numpy as np
 
 from hpe3d.v1 import common_pb2
 from services.common.arrays import from_proto
+from services.common.rotating_camera import rotation_from_quaternion
 
 #: a raw 2D detection is the lifted person when their COCO-17 joints lie within this fraction of the
 #: person's 2D size (bounding-box diagonal) of each other (median over joints)
@@ -76,6 +77,14 @@ class PoseTimeline:
         self.model: str | None = (poses3d.model or None) if poses3d is not None else None  #: lifter weights
         self.camera: common_pb2.CameraEstimate | None = (
             poses3d.camera if poses3d is not None and poses3d.HasField("camera") else None)
+        self.warnings: list[str] = list(poses3d.warnings) if poses3d is not None else []  #: the lifter's
+        #: per frame: camera -> world rotation [F, 3, 3], focal length [F] px, quality [F] (CameraQuality);
+        #: None when the lifter gave no per-frame camera
+        self.camera_frames: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if self.camera is not None and len(self.camera.rotations.values) and len(self.camera.focal_per_frame.values):
+            self.camera_frames = (rotation_from_quaternion(from_proto(self.camera.rotations).reshape(-1, 4)),
+                                  from_proto(self.camera.focal_per_frame).astype(np.float64),
+                                  np.asarray(self.camera.quality, np.int32))
         self.tracks: list[Track] = []
         sources = set()
         for t in (poses3d.tracks if poses3d is not None else []):
@@ -93,6 +102,13 @@ class PoseTimeline:
                                      _array(t.foot_contacts, n, (2,))))
         #: "world" when every track had Track3D.world, "grounded" when any fell back to it, None: no tracks
         self.world_source: str | None = ("grounded" if "grounded" in sources else "world") if sources else None
+
+    def camera_at(self, frame_index: int) -> tuple[np.ndarray, float, int] | None:
+        """(camera -> world rotation [3, 3], focal length px, CameraQuality) of a frame; None without them."""
+        if self.camera_frames is None or not 0 <= frame_index < len(self.camera_frames[1]):
+            return None
+        rotations, focals, quality = self.camera_frames
+        return rotations[frame_index], float(focals[frame_index]), int(quality[frame_index]) if frame_index < len(quality) else 0
 
     def persons(self, frame_index: int) -> list[PersonPose]:
         out = []

@@ -159,3 +159,43 @@ def test_photo_is_a_one_frame_still_image(decoder, store, made):
                                                 output=store.ref(f"jobs/{JOB}/photo/00000.pb")))
     segment = store.get_message(ref.frames, common_pb2.FrameSegment)
     assert ref.frame_count == 1 and len(segment.jpeg) == 1 and list(segment.timestamps_s) == [0.0]
+
+
+def test_decode_with_camera_output_stores_the_segments_camera_motion(decoder, store):
+    stub, _ = decoder
+    video = upload(store, "two_people_office_24f.mp4")
+    refs = []
+    for index, start in enumerate((0, 12)):
+        refs.append(stub.Decode(decoder_pb2.DecodeRequest(
+            job_id=JOB, index=index, video=video, start_frame=start, frame_count=12, working_size=320,
+            output=store.ref(f"jobs/{JOB}/cam/{index:05d}/frames.pb"),
+            camera_output=store.ref(f"jobs/{JOB}/cam/{index:05d}/camera.pb"))))
+    assert refs[1].camera_motion.key == f"jobs/{JOB}/cam/00001/camera.pb"
+    first, second = (store.get_message(r.camera_motion, common_pb2.CameraMotion) for r in refs)
+    assert (second.start_frame, second.frame_count, second.width, second.height) == (12, 12, 320, 180)
+    assert [s.frame_index for s in second.steps] == list(range(12, 24))
+    # the segment's first frame is measured from the previous segment's last frame, so the lifter can chain
+    assert first.steps[0].reference_frame == 0 and second.steps[0].reference_frame == 11
+    assert all(s.reliable and s.points >= 20 for s in first.steps)
+    still = np.stack([np.reshape(s.homography.values, (3, 3)) for s in second.steps])  # a still camera
+    assert np.abs(still[:, :2, :2] - np.eye(2)).max() < 0.01 and np.abs(still[:, :2, 2]).max() < 1.0
+    # idempotent, and the frames are what a plain Decode writes
+    again = stub.Decode(decoder_pb2.DecodeRequest(
+        job_id=JOB, index=1, video=video, start_frame=12, frame_count=12, working_size=320,
+        output=refs[1].frames, camera_output=refs[1].camera_motion))
+    assert store.get_message(again.camera_motion, common_pb2.CameraMotion) == second
+    plain = stub.Decode(decoder_pb2.DecodeRequest(job_id=JOB, index=1, video=video, start_frame=12, frame_count=12,
+                                                  working_size=320, output=store.ref(f"jobs/{JOB}/cam/plain.pb")))
+    assert not plain.camera_motion.key
+    assert store.get_message(plain.frames, common_pb2.FrameSegment) == store.get_message(refs[1].frames,
+                                                                                        common_pb2.FrameSegment)
+
+
+def test_camera_output_outside_the_job_is_refused(decoder, store):
+    stub, _ = decoder
+    video = upload(store, "two_people_office_24f.mp4")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Decode(decoder_pb2.DecodeRequest(job_id=JOB, video=video, start_frame=0, frame_count=4,
+                                              output=store.ref(f"jobs/{JOB}/cam/x.pb"),
+                                              camera_output=store.ref("jobs/another-job/camera.pb")))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

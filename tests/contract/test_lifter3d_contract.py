@@ -123,3 +123,34 @@ def test_a_photo_lifts_one_frame_when_asked(lifter_stub):
     with pytest.raises(grpc.RpcError) as err:  # the default minimum of 5 frames drops it
         _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="lift-photo", width=1920, height=1080, frames=frames))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_stored_camera_motion_turns_the_world_with_the_camera(lifter_stub, store):
+    from services.common.rotating_camera import rotation_angle_deg, rotation_from_quaternion
+    from ..unit.test_lifter_camera_path import motion_of, turning
+    frames = _standing_person(40)
+    still = _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="lift-cam", width=1920, height=1080,
+                                                         frames=frames)).poses
+    assert list(still.camera.quality) == [common_pb2.CAMERA_STILL] * 40 and not still.warnings
+    rotations = rotation_from_quaternion(from_proto(still.camera.rotations))
+    assert rotations.shape == (40, 3, 3) and np.allclose(rotations, rotations[0], atol=1e-6)
+    assert from_proto(still.camera.focal_per_frame) == pytest.approx([still.camera.focal_px] * 40)
+    # the same 2D under a camera that turns 12 degrees and zooms (its steps stored as the decoder stores them,
+    # two segments at the 640 px working size)
+    turns, zoom = turning(40)
+    refs = [store.put_message(f"jobs/lift-cam/segments/{i:05d}/camera.pb", m)
+            for i, m in enumerate((motion_of(turns, zoom, stop=20), motion_of(turns, zoom, start=20)))]
+    moving = _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="lift-cam", width=1920, height=1080, frames=frames,
+                                                          focal_px=2100, camera_motions=refs)).poses
+    assert list(moving.camera.quality) == [common_pb2.CAMERA_TRACKED] * 40
+    per_frame = rotation_from_quaternion(from_proto(moving.camera.rotations))
+    for t in (10, 39):   # relative to the first frame, the camera turned as the steps say
+        assert rotation_angle_deg(per_frame[0].T @ per_frame[t] @ turns[t] @ turns[0].T) < 0.01
+    assert from_proto(moving.camera.focal_per_frame) == pytest.approx(2100 * zoom, rel=1e-4)
+    # a person who stays put in the picture while the camera turns 12 degrees moves through the world
+    pelvis = from_proto(moving.tracks[0].world)[:, 0]
+    assert np.linalg.norm(pelvis[-1, [0, 2]] - pelvis[0, [0, 2]]) > 0.5
+    with pytest.raises(grpc.RpcError) as err:   # another job's camera motion is refused
+        _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="other-job", width=1920, height=1080, frames=frames,
+                                                    camera_motions=refs))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

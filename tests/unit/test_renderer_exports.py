@@ -29,7 +29,8 @@ def standing(x=0.0, z=-3.0):
                     np.float32) + np.array([x, 0, z], np.float32)
 
 
-def make_inputs(frames=6, world=True):
+def make_inputs(frames=6, world=True, poses3d_hook=None):
+    """A 6-frame job: raw 2D, one lifted track from frame 1; ``poses3d_hook(Poses3D)`` may add to the lift."""
     info = common_pb2.VideoInfo(width=640, height=360, fps=30, frame_count=frames, duration_s=frames / 30,
                                 timestamps_s=[i / 30 for i in range(frames)], warnings=["a video warning"])
     raw = common_pb2.Poses2D(start_frame=0, frame_count=frames)
@@ -51,6 +52,8 @@ def make_inputs(frames=6, world=True):
         track.foot_contacts.CopyFrom(to_proto(contacts))
         camera = common_pb2.CameraEstimate(focal_px=500.0, focal_from_prior=True, pitch_deg=8.0, height_m=1.5)
     p3 = common_pb2.Poses3D(tracks=[track], camera=camera)
+    if poses3d_hook is not None:
+        poses3d_hook(p3)
     return info, PoseTimeline([raw], p3)
 
 
@@ -236,19 +239,25 @@ def test_angle_confidence_is_the_lowest_score_of_its_joints():
     assert all(v == 0 for v in angle_confidence(angles, None).values())
 
 
-def blazepose_job(frames=4, with_landmarks=True, dorsiflexion=15.0):
+def blazepose_job(frames=4, with_landmarks=True, dorsiflexion=15.0, pan_deg_per_frame=0.0, per_frame_camera=False):
     """A person walking across the view (facing +x) seen by make_inputs's camera; the 2D stage gave
     BlazePose's 33 landmarks (heel and toe included) unless ``with_landmarks`` is off (a COCO-17-only model).
-    Both feet are tipped up by ``dorsiflexion`` degrees against the vertical shank."""
+    Both feet are tipped up by ``dorsiflexion`` degrees against the vertical shank. The camera turns about the
+    vertical by ``pan_deg_per_frame`` every frame and zooms out 3 % per frame when that is not 0; with
+    ``per_frame_camera`` the lifter's result carries every frame's rotation and focal length."""
+    from services.common.rotating_camera import quaternion_from_rotation, rotation_from_vector
     from services.common.skeletons import BLAZEPOSE33, BLAZEPOSE33_TO_COCO17, H36M17
     from services.renderer.foot_points import camera_rotation
     focal, pitch, height_m = 500.0, 8.0, 1.5
     info, _ = make_inputs(frames)
+    turns = [rotation_from_vector([0, np.radians(pan_deg_per_frame * i), 0]) @ camera_rotation(pitch)
+             for i in range(frames)]
+    focals = [focal * (0.97 ** i if pan_deg_per_frame else 1.0) for i in range(frames)]
 
-    def project(points):
-        cam = (np.asarray(points, float) - [0, height_m, 0]) @ camera_rotation(pitch)
-        return np.stack([focal * cam[..., 0] / cam[..., 2] + info.width / 2,
-                         focal * cam[..., 1] / cam[..., 2] + info.height / 2], axis=-1)
+    def project(points, i=0):
+        cam = (np.asarray(points, float) - [0, height_m, 0]) @ turns[i]
+        return np.stack([focals[i] * cam[..., 0] / cam[..., 2] + info.width / 2,
+                         focals[i] * cam[..., 1] / cam[..., 2] + info.height / 2], axis=-1)
 
     base = rotate(standing(z=0).astype(np.float64), [0, 1, 0], 90, [0, 0, 0]) + [0, 0, -3]
     world = np.stack([base + [0.05 * i, 0, 0] for i in range(frames)])
@@ -259,7 +268,7 @@ def blazepose_job(frames=4, with_landmarks=True, dorsiflexion=15.0):
     keypoints = []
     for i in range(frames):
         kp = np.ones((17, 3))
-        kp[:, :2] = project(world[i, h36m_of_coco])
+        kp[:, :2] = project(world[i, h36m_of_coco], i)
         keypoints.append(kp)
         person = raw.frames.add(frame_index=i).persons.add(track_id=3, coco17=to_proto(kp.astype(np.float32)))
         if with_landmarks:
@@ -268,15 +277,19 @@ def blazepose_job(frames=4, with_landmarks=True, dorsiflexion=15.0):
             for side in ("left", "right"):
                 ankle = world[i, H36M17.index(f"{side}_ankle")]
                 heel = ankle + [-0.05, -0.05, 0]
-                lm[BLAZEPOSE33.index(f"{side}_heel"), :2] = project(heel)
+                lm[BLAZEPOSE33.index(f"{side}_heel"), :2] = project(heel, i)
                 toe = heel + 0.22 * np.array([np.cos(a), np.sin(a), 0])
-                lm[BLAZEPOSE33.index(f"{side}_foot_index"), :2] = project(toe)
+                lm[BLAZEPOSE33.index(f"{side}_foot_index"), :2] = project(toe, i)
                 lm[BLAZEPOSE33.index(f"{side}_foot_index"), 2] = 0.8
             person.blazepose33.CopyFrom(to_proto(lm.astype(np.float32)))
     track = common_pb2.Track3D(track_id=1, first_frame=0, frame_count=frames, world=to_proto(world.astype(np.float32)),
                                root_relative=to_proto((world - world[:, :1]).astype(np.float32)),
                                keypoints2d=to_proto(np.array(keypoints, np.float32)))
     camera = common_pb2.CameraEstimate(focal_px=focal, focal_from_prior=True, pitch_deg=pitch, height_m=height_m)
+    if per_frame_camera:
+        camera.rotations.CopyFrom(to_proto(quaternion_from_rotation(np.array(turns)).astype(np.float32)))
+        camera.focal_per_frame.CopyFrom(to_proto(np.array(focals, np.float32)))
+        camera.quality.extend([common_pb2.CAMERA_TRACKED] * frames)
     return info, PoseTimeline([raw], common_pb2.Poses3D(tracks=[track], camera=camera))
 
 
@@ -314,3 +327,41 @@ def test_a_job_whose_2d_scores_are_all_low_gets_no_ankle_angle_and_no_error():
         t.keypoints_2d[..., 2] = 0.1    # no lifted joint seen well enough to recover the camera's rotation
     p = poses_document(info, timeline)["frames"][0]["persons"][0]
     assert p["angles_deg"]["left_ankle_dorsiflexion"] is None and p["angles_deg"]["left_knee_flexion"] is not None
+
+
+def test_a_turning_zooming_camera_uses_the_lifters_camera_of_every_frame():
+    info, timeline = blazepose_job(frames=4, pan_deg_per_frame=3.0, per_frame_camera=True)
+    doc = json.loads(poses_json(info, timeline))
+    VALIDATOR.validate(doc)
+    for i, frame in enumerate(doc["frames"]):
+        assert frame["camera"]["quality"] == "tracked"
+        assert frame["camera"]["focal_px"] == pytest.approx(500.0 * 0.97 ** i, abs=0.01)
+        p = frame["persons"][0]
+        for side in ("left", "right"):
+            assert p["angles_deg"][f"{side}_ankle_dorsiflexion"] == pytest.approx(15.0, abs=0.2)
+    # without the per-frame camera one rotation is recovered for all frames, and the turned, zoomed frames'
+    # feet come out wrong
+    info, timeline = blazepose_job(frames=4, pan_deg_per_frame=3.0, per_frame_camera=False)
+    doc = json.loads(poses_json(info, timeline))
+    assert all(f["camera"] is None for f in doc["frames"])
+    last = doc["frames"][-1]["persons"][0]["angles_deg"]["left_ankle_dorsiflexion"]
+    assert last is None or abs(last - 15.0) > 1.0
+
+
+def test_a_still_camera_marks_every_frame_still():
+    from services.common.rotating_camera import quaternion_from_rotation
+    from services.renderer.foot_points import camera_rotation
+
+    def still_camera(p3):
+        p3.camera.rotations.CopyFrom(to_proto(np.tile(quaternion_from_rotation(camera_rotation(8.0)), (6, 1))))
+        p3.camera.focal_per_frame.CopyFrom(to_proto(np.full(6, 500.0, np.float32)))
+        p3.camera.quality.extend([common_pb2.CAMERA_STILL] * 6)
+        p3.warnings.append("camera: a fact the lifter found")
+
+    info, timeline = make_inputs(poses3d_hook=still_camera)
+    doc = json.loads(poses_json(info, timeline))
+    VALIDATOR.validate(doc)
+    assert [f["camera"]["quality"] for f in doc["frames"]] == ["still"] * 6
+    assert doc["frames"][0]["camera"]["rotation"] == pytest.approx(quaternion_from_rotation(camera_rotation(8.0)),
+                                                                   abs=1e-6)
+    assert "camera: a fact the lifter found" in doc["warnings"]
