@@ -31,9 +31,10 @@ _SCHEMA1_STAGES = {"decode": "decoder", "lift": "lifter3d", "render": "renderer"
 
 
 class JobState(str, enum.Enum):
-    """``queued``: waiting for a worker. ``running``: a live worker runs it. ``recovering``: shown
-    (never stored) for a running job whose worker stopped renewing its lease; the queue hands it
-    to another worker, which resumes it. Then one of the three final states."""
+    """``queued``: waiting for a worker (also once a stopping worker handed it back). ``running``: a
+    live worker runs it. ``recovering``: shown (never stored) for a running job whose worker stopped
+    renewing its lease; the queue hands it to another worker, which resumes it. Then one of the three
+    final states."""
 
     queued = "queued"
     running = "running"

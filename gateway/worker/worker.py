@@ -67,15 +67,15 @@ LEASE_MARGIN_S = 0.5      # a job held by another worker is offered again this l
 
 @dataclass(frozen=True)
 class Settlement:
-    """How a queue message is settled: ``ack``, ``nak`` (after ``delay_s``; None = at once) or
-    ``term``."""
+    """How a queue message is settled: acknowledged, or given back (nak) to be delivered again after
+    ``delay_s`` (None: at once)."""
 
-    action: str
+    ack: bool
     delay_s: float | None = None
 
 
-ACK = Settlement("ack")
-NAK_NOW = Settlement("nak")
+ACK = Settlement(ack=True)
+NAK_NOW = Settlement(ack=False)
 
 
 @dataclass
@@ -251,7 +251,8 @@ class JobWorker:
             settlement = await self._take(claim, ticket)
         except Exception:  # noqa: BLE001 - storage down past the budget, or a bug: let it come back later
             log.exception("could not take job %s; handing it back", ticket.job_id)
-            settlement = Settlement("nak", min(self.settings.job_ack_wait_s, 2.0 ** min(msg.metadata.num_delivered, 5)))
+            delay_s = min(self.settings.job_ack_wait_s, 2.0 ** min(msg.metadata.num_delivered, 5))
+            settlement = Settlement(ack=False, delay_s=delay_s)
         finally:
             heartbeat.cancel()
             job_id_var.reset(token)
@@ -315,7 +316,7 @@ class JobWorker:
                 wait_s = self._until_lease_ends(job)
                 log.warning("job %s is held by worker %s for %.1f s more; offered again then", job_id, job.owner,
                             wait_s)
-                return Settlement("nak", wait_s)
+                return Settlement(ack=False, delay_s=wait_s)
             if claim.msg.metadata.num_delivered > 1:
                 log.info("resuming job %s (delivery %d)", job_id, claim.msg.metadata.num_delivered)
             return await self._run(job, cancel_requests)
@@ -383,9 +384,9 @@ class JobWorker:
         delivery = msg.metadata.num_delivered
         retries = self.invalid_manifest_retries_s
         if delivery <= len(retries):
-            log.warning("job %s: %s (delivery %d of %d; read again in %.0f s)", invalid.job_id, invalid,
-                        delivery, len(retries) + 1, retries[delivery - 1])
-            return Settlement("nak", retries[delivery - 1])
+            log.warning("%s (delivery %d of %d; read again in %.0f s)", invalid, delivery, len(retries) + 1,
+                        retries[delivery - 1])
+            return Settlement(ack=False, delay_s=retries[delivery - 1])
         job = await self.outage.call(f"fail job {invalid.job_id}", lambda: self.manifests.replace_invalid(invalid))
         log.error("job %s failed: %s (delivery %d)", job.id, job.error.message, delivery)
         metrics.record_transition(None, job.state.value)
@@ -414,14 +415,10 @@ class JobWorker:
 
 
 async def _settle(msg: Msg, settlement: Settlement) -> None:
-    if settlement.action == "ack":
+    if settlement.ack:
         await msg.ack()
-    elif settlement.action == "nak":
-        await msg.nak(delay=settlement.delay_s)
-    elif settlement.action == "term":
-        await msg.term()
     else:
-        raise ValueError(f"unknown settlement {settlement.action!r}")
+        await msg.nak(delay=settlement.delay_s)
 
 
 async def _acquire_unless_stopped(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:

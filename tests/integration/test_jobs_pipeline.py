@@ -205,18 +205,25 @@ def test_too_long_video_fails_before_decoding(store, settings):
     assert "3600" in result.error.message and fake.decoded == []
 
 
+def slow_estimates(fake: FakeStages, seconds: float) -> list[int]:
+    """Make each ``Estimate`` of ``fake`` take ``seconds``; the indices of the segments it was called for."""
+    original, started = fake.Estimate, []
+
+    async def slow_estimate(request, metadata=(), timeout=None):
+        started.append(request.segment.index)
+        await asyncio.sleep(seconds)
+        return await original(request, metadata, timeout)
+    fake.Estimate = slow_estimate
+    return started
+
+
 def test_cancelled_job_stops_calling_stages(store, settings):
     fake = FakeStages(store, frame_count=128 * 6)
     job = new_job(store)
 
     async def run():
         pipeline = make_pipeline(settings, store, fake)
-        original = fake.Estimate
-
-        async def slow_estimate(request, metadata=(), timeout=None):
-            await asyncio.sleep(10)
-            return await original(request, metadata, timeout)
-        fake.Estimate = slow_estimate
+        slow_estimates(fake, 10)
         task = asyncio.create_task(pipeline.run(job))
         await asyncio.sleep(0.5)
         task.cancel()
@@ -234,15 +241,7 @@ def test_a_stopping_worker_lets_the_segments_in_flight_finish_and_starts_no_othe
 
     async def run():
         pipeline = make_pipeline(settings, store, fake)
-        original = fake.Estimate
-
-        in_flight: list[int] = []
-
-        async def slow_estimate(request, metadata=(), timeout=None):
-            in_flight.append(request.segment.index)
-            await asyncio.sleep(0.5)
-            return await original(request, metadata, timeout)
-        fake.Estimate = slow_estimate
+        in_flight = slow_estimates(fake, 0.5)
         task = asyncio.create_task(pipeline.run(job))
         while len(in_flight) < 2:  # segments 0 and 1 in flight
             await asyncio.sleep(0.01)
