@@ -10,27 +10,31 @@ Stage names (progress keys, error stages) are those of ``services.common.stage_n
 from __future__ import annotations
 
 import enum
+import json
 import re
 import uuid
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 # the stages' own rule for a job's keys (JOBS_PREFIX is re-exported for manifest_store)
 from services.common.job_scope import JOBS_PREFIX, job_prefix  # noqa: F401
 from services.common.request_options import MAX_PERSONS_LIMIT
+from services.common.stage_names import JOBS as JOBS_STAGE
 from services.common.stage_names import STAGES
 
 SCHEMA_VERSION = 2
 TOMBSTONES_PREFIX = "tombstones/"
+INVALID_MANIFEST = "INVALID_MANIFEST"  # the error code of a job whose stored manifest fails validation
 # Progress keys and error stages of schema 1 manifests, in today's vocabulary.
 _SCHEMA1_STAGES = {"decode": "decoder", "lift": "lifter3d", "render": "renderer", "gateway": "jobs"}
 
 
 class JobState(str, enum.Enum):
-    """``queued``: waiting for a worker. ``running``: a live worker runs it. ``recovering``: shown
-    (never stored) for a running job whose worker stopped renewing its lease; the queue hands it
-    to another worker, which resumes it. Then one of the three final states."""
+    """``queued``: waiting for a worker (also once a stopping worker handed it back). ``running``: a
+    live worker runs it. ``recovering``: shown (never stored) for a running job whose worker stopped
+    renewing its lease; the queue hands it to another worker, which resumes it. Then one of the three
+    final states."""
 
     queued = "queued"
     running = "running"
@@ -216,3 +220,60 @@ def tombstone_key(job_id: str) -> str:
     """Marks a deleted job, outside its prefix, so that objects a late stage call writes under
     the prefix are found and removed too."""
     return f"{TOMBSTONES_PREFIX}{job_id}"
+
+
+def invalid_manifest_key(job_id: str) -> str:
+    """Where a worker keeps the bytes of a manifest that failed validation when it fails the job."""
+    return f"{job_prefix(job_id)}job.invalid.json"
+
+
+class InvalidManifest(ValueError):
+    """A stored manifest that does not validate as a ``JobManifest`` (``reason`` says which fields
+    and why; ``data`` is what was stored)."""
+
+    def __init__(self, job_id: str, reason: str, data: bytes):
+        super().__init__(f"the manifest of job {job_id} ({manifest_key(job_id)}) fails validation: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+        self.data = data
+
+    @classmethod
+    def of(cls, job_id: str, data: bytes, error: ValidationError) -> "InvalidManifest":
+        return cls(job_id, validation_reason(error), data)
+
+    def failed_job(self) -> JobManifest:
+        """The job as it is shown and recorded: every top-level field of the stored manifest that
+        validates is kept, the others take their defaults, and the job is failed with the reason."""
+        try:
+            raw = json.loads(self.data)
+        except ValueError:
+            raw = None
+        fields = {k: v for k, v in raw.items() if k in JobManifest.model_fields} if isinstance(raw, dict) else {}
+        required = {"input_key": "", "input_name": ""}
+        for _ in range(len(fields) + 1):
+            try:
+                job = JobManifest.model_validate({**required, **fields, "id": self.job_id})
+                break
+            except ValidationError as exc:
+                bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+                fields = {k: v for k, v in fields.items() if k not in bad} if bad else {}
+        else:  # pragma: no cover - every field dropped always validates
+            job = JobManifest(id=self.job_id, **required)
+        job.state = JobState.failed
+        job.owner, job.lease_until = "", None
+        job.error = JobError(stage=JOBS_STAGE, code=INVALID_MANIFEST,
+                             message=f"the job's record {manifest_key(self.job_id)} fails validation: {self.reason}")
+        return job
+
+
+def validation_reason(error: ValidationError, most: int = 3) -> str:
+    """A one-line summary of a pydantic validation error: ``field.path: message (got value)``."""
+    parts = []
+    for e in error.errors()[:most]:
+        where = ".".join(str(p) for p in e["loc"]) or "manifest"
+        got = e.get("input")
+        shown = f" (got {got!r})" if isinstance(got, (int, float, str, bool)) and len(repr(got)) <= 40 \
+            and e["type"] != "json_invalid" else ""
+        parts.append(f"{where}: {e['msg']}{shown}")
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

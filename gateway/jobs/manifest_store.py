@@ -3,15 +3,21 @@
 Every method is one storage round trip (or a few) run in a thread; none retries beyond what
 ``ObjectStore`` does itself, so callers choose: the worker waits outages out (``outage.py``), the
 API answers 503 at once.
+
+A stored manifest that fails validation reads (``load``, ``load_all``) as a failed job whose error
+says why (``InvalidManifest.failed_job``); the worker reads with ``load_valid`` and decides.
 """
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
 
+from pydantic import ValidationError
+
 from services.common.storage import ObjectNotFound, ObjectStore
 
-from .manifest import JOBS_PREFIX, TOMBSTONES_PREFIX, JobManifest, job_prefix, manifest_key, tombstone_key
+from .manifest import (JOBS_PREFIX, TOMBSTONES_PREFIX, InvalidManifest, JobManifest, invalid_manifest_key, is_job_id,
+                       job_prefix, manifest_key, tombstone_key)
 
 LIST_CONCURRENCY = 16  # manifests read at once when listing
 
@@ -21,16 +27,36 @@ class ManifestStore:
         self.store = store
 
     async def load(self, job_id: str) -> JobManifest | None:
+        """The job, or None when it has no manifest; an invalid manifest reads as a failed job."""
+        try:
+            return await self.load_valid(job_id)
+        except InvalidManifest as invalid:
+            return invalid.failed_job()
+
+    async def load_valid(self, job_id: str) -> JobManifest | None:
+        """The job, or None when it has no manifest; ``InvalidManifest`` when it fails validation."""
         try:
             data = await asyncio.to_thread(self.store.get_bytes, manifest_key(job_id))
         except ObjectNotFound:
             return None
-        return JobManifest.from_json(data)
+        try:
+            return JobManifest.from_json(data)
+        except ValidationError as exc:
+            raise InvalidManifest.of(job_id, data, exc) from exc
 
     async def save(self, manifest: JobManifest) -> None:
         """Write the manifest as it is now (``updated_at`` set to now)."""
         manifest.touch()
         await asyncio.to_thread(self.store.put_bytes, manifest.key, manifest.to_json(), "application/json")
+
+    async def replace_invalid(self, invalid: InvalidManifest) -> JobManifest:
+        """Fail a job whose manifest fails validation: keep what was stored as ``job.invalid.json``
+        beside it and store ``invalid.failed_job()`` as its manifest; returns that job."""
+        await asyncio.to_thread(self.store.put_bytes, invalid_manifest_key(invalid.job_id), invalid.data,
+                                "application/json")
+        job = invalid.failed_job()
+        await self.save(job)
+        return job
 
     async def load_all(self, limit: int | None = None) -> list[JobManifest]:
         """Stored manifests, newest first (at most ``limit``)."""
@@ -40,11 +66,8 @@ class ManifestStore:
 
         async def one(job_id: str) -> JobManifest | None:
             async with gate:
-                try:
-                    return await self.load(job_id)
-                except ValueError:  # a manifest being rewritten or not ours: skip it
-                    return None
-        manifests = [m for m in await asyncio.gather(*(one(i) for i in ids)) if m is not None]
+                return await self.load(job_id)  # None: deleted since it was listed
+        manifests = [m for m in await asyncio.gather(*(one(i) for i in ids if is_job_id(i))) if m is not None]
         manifests.sort(key=lambda m: m.created_at, reverse=True)
         return manifests if limit is None else manifests[:limit]
 

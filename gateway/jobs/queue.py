@@ -6,7 +6,7 @@
 * Durable pull consumer ``workers`` with explicit acks: every worker replica pulls from it, so a
   message is with one worker at a time. A worker that stops sending in-progress acks for
   ``ack_wait`` seconds (it died) loses it: the message is redelivered to any worker, without limit
-  on redeliveries.
+  on redeliveries (the worker bounds those of a job it cannot read itself).
 * ``hpe3d.jobs.<id>.events``: the worker publishes the job's progress and done events (JSON, see
   ``events.py``); any API replica relays them as Server-Sent Events.
 * ``hpe3d.jobs.<id>.cancel``: a request the API sends on DELETE; the worker running the job stops

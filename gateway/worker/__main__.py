@@ -1,8 +1,9 @@
 """``python -m gateway.worker``: one job worker process.
 
 Connects to NATS (``HPE3D_NATS_URL``) and storage, takes jobs off the queue and runs them until
-SIGTERM or SIGINT; then it stops its jobs and hands them back to the queue, so that another worker
-resumes them from their manifests. Serves Prometheus metrics on ``HPE3D_METRICS_PORT`` when set.
+SIGTERM or SIGINT; then its jobs finish the steps in flight (up to ``worker.HAND_BACK_GRACE_S``) and go
+back to the queue with no owner and no lease, so that another worker resumes them from their manifests
+at once. Serves Prometheus metrics on ``HPE3D_METRICS_PORT`` when set.
 """
 from __future__ import annotations
 

@@ -5,8 +5,12 @@ its output object already exists, so a resumed job (redelivered to another worke
 redoes what is missing.
 Stage outages (UNAVAILABLE, DEADLINE_EXCEEDED) and storage outages are waited out within the
 outage budget (``gateway.jobs.outage``); any other gRPC failure, or an outage past the budget, becomes the
-job's ``JobError``. Cancellation (a DELETE, or the worker stopping) is the caller's to handle: it
-propagates out of ``run`` untouched.
+job's ``JobError``. Cancellation (a DELETE, or a stopping worker whose grace ran out) is the caller's
+to handle: it propagates out of ``run`` untouched.
+
+When the worker stops (``stopping`` is set), a job stops at the next step boundary: the steps in flight
+(segments being decoded and estimated, a lift or a render) finish and are stored, no new one starts,
+a wait for a dependency that is down ends, and ``run`` raises ``JobHandedBack``.
 """
 from __future__ import annotations
 
@@ -40,25 +44,37 @@ from .segments import SegmentPlan, plan_segments
 log = logging.getLogger(__name__)
 
 
+class JobHandedBack(Exception):
+    """The worker stops: the job stopped at a step boundary, with everything done so far stored."""
+
+
 class JobPipeline:
-    """Runs jobs; one instance per worker, shared by all its jobs (each job in its own task)."""
+    """Runs jobs; one instance per worker, shared by all its jobs (each job in its own task).
+    ``stopping``, once set, makes every job stop at its next step boundary."""
 
     def __init__(self, settings: Settings, store: ObjectStore, clients: StageClients, reporter: JobReporter,
-                 outage: OutagePolicy | None = None):
+                 outage: OutagePolicy | None = None, stopping: asyncio.Event | None = None):
         self.settings = settings
         self.store = store
         self.clients = clients
         self.reporter = reporter
         self.outage = outage or OutagePolicy(settings.outage_budget_s)
+        self.stopping = stopping or asyncio.Event()
+
+    def _step_boundary(self, next_step: str) -> None:
+        """Raise ``JobHandedBack`` when the worker stops, instead of starting ``next_step``."""
+        if self.stopping.is_set():
+            raise JobHandedBack(f"the worker stopped before {next_step}")
 
     # -- the job --------------------------------------------------------------------------------
     async def run(self, job: JobManifest) -> JobManifest:
         """Run ``job`` to a final state (succeeded or failed), saving the manifest after every
-        step and recording the end with ``JobReporter.save_final``. ``JobDeleted`` and
-        cancellation propagate."""
+        step and recording the end with ``JobReporter.save_final``. ``JobDeleted``,
+        ``JobHandedBack`` and cancellation propagate."""
         token = job_id_var.set(job.id)
         try:
             try:
+                self._step_boundary("the probe")
                 job.state, job.error = JobState.running, None
                 await self.reporter.save(job, DECODER, "started")
                 info = await self._probe(job)
@@ -72,7 +88,7 @@ class JobPipeline:
             except OutageTooLong as outage:  # storage, outside any stage call
                 log.warning("job %s failed: %s", job.id, outage)
                 job.state, job.error = JobState.failed, error_from_outage(JOBS, outage)
-            except (JobDeleted, asyncio.CancelledError):
+            except (JobDeleted, JobHandedBack, asyncio.CancelledError):
                 raise
             except Exception as exc:  # noqa: BLE001 - one job's bug never takes the worker down
                 log.exception("job %s crashed", job.id)
@@ -104,11 +120,15 @@ class JobPipeline:
 
         async def one(plan: SegmentPlan) -> str:
             async with limit:
+                self._step_boundary(f"segment {plan.index}")
                 return await self._segment(job, info, plan, found)
 
         tasks = [asyncio.create_task(one(p)) for p in plans]
         try:
             keys = await _all_or_first_error(tasks)
+        except JobHandedBack:  # the segments in flight finish; the others stop before they start
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
             for t in tasks:
                 t.cancel()
@@ -159,6 +179,7 @@ class JobPipeline:
             job.poses3d_key = key
             job.progress[LIFTER3D].done = job.progress[LIFTER3D].total = max(job.progress[LIFTER3D].total, 1)
             return
+        self._step_boundary("lifting")
         cameras = [segment_camera_key(job.id, i) for i in range(len(poses2d))]
         cameras = [self.store.ref(k) for k in cameras if await self._exists(k)]  # none from an older decoder
         request = lifter3d_pb2.LiftRequest(job_id=job.id, width=job.video.width, height=job.video.height,
@@ -171,6 +192,7 @@ class JobPipeline:
         await self.reporter.save(job, LIFTER3D, "done")
 
     async def _render(self, job: JobManifest, info: common_pb2.VideoInfo, poses2d: list[common_pb2.ObjectRef]) -> None:
+        self._step_boundary("rendering")
         request = renderer_pb2.RenderRequest(
             job_id=job.id, video=self.store.ref(job.input_key), video_info=info, poses2d=poses2d,
             poses3d=self.store.ref(job.poses3d_key), output_prefix=output_prefix(job.id),
@@ -197,9 +219,13 @@ class JobPipeline:
                 raise
             finally:
                 metrics.STAGE_CALL_SECONDS.labels(stage, method, code).observe(time.perf_counter() - started)
+
+        def on_retry(_exc: BaseException, _delay_s: float) -> None:
+            metrics.OUTAGE_RETRIES.labels(stage).inc()
+            self._step_boundary(f"calling {stage}.{method} again")  # a stopping worker waits out no outage
+
         try:
-            return await self.outage.call(f"{stage}.{method}", timed,
-                                          on_retry=lambda _e, _d: metrics.OUTAGE_RETRIES.labels(stage).inc())
+            return await self.outage.call(f"{stage}.{method}", timed, on_retry=on_retry)
         except grpc.aio.AioRpcError as exc:
             raise JobFailed(error_from_rpc(stage, exc)) from exc
         except OutageTooLong as outage:

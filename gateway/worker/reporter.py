@@ -2,8 +2,10 @@
 job's events on NATS, after every change.
 
 Writes wait storage outages out within the outage budget (``save``) or without limit
-(``save_final``: a job's end is recorded before its queue message is acknowledged). A job deleted
-meanwhile (tombstoned) is never written again: ``JobDeleted`` stops its run.
+(``save_final``: a job's end is recorded before its queue message is acknowledged). A job the worker
+gives up unfinished (it stops) is written once more with no owner and no lease (``hand_back``), so
+that the next worker takes it at once. A job deleted meanwhile (tombstoned) is never written again:
+``JobDeleted`` stops its run.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from ..jobs.events import done_event, progress_event
-from ..jobs.manifest import JobManifest
+from ..jobs.manifest import JobManifest, JobState
 from ..jobs.manifest_store import ManifestStore
 from ..jobs.outage import Backoff, OutagePolicy
 from . import metrics
@@ -86,6 +88,17 @@ class JobReporter:
                 await asyncio.sleep(delay)
                 n += 1
         await self._announce(job, "", job.state.value)
+
+    async def hand_back(self, job: JobManifest, why: str) -> None:
+        """Give the unfinished job up: state ``queued``, no owner, no lease. One storage attempt
+        (the caller bounds its time); errors, and ``JobDeleted``, are the caller's."""
+        async with self._lock(job.id):
+            if await self.manifests.is_tombstoned(job.id):
+                raise JobDeleted(job.id)
+            job.state = JobState.queued
+            job.owner, job.lease_until = "", None
+            await self.manifests.save(job)
+        await self._announce(job, "", why)
 
     async def _announce(self, job: JobManifest, stage: str, message: str) -> None:
         state = job.state.value

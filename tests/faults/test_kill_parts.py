@@ -4,9 +4,10 @@ One undisturbed job gives the reference poses. Then, for each part, a job is sub
 killed with SIGKILL once the job's progress reaches the point where that part is working (the lifter
 and the renderer, whose calls are short, just before the job calls them, so the call meets the part
 down or starting again), the supervisor restarts it by itself, and the job must finish with the same
-poses.json poses as the reference. Also: a 30 s storage outage, a worker killed while two workers
-and two API replicas run, DELETE sent to the API replica that did not take the upload, and 20 jobs at
-once.
+poses.json poses as the reference; the job of a worker killed that way goes to another worker within
+the ack wait plus 10 s. Also: the worker that owns a job stopped with SIGTERM hands it to another
+worker within 10 s, a 30 s storage outage, DELETE sent to the API replica that did not take the
+upload, and 20 jobs at once.
 
 The stack runs two workers and two API replicas; segments of 4 frames, one in flight at a time, so
 a 24-frame clip has six decode/estimate steps to aim a kill at.
@@ -17,6 +18,7 @@ import json
 import signal
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -34,6 +36,10 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 # Stack settings for these tests: small segments one at a time, so a job has several steps to hit.
 # A dead worker's job goes to another after 10 s of silence (30 s by default).
 OVERRIDES = {"segment_frames": 4, "stage_concurrency": 1, "job_ack_wait_s": 10.0}
+# After kill -9 of its worker a job is resumed by another within the ack wait plus this; after SIGTERM
+# (the worker finishes its step in flight and hands the job back), within SIGTERM_RESUME_S.
+KILL_RESUME_MARGIN_S = 10.0
+SIGTERM_RESUME_S = 10.0
 # Poses must come back identical up to float noise of JSON round-trips.
 ATOL = 1e-6
 
@@ -144,6 +150,30 @@ def manifest_owner(store, job_id: str) -> str:
     return json.loads(store.get_bytes(f"jobs/{job_id}/job.json")).get("owner", "")
 
 
+def resumed_after(store, job_id: str, stopped_owner: str, since: datetime, exited, timeout_s: float) -> float:
+    """Seconds from ``since`` until a live worker writes the job's manifest: a worker other than
+    ``stopped_owner``, or, once ``exited()`` holds (the stopped process is gone), any worker (the
+    stopped one restarted under the same id)."""
+    deadline = time.monotonic() + timeout_s
+    exited_at = None
+    while time.monotonic() < deadline:
+        if exited_at is None and exited():
+            exited_at = datetime.now(timezone.utc)
+        try:
+            doc = json.loads(store.get_bytes(f"jobs/{job_id}/job.json"))
+        except Exception:  # noqa: BLE001 - storage busy: look again
+            doc = None
+        if doc is not None:
+            written = datetime.fromisoformat(doc["updated_at"])
+            by_another = doc.get("owner") not in ("", stopped_owner)
+            after_exit = (exited_at is not None and written > exited_at
+                          and (doc.get("owner") or doc["state"] in TERMINAL))
+            if written > since and (by_another or after_exit):
+                return (written - since).total_seconds()
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} not resumed {timeout_s:.0f} s after worker {stopped_owner} was stopped")
+
+
 # -- the reference ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reference(stack):
@@ -188,7 +218,14 @@ def test_kill_9_mid_job_gives_the_same_poses(stack, store, reference, part):
     assert name, f"job {job_id} has no owner when it is running: {at_kill}"
     proc = stack.process(name)
     restarts = proc.restarts
+    killed_at = datetime.now(timezone.utc)
     stack.kill(name, signal.SIGKILL)
+    if part == "worker":  # the queue redelivers within the ack wait; the lease must not hold it longer
+        bound_s = OVERRIDES["job_ack_wait_s"] + KILL_RESUME_MARGIN_S
+        resumed_s = resumed_after(store, job_id, name, killed_at, lambda: True, timeout_s=bound_s + 30)
+        print(f"kill -9 of worker {name} (ack wait {OVERRIDES['job_ack_wait_s']:.0f} s): "
+              f"resumed after {resumed_s:.1f} s")
+        assert resumed_s <= bound_s, f"resumed {resumed_s:.1f} s after kill -9 of {name}"
     deadline = time.monotonic() + 60
     while proc.restarts == restarts and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -196,6 +233,28 @@ def test_kill_9_mid_job_gives_the_same_poses(stack, store, reference, part):
     job = wait_finished(stack.gateway_urls, job_id)
     assert job["state"] == "succeeded", f"after kill -9 of {name} at {at_kill['progress']}: {job}"
     assert_same_poses(reference, poses_of(stack.gateway_urls, job))
+    stack.wait_healthy(name)  # the next test starts with the whole stack up
+
+
+def test_sigterm_to_the_owning_worker_hands_the_job_to_another_within_10_s(stack, store, reference):
+    job_id = submit(stack.gateway_url)
+    at_stop = wait_until(stack.gateway_urls, job_id, _started("pose2d"))
+    name = manifest_owner(store, job_id)
+    assert name, f"job {job_id} has no owner when it is running: {at_stop}"
+    proc = stack.process(name)
+    pid, restarts = proc.pid, proc.restarts
+    stopped_at = datetime.now(timezone.utc)
+    stack.kill(name, signal.SIGTERM)
+    resumed_s = resumed_after(store, job_id, name, stopped_at, lambda: proc.pid != pid or not proc.alive(),
+                              timeout_s=OVERRIDES["job_ack_wait_s"] * 4)
+    print(f"SIGTERM to worker {name} at {at_stop['progress']['pose2d']}: resumed after {resumed_s:.1f} s")
+    assert resumed_s <= SIGTERM_RESUME_S, f"resumed {resumed_s:.1f} s after SIGTERM to {name}"
+    job = wait_finished(stack.gateway_urls, job_id)
+    assert job["state"] == "succeeded", f"after SIGTERM to {name}: {job}"
+    assert_same_poses(reference, poses_of(stack.gateway_urls, job))
+    deadline = time.monotonic() + 60
+    while proc.restarts == restarts and time.monotonic() < deadline:
+        time.sleep(0.1)
     stack.wait_healthy(name)  # the next test starts with the whole stack up
 
 

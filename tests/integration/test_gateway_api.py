@@ -132,6 +132,30 @@ def test_a_running_job_without_a_live_owner_shows_recovering(client, store):
     assert client.get(f"/v1/jobs/{job.id}").json()["state"] == "recovering"
 
 
+def test_a_job_whose_manifest_fails_validation_reads_as_failed_with_the_reason(client, store):
+    job = JobManifest(id=new_job_id(), input_key="k", input_name="a.mp4", state=JobState.running, owner="w1")
+    stored = json.loads(job.to_json())
+    stored["options"]["max_persons"] = 99
+    store.put_bytes(job.key, json.dumps(stored).encode())
+    r = client.get(f"/v1/jobs/{job.id}")
+    assert r.status_code == 200, r.text
+    view = r.json()
+    assert view["state"] == "failed" and view["input_name"] == "a.mp4"
+    assert view["error"]["code"] == "INVALID_MANIFEST" and view["error"]["stage"] == "jobs"
+    assert "options.max_persons" in view["error"]["message"] and "99" in view["error"]["message"]
+    assert job.id in [j["id"] for j in client.get("/v1/jobs", params={"limit": 500}).json()["jobs"]]
+    done = client.get(f"/v1/jobs/{job.id}/events").text.rstrip().split("\n\n")[-1]
+    assert done.startswith("event: done") and "INVALID_MANIFEST" in done
+    unreadable = new_job_id()
+    store.put_bytes(f"jobs/{unreadable}/job.json", b"{not json")
+    r = client.get(f"/v1/jobs/{unreadable}")
+    assert r.status_code == 200 and r.json()["state"] == "failed", r.text
+    assert "Invalid JSON" in r.json()["error"]["message"]
+    for job_id in (job.id, unreadable):
+        assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+        assert client.get(f"/v1/jobs/{job_id}").status_code == 404
+
+
 def test_artifact_ranges_and_the_etag_check(client, store):
     job_id = new_job_id()
     body = bytes(range(256)) * 4

@@ -13,7 +13,7 @@ from gateway.jobs.events import JobEvent
 from gateway.jobs.manifest import JobManifest, JobState, new_job_id, segment_keys
 from gateway.jobs.manifest_store import ManifestStore
 from gateway.jobs.outage import Backoff, OutagePolicy
-from gateway.worker.pipeline import JobPipeline
+from gateway.worker.pipeline import JobHandedBack, JobPipeline
 from gateway.worker.reporter import JobReporter
 from hpe3d.v1 import common_pb2, lifter3d_pb2, pose2d_pb2, renderer_pb2
 
@@ -205,18 +205,25 @@ def test_too_long_video_fails_before_decoding(store, settings):
     assert "3600" in result.error.message and fake.decoded == []
 
 
+def slow_estimates(fake: FakeStages, seconds: float) -> list[int]:
+    """Make each ``Estimate`` of ``fake`` take ``seconds``; the indices of the segments it was called for."""
+    original, started = fake.Estimate, []
+
+    async def slow_estimate(request, metadata=(), timeout=None):
+        started.append(request.segment.index)
+        await asyncio.sleep(seconds)
+        return await original(request, metadata, timeout)
+    fake.Estimate = slow_estimate
+    return started
+
+
 def test_cancelled_job_stops_calling_stages(store, settings):
     fake = FakeStages(store, frame_count=128 * 6)
     job = new_job(store)
 
     async def run():
         pipeline = make_pipeline(settings, store, fake)
-        original = fake.Estimate
-
-        async def slow_estimate(request, metadata=(), timeout=None):
-            await asyncio.sleep(10)
-            return await original(request, metadata, timeout)
-        fake.Estimate = slow_estimate
+        slow_estimates(fake, 10)
         task = asyncio.create_task(pipeline.run(job))
         await asyncio.sleep(0.5)
         task.cancel()
@@ -226,3 +233,38 @@ def test_cancelled_job_stops_calling_stages(store, settings):
     asyncio.run(run())
     assert len(fake.decoded) <= 2  # concurrency 2: no segment scheduled after the cancel
     assert JobManifest.from_json(store.get_bytes(job.key)).state == JobState.running  # the worker decides what next
+
+
+def test_a_stopping_worker_lets_the_segments_in_flight_finish_and_starts_no_other_step(store, settings):
+    fake = FakeStages(store, frame_count=128 * 6)
+    job = new_job(store)
+
+    async def run():
+        pipeline = make_pipeline(settings, store, fake)
+        in_flight = slow_estimates(fake, 0.5)
+        task = asyncio.create_task(pipeline.run(job))
+        while len(in_flight) < 2:  # segments 0 and 1 in flight
+            await asyncio.sleep(0.01)
+        pipeline.stopping.set()
+        with pytest.raises(JobHandedBack, match="before segment"):
+            await task
+
+    asyncio.run(run())
+    assert sorted(fake.decoded) == [0, 1]  # both finished and stored; none started after
+    assert all(store.exists(segment_keys(job.id, i)[1]) for i in (0, 1))
+    assert not store.exists(segment_keys(job.id, 2)[0])
+
+
+def test_a_stopping_worker_waits_out_no_outage(store, settings):
+    fake = FakeStages(store, failures={"Lift": [rpc_error(grpc.StatusCode.UNAVAILABLE, "lifter down")] * 1000})
+
+    async def run():
+        pipeline = make_pipeline(settings, store, fake, budget_s=60)
+        task = asyncio.create_task(pipeline.run(new_job(store)))
+        while "Lift" not in [m for m, _ in fake.calls]:
+            await asyncio.sleep(0.01)
+        pipeline.stopping.set()
+        with pytest.raises(JobHandedBack, match="calling lifter3d.Lift again"):
+            await asyncio.wait_for(task, 2.0)  # not the 60 s outage budget
+
+    asyncio.run(run())
