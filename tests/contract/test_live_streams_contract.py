@@ -223,3 +223,34 @@ def test_lifter_stream_refuses_bad_input_and_frees_its_slot(lifter3d, office_coc
     assert servicer.live_streams.open == 1
     stream.call.cancel()
     assert wait_until(lambda: servicer.live_streams.open == 0)
+
+
+def test_live_streams_check_the_stage_token_and_asyncio_clients_send_it(store, settings, office_coco17):
+    """The gateway's grpc.aio channels carry the stage token on bidirectional calls too; a live
+    stream without it is refused."""
+    import asyncio
+
+    from services.common.grpc_server import CLIENT_OPTIONS, client_target
+    from services.common.stage_auth import aio_token_interceptors
+
+    token = "live-stage-token"
+    servicer = Lifter3DServicer(store, settings, load_service_lifter(settings.lifter_weights))
+    stage = start_server(lambda s: lifter3d_pb2_grpc.add_Lifter3DServicer_to_server(servicer, s),
+                         ["hpe3d.v1.Lifter3D"], port=0, token=token)
+
+    async def one_frame(presented: str):
+        async with grpc.aio.insecure_channel(client_target(f"127.0.0.1:{stage.port}"), options=CLIENT_OPTIONS,
+                                             interceptors=aio_token_interceptors(presented)) as ch:
+            call = lifter3d_pb2_grpc.Lifter3DStub(ch).Stream()
+            await call.write(next(lift_frames(office_coco17)))
+            reply = await call.read()
+            await call.done_writing()
+            return reply
+
+    try:
+        assert [p.track_id for p in asyncio.run(one_frame(token)).persons] == [3, 5]
+        with pytest.raises(grpc.RpcError) as err:
+            asyncio.run(one_frame("not-the-token"))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        stage.stop(0)
