@@ -1,8 +1,9 @@
 """What the gateway serves to a browser: the web page, its assets, the option descriptions and
 the API documentation, all from this process (nothing from a CDN).
 
-* ``/`` and ``/jobs/{id}`` return the page (``static/index.html``); the page reads the job id
-  from its address, so a job's permalink shows its progress or result after a reload.
+* ``/``, ``/live`` and ``/jobs/{id}`` return the page (``static/index.html``); the page reads the
+  view (and the job id) from its address, so a job's permalink shows its progress or result after a
+  reload, and ``/live`` opens the camera view.
 * ``/static/...`` the page's ES modules, CSS and vendored libraries (``static/vendor``).
 * ``/v1/options`` the job options with their real defaults, bounds and help (``options.py``).
 * ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) with the assets that the ``fastapi-offline``
@@ -53,6 +54,10 @@ def install_web(app: FastAPI, settings: Settings, api_prefix: str = "/v1") -> No
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
+        return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/live", include_in_schema=False)
+    async def live_page() -> FileResponse:
         return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/jobs/{job_id}", include_in_schema=False)

@@ -43,6 +43,11 @@ class WeightsMissing(FileNotFoundError):
     """A model's weights file is absent; the message says which file to supply and where."""
 
 
+class Busy(RuntimeError):
+    """This replica already serves as many of these calls as it takes (live streams); try later or
+    another replica."""
+
+
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, OutsideJob):
         return grpc.StatusCode.PERMISSION_DENIED
@@ -56,4 +61,6 @@ def status_code_for(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(exc, WeightsMissing):
         return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, Busy):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     return grpc.StatusCode.INTERNAL

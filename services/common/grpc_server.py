@@ -114,6 +114,25 @@ class StageInterceptor(grpc.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
+
+        if handler.stream_stream:
+            inner_bidi = handler.stream_stream
+
+            def bidi(request_iterator, context):
+                token = job_id_var.set(metadata_job_id(context))
+                finish = guard(context, time.perf_counter())
+                try:
+                    yield from inner_bidi(request_iterator, context)
+                    finish(grpc.StatusCode.OK)
+                except Exception as exc:  # noqa: BLE001
+                    if isinstance(exc, grpc.RpcError) or context.code() not in (None, grpc.StatusCode.OK):
+                        raise
+                    fail(exc, context, finish)
+                finally:
+                    job_id_var.reset(token)
+            return grpc.stream_stream_rpc_method_handler(
+                bidi, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
         return handler
 
 
@@ -162,12 +181,12 @@ def start_server(register: Callable[[grpc.Server], None], service_names: list[st
 
 def serve_forever(register: Callable[[grpc.Server], None], service_names: list[str], port: int,
                   metrics_port: int = 0, grace_s: float = 30.0, host: str = Settings.bind_host,
-                  token: str = "") -> None:
+                  token: str = "", max_workers: int = 8) -> None:
     """Run a stage on ``host:port`` until SIGTERM/SIGINT, then finish in-flight calls (up to
     ``grace_s``). The metrics endpoint binds the same ``host``."""
     if metrics_port:
         start_http_server(metrics_port, addr=host)
-    stage = start_server(register, service_names, port, host=host, token=token)
+    stage = start_server(register, service_names, port, host=host, token=token, max_workers=max_workers)
     log.info("serving %s on %s:%d (stage token %s)", ", ".join(service_names), host, stage.port,
              "required" if token else "not required")
     stopping = threading.Event()
@@ -203,13 +222,14 @@ def channel(addr: str, token: str = "") -> grpc.Channel:
     return grpc.intercept_channel(ch, *interceptors) if interceptors else ch
 
 
-def run_stage(stage: str, register: Callable[..., object]) -> None:
+def run_stage(stage: str, register: Callable[..., object], max_workers: int = 8) -> None:
     """The ``main()`` of a stage server (``stage`` one of ``stage_names.STAGES``): settings from the
     environment, JSON logs, the object store, then ``register(server, store, settings)`` served as the
-    stage's gRPC service (``STAGE_SERVICES``) on the port of ``<stage>_addr`` until stopped."""
+    stage's gRPC service (``STAGE_SERVICES``) on the port of ``<stage>_addr`` until stopped, with
+    ``max_workers`` threads (a stage with live streams needs one per open stream on top)."""
     settings = Settings.from_env()
     configure_logging(stage, settings.log_level)
     store = ObjectStore.from_settings(settings)
     serve_forever(lambda server: register(server, store, settings), [STAGE_SERVICES[stage]],
                   settings.listen_port(getattr(settings, f"{stage}_addr")), settings.metrics_port,
-                  host=settings.bind_host, token=settings.stage_token)
+                  host=settings.bind_host, token=settings.stage_token, max_workers=max_workers)

@@ -60,6 +60,10 @@ class Settings:
     worker_jobs: int = 2                      # HPE3D_WORKER_JOBS, jobs one worker process runs at once
     job_ack_wait_s: float = 30.0              # HPE3D_JOB_ACK_WAIT_S, a silent worker's job goes to another after this
     lifter_weights: str = ""                  # HPE3D_LIFTER_WEIGHTS; "" = the shipped weights
+    lifter_threads: int = 1                   # HPE3D_LIFTER_THREADS, torch's threads in the lifter process
+                                              # (0 = torch's default, one per core); 1 leaves the other
+                                              # cores to the stages beside it (the live lifter's small
+                                              # tensors only lose to a second thread's hand-offs)
     log_level: str = "INFO"                   # HPE3D_LOG_LEVEL
 
     @classmethod

@@ -151,7 +151,16 @@ class _AioUnaryStreamToken(grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(_aio_details(client_call_details, self._token), request)
 
 
+class _AioStreamStreamToken(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, token: str):
+        self._token = token
+
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return await continuation(_aio_details(client_call_details, self._token), request_iterator)
+
+
 def aio_token_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
     """Interceptors for ``grpc.aio.insecure_channel(..., interceptors=...)`` that add the token to
-    every unary and server-streaming call (the kinds the stages serve); none if ``token`` is empty."""
-    return [_AioUnaryUnaryToken(token), _AioUnaryStreamToken(token)] if token else []
+    every unary, server-streaming and bidirectional call (the kinds the stages serve); none if
+    ``token`` is empty."""
+    return [_AioUnaryUnaryToken(token), _AioUnaryStreamToken(token), _AioStreamStreamToken(token)] if token else []

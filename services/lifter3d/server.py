@@ -1,4 +1,5 @@
-"""Lifter3D gRPC server: wires ``Lift`` to ``video_lift.lift_frames``."""
+"""Lifter3D gRPC server: wires ``Lift`` to ``video_lift.lift_frames`` and the live ``Stream`` to
+``live.LiveLifter`` (the causal weights)."""
 from __future__ import annotations
 
 import queue
@@ -6,22 +7,40 @@ import sys
 import threading
 
 import grpc
+import torch
+from prometheus_client import Counter, Gauge
 
 from hpe3d.v1 import common_pb2, lifter3d_pb2, lifter3d_pb2_grpc
 from services.common.errors import WeightsMissing
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
+from services.common.live_limits import LIVE_STAGE_THREADS, StreamSlots
 from services.common.settings import Settings
 from services.common.stage_names import LIFTER3D
 from services.common.storage import ObjectStore
 
+from .live import LiveLifter, LiveModel, load_live_model
 from .video_lift import Lifter, lift_frames, load_service_lifter
 
+LIVE_STREAMS = Gauge("hpe3d_lifter3d_live_streams", "Lifter3D.Stream calls open now")
+LIVE_FRAMES = Counter("hpe3d_lifter3d_live_frames_total", "Frames through Lifter3D.Stream")
+
+
 class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
-    def __init__(self, store: ObjectStore, settings: Settings, lifter: Lifter):
+    def __init__(self, store: ObjectStore, settings: Settings, lifter: Lifter,
+                 live: LiveModel | WeightsMissing | None = None):
+        """``live``: the causal lifter of ``Stream``, or why it could not be loaded (said to each
+        live caller; batch lifting goes on without it); None loads the shipped causal weights."""
         self.store = store
         self.settings = settings
         self.lifter = lifter
+        if live is None:
+            try:
+                live = load_live_model()
+            except WeightsMissing as exc:
+                live = exc
+        self.live = live
+        self.live_streams = StreamSlots("live 3D streams", on_change=LIVE_STREAMS.set)
 
     def _gather_frames(self, request: lifter3d_pb2.LiftRequest) -> tuple[list[common_pb2.FramePoses2D],
                                                                          list[int] | None]:
@@ -70,18 +89,36 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
         yield lifter3d_pb2.LiftUpdate(result=reply)
 
 
+    def Stream(self, request_iterator, context):
+        """2D frames in, 3D per frame out; the per-track windows live in this call and go with it."""
+        if isinstance(self.live, WeightsMissing):
+            raise self.live
+        with self.live_streams.hold():
+            lifter = None
+            for frame in request_iterator:
+                if lifter is None:
+                    lifter = LiveLifter(self.live, frame.width, frame.height, frame.focal_px)
+                reply = lifter.lift(frame.poses)
+                LIVE_FRAMES.inc()
+                yield reply
+
+
 def register(server: grpc.Server, store: ObjectStore, settings: Settings, lifter: Lifter | None = None) -> None:
     lifter = lifter or load_service_lifter(settings.lifter_weights)
     lifter3d_pb2_grpc.add_Lifter3DServicer_to_server(Lifter3DServicer(store, settings, lifter), server)
 
 
 def main() -> None:
+    settings = Settings.from_env()
+    if settings.lifter_threads > 0:
+        torch.set_num_threads(settings.lifter_threads)
     try:
-        lifter = load_service_lifter(Settings.from_env().lifter_weights)
+        lifter = load_service_lifter(settings.lifter_weights)
     except WeightsMissing as exc:  # say which file to supply, then stop: never serve random weights
         print(f"lifter3d: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    run_stage(LIFTER3D, lambda server, store, settings: register(server, store, settings, lifter))
+    run_stage(LIFTER3D, lambda server, store, settings: register(server, store, settings, lifter),
+              max_workers=LIVE_STAGE_THREADS)
 
 
 if __name__ == "__main__":

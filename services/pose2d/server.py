@@ -1,5 +1,6 @@
 """gRPC wiring of the pose2d stage: ``Pose2D.Estimate`` over the model catalog (BlazePose, or a
-top-down model chosen by ``pose_model``) and ``Pose2D.ListModels``, models on Triton.
+top-down model chosen by ``pose_model``), ``Pose2D.ListModels`` and the live ``Pose2D.Stream``
+(``live.py``), models on Triton.
 
     python -m services.pose2d.server      # HPE3D_TRITON_URL, HPE3D_S3_*, HPE3D_GRPC_PORT, ...
 
@@ -13,12 +14,13 @@ import logging
 import time
 
 import grpc
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from hpe3d.v1 import common_pb2, pose2d_pb2, pose2d_pb2_grpc
 from services.common.errors import InvalidInput
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
+from services.common.live_limits import LIVE_STAGE_THREADS, StreamSlots
 from services.common.pose_models import (DEFAULT_POSE_MODEL, KNOWN_POSE_MODELS, TOPDOWN_MODELS, TRITON_MODELS,
                                          how_to_supply, unknown_model_message)
 from services.common.request_options import MAX_PERSONS_LIMIT, persons_per_frame
@@ -28,6 +30,7 @@ from services.common.storage import ObjectStore
 
 from .catalog import PoseModelCatalog
 from .client import BlazePoseModels, TritonBlazePose
+from .live import LivePoseStream
 from .segment import frames_with_person
 from .topdown_client import TritonTopDown, ready_models
 
@@ -37,6 +40,8 @@ FRAMES = Counter("hpe3d_pose2d_frames_total", "Frames through Pose2D.Estimate")
 PERSONS = Counter("hpe3d_pose2d_persons_total", "Persons found, summed over frames")
 FRAME_SECONDS = Histogram("hpe3d_pose2d_segment_seconds_per_frame", "Estimate time per frame of a segment",
                           buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1))
+LIVE_STREAMS = Gauge("hpe3d_pose2d_live_streams", "Pose2D.Stream calls open now")
+LIVE_FRAMES = Counter("hpe3d_pose2d_live_frames_total", "Frames through Pose2D.Stream")
 
 
 class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
@@ -48,6 +53,7 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
         self.catalog = catalog or PoseModelCatalog(
             self.models, lambda name: TritonTopDown(settings.triton_url, name),
             lambda: ready_models(settings.triton_url, TRITON_MODELS), flip_test=settings.topdown_flip_test)
+        self.live_streams = StreamSlots("live 2D streams", on_change=LIVE_STREAMS.set)
 
     def Estimate(self, request: pose2d_pb2.EstimateRequest, context) -> pose2d_pb2.EstimateReply:
         check_job_scope(request, context, self.store.bucket, request.segment.job_id)
@@ -93,6 +99,21 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
         return reply
 
 
+    def Stream(self, request_iterator, context):
+        """Live frames in, their people out, one reply per frame; the tracking state lives in this
+        call and goes with it (the client closing the stream or cancelling it ends the loop)."""
+        with self.live_streams.hold():
+            stream = None
+            for frame in request_iterator:
+                if stream is None:
+                    if not 0 <= frame.max_persons <= MAX_PERSONS_LIMIT:
+                        raise InvalidInput(f"max_persons must be 0..{MAX_PERSONS_LIMIT}, got {frame.max_persons}")
+                    stream = LivePoseStream(self.models, persons_per_frame(frame.max_persons, self.settings))
+                reply = stream.estimate(frame)
+                LIVE_FRAMES.inc()
+                yield reply
+
+
 def register(server: grpc.Server, store: ObjectStore, settings: Settings,
              models: BlazePoseModels | None = None) -> Pose2DServicer:
     servicer = Pose2DServicer(store, settings, models)
@@ -101,7 +122,7 @@ def register(server: grpc.Server, store: ObjectStore, settings: Settings,
 
 
 def main() -> None:
-    run_stage(POSE2D, register)
+    run_stage(POSE2D, register, max_workers=LIVE_STAGE_THREADS)
 
 
 if __name__ == "__main__":

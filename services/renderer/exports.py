@@ -29,10 +29,10 @@ import math
 import numpy as np
 
 from hpe3d.v1 import common_pb2
+from services.common.joint_angles import ANGLE_NAMES, ANGLES, angle_confidence, joint_angles, joint_angles_batch
 from services.common.rotating_camera import quaternion_from_rotation
 from services.common.skeletons import COCO17, H36M17, coco17_to_h36m17
 
-from .angles import ANGLE_NAMES, ANGLES, angle_confidence, joint_angles, joint_angles_batch
 from .bvh import bvh_for_track
 from .foot_points import FOOT_MIN_SCORE, feet_in_world, foot_length, rotation_from_tracks
 from .pose_data import PersonPose, PoseTimeline

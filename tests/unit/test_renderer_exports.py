@@ -12,7 +12,7 @@ import pytest
 from hpe3d.v1 import common_pb2
 from services.common.arrays import to_proto
 from services.common.skeletons import COCO17
-from services.renderer.angles import ANGLE_NAMES, ANGLE_SOURCES, angle_confidence, joint_angles, joint_angles_batch
+from services.common.joint_angles import ANGLE_NAMES, ANGLE_SOURCES, angle_confidence, joint_angles, joint_angles_batch
 from services.renderer.exports import (GROUNDED_FALLBACK_WARNING, bvh_files, joint_angles_csv, joints3d_csv,
                                        poses_document, poses_json)
 from services.renderer.pose_data import PoseTimeline

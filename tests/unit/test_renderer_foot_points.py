@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.lifter3d.world import CameraPose
-from services.renderer.angles import ankle_dorsiflexion
+from services.common.joint_angles import ankle_dorsiflexion
 from services.renderer.foot_points import (FOOT_LANDMARKS, camera_rotation, feet_in_world, foot_length,
                                            rotation_from_tracks)
 

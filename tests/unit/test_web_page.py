@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from gateway.api.options import describe_options
 from gateway.api.web import REDOC_CDN_LOGO, STATIC, install_web
 from services.common.settings import Settings
-from services.common.skeletons import H36M17
+from services.common.skeletons import COCO17, H36M17
 
 JS = STATIC / "js"
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -95,6 +95,13 @@ def test_page_skeleton_matches_h36m17():
     assert [tuple(b) for b in js_array(source, "H36M17_BONES")] == list(H36M17.bones)
     assert js_array(source, "H36M17_LEFT") == list(H36M17.left)
     assert js_array(source, "H36M17_RIGHT") == list(H36M17.right)
+
+
+def test_page_2d_skeleton_matches_coco17():
+    source = (JS / "skeleton.js").read_text()
+    assert [tuple(b) for b in js_array(source, "COCO17_BONES")] == list(COCO17.bones)
+    assert js_array(source, "COCO17_LEFT") == list(COCO17.left)
+    assert js_array(source, "COCO17_RIGHT") == list(COCO17.right)
 
 
 def test_page_person_colours_match_the_rendered_overlay():

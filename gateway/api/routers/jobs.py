@@ -9,14 +9,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from services.common.storage import ObjectNotFound
 
 from ...jobs.job_errors import JobFailed
-from ...jobs.manifest import JobManifest, JobState, input_key, new_job_id, safe_filename
+from ...jobs.manifest import JobManifest, input_key, new_job_id, safe_filename
 from .. import metrics
-from ..admission import admit
 from ..dependencies import ApiState, api_state, job_or_404
 from ..pose_models import check_pose_model
 from ..problems import STORAGE_DOWN, problem
 from ..ranges import RangeNotSatisfiable, parse_range
 from ..sse import job_event_stream
+from ..submission import start_job
 from ..upload import UPLOAD_BODY, receive_upload
 from ..views import API, JobList, JobView, Problem, UploadRefused
 
@@ -52,18 +52,10 @@ async def submit_job(request: Request, response: Response, api: ApiState = Depen
     job = JobManifest(id=job_id, options=upload.options, input_key=key, input_name=name, input_bytes=size)
     location = f"{API}/jobs/{job_id}"
     try:
-        await admit(job, api.clients, api.store, api.settings)
+        await start_job(api, job)
     except JobFailed as failed:
-        job.state, job.error = JobState.failed, failed.error
-        await api.manifests.save(job)
         return JSONResponse(status_code=422, headers={"Location": location}, content=UploadRefused(
             detail=failed.error.message, job=JobView.of(job)).model_dump(mode="json"))
-    await api.manifests.save(job)
-    try:
-        await api.control.enqueue(job)
-    except Exception:
-        await api.manifests.delete_objects(job_id)
-        raise
     response.headers["Location"] = location
     return JobView.of(job)
 

@@ -70,16 +70,16 @@ function toSeries(values) {
 export class AnglePlots {
   /**
    * container: where the picker and charts go; model: parsePoses(); onSeek(t seconds) when a chart
-   * is clicked.
+   * is clicked. options.live: the model fills as time goes (every angle offered, `refresh()` redraws).
    */
-  constructor(container, model, onSeek) {
+  constructor(container, model, onSeek, options = {}) {
     this.container = container;
     this.model = model;
     this.onSeek = onSeek;
     this.time = 0;
     this.trackId = null;
     this.charts = [];
-    this.groups = angleGroups(model.angleInfo).map((g) => ({ ...g, empty: !hasData(g, model) }));
+    this.groups = angleGroups(model.angleInfo).map((g) => ({ ...g, empty: !options.live && !hasData(g, model) }));
     const withData = this.groups.filter((g) => !g.empty);
     const preferred = PREFERRED.filter((k) => withData.some((g) => g.key === k)).slice(0, 2);
     this.chosen = new Set(preferred.length ? preferred : withData.slice(0, 2).map((g) => g.key));
@@ -108,7 +108,9 @@ export class AnglePlots {
     this.chartsBox.className = "charts";
     const source = document.createElement("p");
     source.className = "note";
-    source.textContent = `Angles from ${model.anglesFrom}; time axis in seconds. Click a chart to seek.`;
+    source.textContent = options.live
+      ? "Angles of the live 3D; time axis in seconds since the camera started."
+      : `Angles from ${model.anglesFrom}; time axis in seconds. Click a chart to seek.`;
     container.append(picker, this.chartsBox, source);
     this.resizeObserver = new ResizeObserver(() => this.resize());
     this.resizeObserver.observe(this.chartsBox);
@@ -158,13 +160,10 @@ export class AnglePlots {
     for (const g of this.groups.filter((x) => this.chosen.has(x.key))) {
       const parts = [g.left && ["left", g.left], g.right && ["right", g.right], g.single && ["", g.single]].filter(Boolean);
       const colours = sideColours(this.trackId ?? 0);
-      const data = [Array.from(this.model.times)];
+      const data = this.chartData(parts, track);
+      points += data.slice(1).reduce((n, ys) => n + ys.filter((v) => v !== null).length, 0);
       const series = [{ label: "time (s)" }];
-      for (const [side, info] of parts) {
-        const values = track?.angles[info.name];
-        const ys = values ? toSeries(values) : new Array(this.model.frameCount).fill(null);
-        points += ys.filter((v) => v !== null).length;
-        data.push(ys);
+      for (const [side] of parts) {
         series.push({
           label: side || title(g.key),
           stroke: css(side === "right" ? colours.right : side === "left" ? colours.left : colours.mid),
@@ -211,10 +210,33 @@ export class AnglePlots {
         const t = plot.posToVal(e.offsetX, "x");
         if (Number.isFinite(t)) this.onSeek(Math.max(0, t));
       });
-      this.charts.push({ key: g.key, plot, box });
+      this.charts.push({ key: g.key, plot, box, parts });
     }
     this.chartsBox.dataset.points = String(points);
     this.chartsBox.dataset.track = String(this.trackId);
+  }
+
+  /** uPlot's data of one chart: the times, then one series per side (null where unknown). */
+  chartData(parts, track) {
+    const data = [Array.from(this.model.times)];
+    for (const [, info] of parts) {
+      const values = track?.angles[info.name];
+      data.push(values ? toSeries(values) : new Array(this.model.times.length).fill(null));
+    }
+    return data;
+  }
+
+  /** Redraw every chart from the model's current values (a live model that has grown). */
+  refresh() {
+    if (!this.chartsBox) return;
+    const track = this.model.tracks.get(this.trackId);
+    let points = 0;
+    for (const c of this.charts) {
+      const data = this.chartData(c.parts, track);
+      points += data.slice(1).reduce((n, ys) => n + ys.filter((v) => v !== null).length, 0);
+      c.plot.setData(data);
+    }
+    this.chartsBox.dataset.points = String(points);
   }
 
   drawCursor(u) {

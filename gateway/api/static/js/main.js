@@ -1,8 +1,10 @@
-// The page's entry point: "/" shows the upload and the job history, "/jobs/{id}" one job. Links
-// marked data-nav change the view without reloading; the address is always the job's permalink.
+// The page's entry point: "/" shows the upload and the job history, "/jobs/{id}" one job, "/live"
+// the camera view. Links marked data-nav change the view without reloading; the address is always
+// the job's permalink.
 
 import { HomeView } from "./home.js";
 import { JobView } from "./job_view.js";
+import { LiveView } from "./live_view.js";
 
 const root = document.getElementById("main");
 let current = null;
@@ -10,9 +12,10 @@ let current = null;
 function route(notice = "") {
   current?.dispose();
   const m = /^\/jobs\/([0-9a-f]{32})\/?$/.exec(location.pathname);
-  current = m ? new JobView(root, m[1], navigate) : new HomeView(root, navigate, notice);
-  document.title = "hpe3d: video to 3D human motion";
-  document.body.dataset.view = m ? "job" : "home";
+  const live = /^\/live\/?$/.test(location.pathname);
+  current = m ? new JobView(root, m[1], navigate) : live ? new LiveView(root) : new HomeView(root, navigate, notice);
+  document.title = live ? "hpe3d: live camera" : "hpe3d: video to 3D human motion";
+  document.body.dataset.view = m ? "job" : live ? "live" : "home";
   current.show().catch((err) => {
     root.prepend(Object.assign(document.createElement("p"), { className: "message error", textContent: `The page failed: ${err.message}` }));
     throw err;

@@ -121,8 +121,12 @@ class PersonFigure {
 }
 
 export class PoseViewer {
-  /** container: an element sized by CSS; model: parsePoses(); the canvas fills the container. */
-  constructor(container, model) {
+  /**
+   * container: an element sized by CSS; model: parsePoses(); the canvas fills the container.
+   * options.bounds {min, max}: the space to frame and lay the grid under, when the model cannot say
+   * (a live view starts with no poses).
+   */
+  constructor(container, model, options = {}) {
     this.container = container;
     this.model = model;
     this.frame = -1;
@@ -140,7 +144,7 @@ export class PoseViewer {
     sun.position.set(2, 5, 3);
     this.scene.add(sun);
 
-    const { min, max } = bounds(model);
+    const { min, max } = options.bounds || bounds(model);
     const ok = min.every(Number.isFinite);
     const lo = ok ? min : [-1, 0, -1];
     const hi = ok ? max : [1, 1.8, 1];
@@ -155,11 +159,7 @@ export class PoseViewer {
     this.scene.add(axes);
 
     this.figures = new Map();
-    for (const track of model.tracks.values()) {
-      const figure = new PersonFigure(track, model.frameCount);
-      this.figures.set(track.id, figure);
-      this.scene.add(figure.group);
-    }
+    for (const track of model.tracks.values()) this.addTrack(track);
 
     this.camera = new THREE.PerspectiveCamera(FOV_DEG, 4 / 3, 0.05, 500);
     // far enough that a sphere around every joint of the video fits the view
@@ -185,6 +185,13 @@ export class PoseViewer {
     this.controls.target.copy(this.centre);
     this.controls.update();
     this.draw();
+  }
+
+  /** Show one more track of the model (a person the live view has just found). */
+  addTrack(track) {
+    const figure = new PersonFigure(track, this.model.frameCount);
+    this.figures.set(track.id, figure);
+    this.scene.add(figure.group);
   }
 
   resize() {

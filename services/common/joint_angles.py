@@ -18,8 +18,8 @@ Angles (signed; 0 in the neutral standing pose: upright, arms hanging, legs stra
   (perpendicular to the pelvis's medio-lateral axis Z): 0 with the foot perpendicular to the shank, positive
   toes towards the shin (dorsiflexion, ISB's ankle flexion), negative pointing the toes (plantarflexion).
   The 17-joint skeleton has no heel or toe: they come from the 2D model's foot landmarks placed in 3D next
-  to the lifted ankle (``foot_points.py``; BlazePose only). Undefined (null) without them (top-down COCO-17
-  models), where the foot was not seen (a landmark under the visibility threshold or outside the frame), or
+  to the lifted ankle (``services/renderer/foot_points.py``; BlazePose only). Undefined (null) without
+  them (top-down COCO-17 models, the live view), where the foot was not seen (a landmark under the visibility threshold or outside the frame), or
   where the foot or shank lies within 20 degrees of the medio-lateral axis.
 * ``<side>_shoulder_flexion`` / ``<side>_shoulder_abduction``: upper arm (shoulder -> elbow) in the thorax
   frame, measured as a goniometer does, in the thorax's sagittal plane (flexion positive forwards, negative
@@ -180,7 +180,7 @@ def joint_angles_batch(poses: np.ndarray, feet: np.ndarray | None = None) -> dic
     """Every angle of :data:`ANGLE_NAMES` (degrees, NaN = undefined) for poses [N, 17, 3] in metres,
     Human3.6M-17 order, in a frame whose y axis points up (world or root-relative y-up): name -> [N].
     ``feet`` [N, 2, 2, 3]: per side (left, right) the heel and the toe in the same frame (NaN where
-    unknown; ``foot_points.feet_in_world``); without it the ankle angles are NaN."""
+    unknown; ``services.renderer.foot_points.feet_in_world``); without it the ankle angles are NaN."""
     p = np.asarray(poses, np.float64).reshape(-1, 17, 3)
     f = np.full((len(p), 2, 2, 3), np.nan) if feet is None else np.asarray(feet, np.float64).reshape(-1, 2, 2, 3)
     out = {name: np.full(len(p), np.nan) for name in ANGLE_NAMES}
@@ -240,7 +240,7 @@ def angle_confidence(angles: dict[str, float], keypoints_2d: np.ndarray | None,
                      foot_scores: np.ndarray | None = None) -> dict[str, float]:
     """Confidence 0..1 of each angle: the lowest 2D score (COCO-17 ``keypoints_2d`` [17, 3]) among
     :data:`ANGLE_SOURCES`, for an ankle angle also its foot's landmark score (``foot_scores`` [2]: left,
-    right, e.g. ``foot_points.feet_in_world``'s); 0 for an undefined angle or when no 2D is known."""
+    right, e.g. ``services.renderer.foot_points.feet_in_world``'s); 0 for an undefined angle or when no 2D is known."""
     out = {}
     for name in ANGLE_NAMES:
         sources = _SOURCE_INDEX[name]
