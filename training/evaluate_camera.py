@@ -30,6 +30,9 @@ Printed per clip:
 * world pelvis path: per person of the moving run, the distance to the same person of the still run (the
   track of the still run whose pelvis stays closest), per frame, in cm (median, 95th percentile); nothing is
   aligned (the two first frames are the same view); and the median against the still run with the prior;
+* with ``--true-camera``: the same pelvis distance and foot sliding when the moving run is lifted with the
+  virtual camera's exact motion and focal length, against the still run with the true focal length (what the
+  2D of the moving view costs, with nothing of the camera estimate);
 * foot sliding of the runs: mean horizontal motion per frame (cm) of the lower ankle while it is within
   5 cm of its resting height in two consecutive frames in which the 2D saw it (the virtual views crop the
   clip, and a zooming view crops more: an ankle outside the picture is the lifter's guess, in every run).
@@ -52,9 +55,9 @@ import torch
 
 from bench.local_models import LocalBlazePose
 from hpe3d.v1 import common_pb2
-from services.common.arrays import from_proto
+from services.common.arrays import from_proto, to_proto
 from services.common.rotating_camera import (apply_homography, intrinsics, rotation_angle_deg, rotation_from_quaternion,
-                                             rotation_from_vector)
+                                             rotation_from_vector, rotation_homography)
 from services.common.skeletons import H36M17, coco17_to_h36m17
 from services.decoder.segment_camera import track_segment_camera
 from services.decoder.segments import decode_segment
@@ -177,14 +180,15 @@ def run_stages(path: Path, models, max_persons: int) -> StageOutputs:
     return StageOutputs(info, poses2d, motions, seconds)
 
 
-def lift(stages: StageOutputs, fps: float, lifter, with_camera: bool, focal_px: float = 0.0) -> common_pb2.Poses3D:
-    """The lifter on a clip's 2D, with its camera motion or without (a still camera); ``focal_px`` 0: the
-    lifter's own choice (the prior, or the one the turns show)."""
+def lift(stages: StageOutputs, fps: float, lifter, with_camera: bool, focal_px: float = 0.0,
+         motions: list[common_pb2.CameraMotion] | None = None) -> common_pb2.Poses3D:
+    """The lifter on a clip's 2D, with its camera motion (or ``motions``) or without (a still camera);
+    ``focal_px`` 0: the lifter's own choice (the prior, or the one the turns show)."""
     frames = [f for p in stages.poses2d for f in p.frames]
     began = time.perf_counter()
     poses3d = lift_frames(frames, stages.info.width, stages.info.height, lifter, fps=fps, focal_px=focal_px,
                           segment_starts=[p.start_frame for p in stages.poses2d],
-                          camera_motions=stages.motions if with_camera else None)
+                          camera_motions=(motions or stages.motions) if with_camera else None)
     stages.seconds["lift"] = time.perf_counter() - began
     return poses3d
 
@@ -262,12 +266,29 @@ def evaluate_clip(clip: Path, args, models, lifter, workdir: Path) -> dict:
         encode(path, warp_clip(frames, camera, args.src_fov, args.out_fov, out_size), fps)
         stages[name] = run_stages(path, models, args.max_persons)
     return compare_runs(clip.name, stages["moving"], stages["still"], moving_camera, fps, lifter, args.out_fov,
-                        out_size)
+                        out_size, args.true_camera)
+
+
+def true_motion(camera: VirtualCamera, focal_px: float, width: int, height: int) -> common_pb2.CameraMotion:
+    """The virtual camera's exact motion as the decoder stores it: every frame's homography from the first,
+    at the working size."""
+    scale = min(1.0, WORKING_SIZE / max(width, height))
+    w, h, f = width * scale, height * scale, focal_px * scale
+    motion = common_pb2.CameraMotion(start_frame=0, frame_count=len(camera.zoom), width=round(w), height=round(h))
+    first = camera.rotation(0)
+    for t in range(len(camera.zoom)):
+        homography = rotation_homography(camera.rotation(t) @ first.T, f * camera.zoom[0], f * camera.zoom[t], w, h)
+        motion.steps.add(frame_index=t, reference_frame=0, homography=to_proto(homography / homography[2, 2]),
+                         points=100, inlier_ratio=1.0, reliable=True,
+                         support=common_pb2.BoundingBox(x_min=0, y_min=0, x_max=w, y_max=h))
+    return motion
 
 
 def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutputs, moving_camera: VirtualCamera,
-                 fps: float, lifter, out_fov: float, out_size: tuple[int, int]) -> dict:
-    """The figures of one clip (see the module doc) from the stage outputs of its moving and still views."""
+                 fps: float, lifter, out_fov: float, out_size: tuple[int, int], true_camera: bool = False) -> dict:
+    """The figures of one clip (see the module doc) from the stage outputs of its moving and still views;
+    with ``true_camera`` also those of the moving run lifted with the virtual camera's exact motion and focal
+    length (what the 2D of the moving view alone costs)."""
     frames = len(moving_camera.zoom)
     moving = lift(moving_stages, fps, lifter, with_camera=True)
     # the still view is the moving camera's first frame, through the same lens: it is lifted with the focal
@@ -276,6 +297,11 @@ def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutp
                  focal_px=0.0 if moving.camera.focal_from_prior else moving.camera.focal_px)
     still_prior = lift(still_stages, fps, lifter, with_camera=False)
     runs = {"moving": moving, "still": still, "still_prior": still_prior}
+    true_focal = focal_for_fov(out_fov, *out_size)
+    if true_camera:   # the moving run's 2D with the exact camera, against the still run with the true lens
+        runs["moving_true_camera"] = lift(moving_stages, fps, lifter, True, true_focal,
+                                          [true_motion(moving_camera, true_focal, *out_size)])
+        runs["still_true_focal"] = lift(still_stages, fps, lifter, False, true_focal)
     errors, zoom_errors = rotation_errors_deg(moving, moving_camera)
     distances = path_distances_cm(moving, still, frames)
     prior_distances = path_distances_cm(moving, still_prior, frames)
@@ -288,7 +314,7 @@ def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutp
 
     return {
         "clip": name, "frames": frames, "size": f"{out_size[0]}x{out_size[1]}",
-        "true_focal_px": focal_for_fov(out_fov, *out_size),
+        "true_focal_px": true_focal,
         "focal_px": {"moving": moving.camera.focal_px, "still": still.camera.focal_px,
                      "still_prior": still_prior.camera.focal_px},
         "focal_from_prior": {"moving": moving.camera.focal_from_prior},
@@ -302,6 +328,9 @@ def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutp
         "foot_sliding_cm_per_frame": {k: foot_sliding_cm(p, fps)[0] for k, p in runs.items()},
         "foot_sliding_frames": {k: foot_sliding_cm(p, fps)[1] for k, p in runs.items()},
         "camera_ms_per_frame": 1000 * moving_stages.seconds["camera"] / frames,
+        "true_camera": ({"pelvis_path_cm": spread(path_distances_cm(runs["moving_true_camera"],
+                                                                    runs["still_true_focal"], frames))}
+                        if true_camera else None),
         "warnings": list(moving.warnings),
         "seconds": {k: {s: round(v, 2) for s, v in r.seconds.items()}
                     for k, r in (("moving", moving_stages), ("still", still_stages))},
@@ -323,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=0, help="only the first N frames (0: all)")
     parser.add_argument("--max-persons", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--true-camera", action="store_true", help="also lift the moving run with the virtual "
+                        "camera's exact motion and focal length (what the moving view's 2D alone costs)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -350,6 +381,12 @@ def main(argv: list[str] | None = None) -> None:
         n = r["foot_sliding_frames"]
         print(f"  foot sliding of ankles seen in 2D: {s['moving']:.2f} cm/frame moving ({n['moving']} frame pairs), "
               f"{s['still']:.2f} still ({n['still']}; {s['still_prior']:.2f} with the prior)")
+        if r["true_camera"]:
+            t, n = r["true_camera"]["pelvis_path_cm"], r["foot_sliding_frames"]
+            print(f"  with the virtual camera's exact motion and focal length: pelvis path vs the still run (true "
+                  f"focal length) median {_cm(t['median'])}, p95 {_cm(t['p95'])}; foot sliding "
+                  f"{s['moving_true_camera']:.2f} cm/frame moving ({n['moving_true_camera']}), "
+                  f"{s['still_true_focal']:.2f} still ({n['still_true_focal']})")
         for warning in r["warnings"]:
             print(f"  warning: {warning}")
     if args.json:

@@ -219,6 +219,7 @@ def test_track_camera_refuses_objects_outside_the_job_and_half_a_previous_segmen
                                                         output=store.ref("jobs/another-job/camera.pb")))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.RpcError) as err:
-        stub.TrackCamera(decoder_pb2.TrackCameraRequest(job_id=JOB, frames=frames, poses2d=poses, previous_frames=frames,
+        stub.TrackCamera(decoder_pb2.TrackCameraRequest(job_id=JOB, frames=frames, poses2d=poses,
+                                                        previous_frames=frames,
                                                         output=store.ref(f"jobs/{JOB}/cam/x/camera.pb")))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "previous_poses2d" in err.value.details()
