@@ -1,10 +1,7 @@
 """Decoder throughput: frames/s of ``probe_video`` + ``decode_segment`` (128-frame segments, JPEG
 at the 640 px working size) on the 1080p development clip.
 
-    .venv/bin/python bench/decoder.py [--video PATH] [--working-size 640] [--camera]
-
-With ``--camera`` each segment is decoded as a job decodes it, with its camera motion
-(``decode_segment_with_camera``: one more frame per segment and the background tracker).
+    .venv/bin/python bench/decoder.py [--video PATH] [--working-size 640]
 
 Skips with a message when ../shared/data/video/two_people_office.avi is absent.
 """
@@ -19,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
 
 from services.decoder.probe import _probe_cached, probe_video  # noqa: E402
-from services.decoder.segments import decode_segment, decode_segment_with_camera  # noqa: E402
+from services.decoder.segments import decode_segment  # noqa: E402
 
 CLIP = ROOT.parent / "shared" / "data" / "video" / "two_people_office.avi"
 
@@ -29,7 +26,6 @@ def main() -> None:
     parser.add_argument("--video", default=str(CLIP))
     parser.add_argument("--working-size", type=int, default=640)
     parser.add_argument("--segment", type=int, default=32)
-    parser.add_argument("--camera", action="store_true", help="also estimate each segment's camera motion")
     args = parser.parse_args()
     if not Path(args.video).exists():
         print(f"skipped: {args.video} is not present (development data beside the checkout)")
@@ -39,13 +35,11 @@ def main() -> None:
     info = probe_video(args.video)
     probe_s = time.perf_counter() - started
     started = time.perf_counter()
-    decode = decode_segment_with_camera if args.camera else decode_segment
     for start in range(0, info.frame_count, args.segment):
-        decode(args.video, start, args.segment, args.working_size)
+        decode_segment(args.video, start, args.segment, args.working_size)
     decode_s = time.perf_counter() - started
     print(f"decoder: {info.width}x{info.height} {info.codec}, {info.frame_count} frames; probe {probe_s * 1000:.0f} ms; "
-          f"decode+resize+JPEG{'+camera motion' if args.camera else ''} in {args.segment}-frame segments: "
-          f"{info.frame_count / decode_s:.1f} frames/s")
+          f"decode+resize+JPEG in {args.segment}-frame segments: {info.frame_count / decode_s:.1f} frames/s")
 
 
 if __name__ == "__main__":

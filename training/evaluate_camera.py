@@ -4,27 +4,38 @@ Every frame of a still clip is warped by the homography ``K_out R(t) K_src^-1`` 
 (pan, tilt, roll) and zooms, into a narrower view than the clip's (the script checks that no border shows);
 the same clip is also warped with ``R = I`` and no zoom (the still virtual camera, the same view as the
 moving one's first frame). Both are encoded as H.264 files and run through the stages' own functions in this
-process, as a job runs them (not through the gRPC stages and the queue): the decoder with camera motion
-(:func:`services.decoder.segments.decode_segment_with_camera`, 128-frame segments, 640 px working size),
-BlazePose run in process by LiteRT (:func:`services.pose2d.segment.estimate_segment`), the lifter with the
-segments' camera motion (:func:`services.lifter3d.video_lift.lift_frames`, focal length not given: the
-prior, or the one the turns show).
+process, as a job runs them (not through the gRPC stages and the queue): the decoder
+(:func:`services.decoder.segments.decode_segment`, 128-frame segments, 640 px working size), BlazePose run in
+process by LiteRT (:func:`services.pose2d.segment.estimate_segment`), the camera motion with the people of
+the 2D kept out (:func:`services.decoder.segment_camera.track_segment_camera`), the lifter with the segments'
+camera motion (:func:`services.lifter3d.video_lift.lift_frames`, focal length not given: the prior, or the
+one the turns show).
 
 ``K_src`` gives the clip a field of view of ``--src-fov`` degrees across its longer side (an assumption: any
 value makes a valid virtual camera); ``K_out`` gives the output ``--out-fov`` degrees across its
-``--out-size``, at the first frame. With ``--out-fov`` at the lifter's prior (57.5, the default) the still
-view's prior focal length is right, so both runs are measured against the same geometry; a narrower
-``--out-fov`` shows what a wrong prior does to the still run.
+``--out-size``, at the first frame: the lens the lifter does not know.
+
+A still camera shows nothing of its focal length, so the still run cannot find it: it is lifted with the
+focal length the moving run found (the same lens: its first frame is the still view), so the comparison
+measures what the camera's motion does to the world, not what an unknown lens does to depth; and again with
+the prior, which is what a still clip through that lens gives alone (its pelvis paths differ from the moving
+run's by the depth scale of the two focal lengths, unless ``--out-fov`` is the prior's 57.5 degrees).
 
 Printed per clip:
 
 * camera rotation error: angle between the estimated and the true rotation of each frame relative to the
   first, degrees (median, 95th percentile, max) and the zoom's relative error; the frames' quality flags;
+  the camera motion's cost per frame (JPEG decoding included);
+* focal length: true, found by the moving run (or the prior);
 * world pelvis path: per person of the moving run, the distance to the same person of the still run (the
   track of the still run whose pelvis stays closest), per frame, in cm (median, 95th percentile); nothing is
-  aligned (the two first frames are the same view);
-* foot sliding of both runs: mean horizontal motion per frame (cm) of the lower ankle while it is within
-  5 cm of its resting height in two consecutive frames.
+  aligned (the two first frames are the same view); and the median against the still run with the prior;
+* with ``--true-camera``: the same pelvis distance and foot sliding when the moving run is lifted with the
+  virtual camera's exact motion and focal length, against the still run with the true focal length (what the
+  2D of the moving view costs, with nothing of the camera estimate);
+* foot sliding of the runs: mean horizontal motion per frame (cm) of the lower ankle while it is within
+  5 cm of its resting height in two consecutive frames in which the 2D saw it (the virtual views crop the
+  clip, and a zooming view crops more: an ankle outside the picture is the lifter's guess, in every run).
 
     python -m training.evaluate_camera [--clip PATH ...] [--pan 10] [--tilt 5] [--roll 3] [--zoom 1.3]
 """
@@ -42,16 +53,18 @@ import cv2
 import numpy as np
 import torch
 
+from bench.local_models import LocalBlazePose
 from hpe3d.v1 import common_pb2
-from services.common.arrays import from_proto
+from services.common.arrays import from_proto, to_proto
 from services.common.rotating_camera import (apply_homography, intrinsics, rotation_angle_deg, rotation_from_quaternion,
-                                             rotation_from_vector)
-from services.common.skeletons import H36M17
-from services.decoder.segments import decode_segment_with_camera
+                                             rotation_from_vector, rotation_homography)
+from services.common.skeletons import H36M17, coco17_to_h36m17
+from services.decoder.segment_camera import track_segment_camera
+from services.decoder.segments import decode_segment
 from services.lifter3d.camera import PRIOR_FOV_DEG
 from services.lifter3d.contacts import ANKLE_HEIGHT_M
 from services.lifter3d.video_lift import lift_frames, load_service_lifter
-from services.pose2d.client import LocalBlazePose
+from services.lifter3d.world import ankles_seen
 from services.pose2d.estimator import EstimatorOptions
 from services.pose2d.segment import estimate_segment
 
@@ -136,25 +149,48 @@ def encode(path: Path, frames: list[np.ndarray], fps: float) -> None:
         container.mux(stream.encode())
 
 
-def run_job(path: Path, fps: float, models, lifter, max_persons: int) -> tuple[common_pb2.Poses3D, dict]:
-    """Decode (with camera motion), 2D and lift a clip as a job's stages do; returns the lift and timings."""
+@dataclass
+class StageOutputs:
+    """What the stages before the lifter give for one clip, and the seconds each took."""
+
+    info: object
+    poses2d: list[common_pb2.Poses2D]
+    motions: list[common_pb2.CameraMotion]
+    seconds: dict[str, float]
+
+
+def run_stages(path: Path, models, max_persons: int) -> StageOutputs:
+    """Decode, 2D and camera motion of a clip as a job's stages do (camera motion after the 2D, each segment
+    anchored to the one before)."""
     from services.decoder.probe import probe_video
     info = probe_video(str(path))
-    poses2d, motions, seconds = [], [], {"decode+camera": 0.0, "pose2d": 0.0, "lift": 0.0}
+    segments, poses2d = [], []
+    seconds = {"decode": 0.0, "pose2d": 0.0, "camera": 0.0}
     for start in range(0, info.frame_count, SEGMENT_FRAMES):
         began = time.perf_counter()
-        segment, motion = decode_segment_with_camera(str(path), start, SEGMENT_FRAMES, WORKING_SIZE)
-        seconds["decode+camera"] += time.perf_counter() - began
+        segments.append(decode_segment(str(path), start, SEGMENT_FRAMES, WORKING_SIZE))
+        seconds["decode"] += time.perf_counter() - began
         began = time.perf_counter()
-        poses2d.append(estimate_segment(segment, models, EstimatorOptions(max_persons=max_persons)))
+        poses2d.append(estimate_segment(segments[-1], models, EstimatorOptions(max_persons=max_persons)))
         seconds["pose2d"] += time.perf_counter() - began
-        motions.append(motion)
     began = time.perf_counter()
-    frames = [f for p in poses2d for f in p.frames]
-    poses3d = lift_frames(frames, info.width, info.height, lifter, fps=fps,
-                          segment_starts=[p.start_frame for p in poses2d], camera_motions=motions)
-    seconds["lift"] = time.perf_counter() - began
-    return poses3d, seconds
+    motions = [track_segment_camera(segment, poses, *((segments[i - 1], poses2d[i - 1]) if i else ()))
+               for i, (segment, poses) in enumerate(zip(segments, poses2d))]
+    seconds["camera"] = time.perf_counter() - began
+    return StageOutputs(info, poses2d, motions, seconds)
+
+
+def lift(stages: StageOutputs, fps: float, lifter, with_camera: bool, focal_px: float = 0.0,
+         motions: list[common_pb2.CameraMotion] | None = None) -> common_pb2.Poses3D:
+    """The lifter on a clip's 2D, with its camera motion (or ``motions``) or without (a still camera);
+    ``focal_px`` 0: the lifter's own choice (the prior, or the one the turns show)."""
+    frames = [f for p in stages.poses2d for f in p.frames]
+    began = time.perf_counter()
+    poses3d = lift_frames(frames, stages.info.width, stages.info.height, lifter, fps=fps, focal_px=focal_px,
+                          segment_starts=[p.start_frame for p in stages.poses2d],
+                          camera_motions=(motions or stages.motions) if with_camera else None)
+    stages.seconds["lift"] = time.perf_counter() - began
+    return poses3d
 
 
 def pelvis_paths(poses: common_pb2.Poses3D, frames: int) -> dict[int, np.ndarray]:
@@ -184,20 +220,23 @@ def path_distances_cm(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, fra
     return 100 * np.concatenate(distances) if distances else np.zeros(0)
 
 
-def foot_sliding_cm(poses: common_pb2.Poses3D) -> float:
+def foot_sliding_cm(poses: common_pb2.Poses3D, fps: float) -> tuple[float, int]:
     """Mean horizontal motion per frame (cm) of the lower ankle while it rests (within 5 cm of
-    ``ANKLE_HEIGHT_M``) in two consecutive frames, over all tracks."""
+    ``ANKLE_HEIGHT_M``) in two consecutive frames in which the 2D saw it (:func:`services.lifter3d.world.
+    ankles_seen`: an ankle outside the picture is guessed by the lifter, and its motion says nothing of the
+    placement), over all tracks; and how many frame pairs that counted."""
     steps = []
     for t in poses.tracks:
         ankles = from_proto(t.world).reshape(-1, 17, 3)[:, _ANKLES].astype(np.float64)
+        seen = ankles_seen(coco17_to_h36m17(from_proto(t.keypoints2d).reshape(-1, 17, 3)), fps)
         lower = np.argmin(ankles[..., 1], axis=1)
         for k in range(2):
-            rest = (lower == k) & (ankles[:, k, 1] < ANKLE_HEIGHT_M + 0.05)
+            rest = (lower == k) & (ankles[:, k, 1] < ANKLE_HEIGHT_M + 0.05) & seen[:, k]
             both = rest[1:] & rest[:-1]
             moved = np.linalg.norm(np.diff(ankles[:, k, [0, 2]], axis=0), axis=1)
             steps.append(moved[both])
     steps = np.concatenate(steps) if steps else np.zeros(0)
-    return float(100 * steps.mean()) if len(steps) else float("nan")
+    return (float(100 * steps.mean()) if len(steps) else float("nan")), len(steps)
 
 
 def rotation_errors_deg(poses: common_pb2.Poses3D, camera: VirtualCamera) -> tuple[np.ndarray, np.ndarray]:
@@ -221,31 +260,80 @@ def evaluate_clip(clip: Path, args, models, lifter, workdir: Path) -> dict:
     h, w = frames[0].shape[:2]
     out_size = (round(w * args.out_scale / 2) * 2, round(h * args.out_scale / 2) * 2)
     moving_camera = VirtualCamera.sequence(len(frames), fps, args.pan, args.tilt, args.roll, args.zoom)
-    runs = {}
+    stages = {}
     for name, camera in (("moving", moving_camera), ("still", VirtualCamera.still(len(frames)))):
         path = workdir / f"{clip.stem}_{name}.mp4"
         encode(path, warp_clip(frames, camera, args.src_fov, args.out_fov, out_size), fps)
-        runs[name] = run_job(path, fps, models, lifter, args.max_persons)
-    moving, still = runs["moving"][0], runs["still"][0]
+        stages[name] = run_stages(path, models, args.max_persons)
+    return compare_runs(clip.name, stages["moving"], stages["still"], moving_camera, fps, lifter, args.out_fov,
+                        out_size, args.true_camera)
+
+
+def true_motion(camera: VirtualCamera, focal_px: float, width: int, height: int) -> common_pb2.CameraMotion:
+    """The virtual camera's exact motion as the decoder stores it: every frame's homography from the first,
+    at the working size."""
+    scale = min(1.0, WORKING_SIZE / max(width, height))
+    w, h, f = width * scale, height * scale, focal_px * scale
+    motion = common_pb2.CameraMotion(start_frame=0, frame_count=len(camera.zoom), width=round(w), height=round(h))
+    first = camera.rotation(0)
+    for t in range(len(camera.zoom)):
+        homography = rotation_homography(camera.rotation(t) @ first.T, f * camera.zoom[0], f * camera.zoom[t], w, h)
+        motion.steps.add(frame_index=t, reference_frame=0, homography=to_proto(homography / homography[2, 2]),
+                         points=100, inlier_ratio=1.0, reliable=True,
+                         support=common_pb2.BoundingBox(x_min=0, y_min=0, x_max=w, y_max=h))
+    return motion
+
+
+def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutputs, moving_camera: VirtualCamera,
+                 fps: float, lifter, out_fov: float, out_size: tuple[int, int], true_camera: bool = False) -> dict:
+    """The figures of one clip (see the module doc) from the stage outputs of its moving and still views;
+    with ``true_camera`` also those of the moving run lifted with the virtual camera's exact motion and focal
+    length (what the 2D of the moving view alone costs)."""
+    frames = len(moving_camera.zoom)
+    moving = lift(moving_stages, fps, lifter, with_camera=True)
+    # the still view is the moving camera's first frame, through the same lens: it is lifted with the focal
+    # length the moving run found (a still camera shows none), and with the prior as a still clip alone is
+    still = lift(still_stages, fps, lifter, with_camera=False,
+                 focal_px=0.0 if moving.camera.focal_from_prior else moving.camera.focal_px)
+    still_prior = lift(still_stages, fps, lifter, with_camera=False)
+    runs = {"moving": moving, "still": still, "still_prior": still_prior}
+    true_focal = focal_for_fov(out_fov, *out_size)
+    if true_camera:   # the moving run's 2D with the exact camera, against the still run with the true lens
+        runs["moving_true_camera"] = lift(moving_stages, fps, lifter, True, true_focal,
+                                          [true_motion(moving_camera, true_focal, *out_size)])
+        runs["still_true_focal"] = lift(still_stages, fps, lifter, False, true_focal)
     errors, zoom_errors = rotation_errors_deg(moving, moving_camera)
-    distances = path_distances_cm(moving, still, len(frames))
+    distances = path_distances_cm(moving, still, frames)
+    prior_distances = path_distances_cm(moving, still_prior, frames)
     quality = {QUALITY_NAMES.get(q, str(q)): int(n) for q, n in zip(*np.unique(list(moving.camera.quality),
                                                                                 return_counts=True))}
+
+    def spread(d: np.ndarray) -> dict:
+        return {"median": float(np.median(d)) if len(d) else None,
+                "p95": float(np.percentile(d, 95)) if len(d) else None}
+
     return {
-        "clip": clip.name, "frames": len(frames), "size": f"{out_size[0]}x{out_size[1]}",
-        "true_focal_px": focal_for_fov(args.out_fov, *out_size),
-        "focal_px": {"moving": moving.camera.focal_px, "still": still.camera.focal_px},
-        "focal_from_prior": {"moving": moving.camera.focal_from_prior, "still": still.camera.focal_from_prior},
+        "clip": name, "frames": frames, "size": f"{out_size[0]}x{out_size[1]}",
+        "true_focal_px": true_focal,
+        "focal_px": {"moving": moving.camera.focal_px, "still": still.camera.focal_px,
+                     "still_prior": still_prior.camera.focal_px},
+        "focal_from_prior": {"moving": moving.camera.focal_from_prior},
         "rotation_error_deg": {"median": float(np.median(errors)), "p95": float(np.percentile(errors, 95)),
                                "max": float(errors.max())},
         "zoom_error_pct": {"median": 100 * float(np.median(zoom_errors)), "max": 100 * float(zoom_errors.max())},
         "camera_quality": quality,
-        "pelvis_path_cm": {"median": float(np.median(distances)) if len(distances) else None,
-                           "p95": float(np.percentile(distances, 95)) if len(distances) else None},
+        "pelvis_path_cm": spread(distances),
+        "pelvis_path_cm_still_prior": spread(prior_distances),
         "tracks": {"moving": len(moving.tracks), "still": len(still.tracks)},
-        "foot_sliding_cm_per_frame": {"moving": foot_sliding_cm(moving), "still": foot_sliding_cm(still)},
+        "foot_sliding_cm_per_frame": {k: foot_sliding_cm(p, fps)[0] for k, p in runs.items()},
+        "foot_sliding_frames": {k: foot_sliding_cm(p, fps)[1] for k, p in runs.items()},
+        "camera_ms_per_frame": 1000 * moving_stages.seconds["camera"] / frames,
+        "true_camera": ({"pelvis_path_cm": spread(path_distances_cm(runs["moving_true_camera"],
+                                                                    runs["still_true_focal"], frames))}
+                        if true_camera else None),
         "warnings": list(moving.warnings),
-        "seconds": {k: {s: round(v, 2) for s, v in r[1].items()} for k, r in runs.items()},
+        "seconds": {k: {s: round(v, 2) for s, v in r.seconds.items()}
+                    for k, r in (("moving", moving_stages), ("still", still_stages))},
     }
 
 
@@ -264,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=0, help="only the first N frames (0: all)")
     parser.add_argument("--max-persons", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--true-camera", action="store_true", help="also lift the moving run with the virtual "
+                        "camera's exact motion and focal length (what the moving view's 2D alone costs)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -278,15 +368,25 @@ def main(argv: list[str] | None = None) -> None:
           f"frame; decoder + BlazePose (LiteRT) + lifter functions in this process")
     for r in results:
         e, p, s = r["rotation_error_deg"], r["pelvis_path_cm"], r["foot_sliding_cm_per_frame"]
+        f, prior = r["focal_px"], r["pelvis_path_cm_still_prior"]
         print(f"{r['clip']} ({r['frames']} frames, {r['size']}): camera rotation error median {e['median']:.2f} deg, "
               f"p95 {e['p95']:.2f}, max {e['max']:.2f}; zoom error median {r['zoom_error_pct']['median']:.1f} %; "
-              f"frames {r['camera_quality']}")
-        print(f"  focal length: true {r['true_focal_px']:.0f} px, moving run {r['focal_px']['moving']:.0f} px "
-              f"({'prior' if r['focal_from_prior']['moving'] else 'from the turns'}), still run "
-              f"{r['focal_px']['still']:.0f} px ({'prior' if r['focal_from_prior']['still'] else 'from the turns'})")
+              f"frames {r['camera_quality']}; camera motion {r['camera_ms_per_frame']:.1f} ms/frame")
+        print(f"  focal length: true {r['true_focal_px']:.0f} px, moving run {f['moving']:.0f} px "
+              f"({'prior' if r['focal_from_prior']['moving'] else 'from the turns'}); the still run is lifted with "
+              f"the same, and again with the prior ({f['still_prior']:.0f} px)")
         print(f"  world pelvis path, moving vs still run: median {_cm(p['median'])}, p95 {_cm(p['p95'])} "
-              f"({r['tracks']['moving']} / {r['tracks']['still']} tracks); foot sliding {s['moving']:.2f} cm/frame "
-              f"moving, {s['still']:.2f} still")
+              f"({r['tracks']['moving']} / {r['tracks']['still']} tracks); vs the still run with the prior: median "
+              f"{_cm(prior['median'])}")
+        n = r["foot_sliding_frames"]
+        print(f"  foot sliding of ankles seen in 2D: {s['moving']:.2f} cm/frame moving ({n['moving']} frame pairs), "
+              f"{s['still']:.2f} still ({n['still']}; {s['still_prior']:.2f} with the prior)")
+        if r["true_camera"]:
+            t, n = r["true_camera"]["pelvis_path_cm"], r["foot_sliding_frames"]
+            print(f"  with the virtual camera's exact motion and focal length: pelvis path vs the still run (true "
+                  f"focal length) median {_cm(t['median'])}, p95 {_cm(t['p95'])}; foot sliding "
+                  f"{s['moving_true_camera']:.2f} cm/frame moving ({n['moving_true_camera']}), "
+                  f"{s['still_true_focal']:.2f} still ({n['still_true_focal']})")
         for warning in r["warnings"]:
             print(f"  warning: {warning}")
     if args.json:

@@ -1,4 +1,5 @@
-"""Running one job through the four stages: probe, decode + 2D per segment, lift, render.
+"""Running one job through the four stages: probe, decode + 2D per segment, camera motion per segment, lift,
+render.
 
 Every stage call names its job in the call metadata (``job_scope.job_metadata``) and is skipped when
 its output object already exists, so a resumed job (redelivered to another worker, or retried) only
@@ -79,6 +80,7 @@ class JobPipeline:
                 await self.reporter.save(job, DECODER, "started")
                 info = await self._probe(job)
                 poses2d = await self._segments(job, info)
+                await self._cameras(job, info, len(poses2d))
                 await self._lift(job, info, poses2d)
                 await self._render(job, info, poses2d)
                 job.state = JobState.succeeded
@@ -158,8 +160,7 @@ class JobPipeline:
                     job_id=job.id, index=plan.index, video=self.store.ref(job.input_key),
                     start_frame=plan.start_frame, frame_count=plan.frame_count,
                     working_size=working_size(job.options.working_size, self.settings),
-                    output=self.store.ref(frames_key),
-                    camera_output=self.store.ref(segment_camera_key(job.id, plan.index))), job.id)
+                    output=self.store.ref(frames_key)), job.id)
             job.progress[DECODER].done += plan.frame_count
             await self.reporter.save(job, DECODER, f"segment {plan.index} decoded")
             reply = await self._unary(POSE2D, "Estimate", self.clients.pose2d.Estimate, pose2d_pb2.EstimateRequest(
@@ -172,6 +173,37 @@ class JobPipeline:
         await self.reporter.save(job, POSE2D, f"segment {plan.index} done")
         return poses_key
 
+    async def _cameras(self, job: JobManifest, info: common_pb2.VideoInfo, segments: int) -> None:
+        """The camera motion of every segment (``Decoder.TrackCamera``: after the 2D, which keeps the people
+        out of it; each segment anchored to the previous one's last frame), skipped when stored; none for a
+        photo or a one-frame video."""
+        if info.still_image or info.frame_count < 2:
+            return
+        limit = asyncio.Semaphore(max(1, self.settings.stage_concurrency))
+
+        async def one(index: int) -> None:
+            key = segment_camera_key(job.id, index)
+            if await self._exists(key):
+                return
+            frames, poses = segment_keys(job.id, index)
+            request = decoder_pb2.TrackCameraRequest(job_id=job.id, frames=self.store.ref(frames),
+                                                     poses2d=self.store.ref(poses), output=self.store.ref(key))
+            if index:
+                frames, poses = segment_keys(job.id, index - 1)
+                request.previous_frames.CopyFrom(self.store.ref(frames))
+                request.previous_poses2d.CopyFrom(self.store.ref(poses))
+            async with limit:
+                await self._unary(DECODER, "TrackCamera", self.clients.decoder.TrackCamera, request, job.id)
+
+        tasks = [asyncio.create_task(one(i)) for i in range(segments)]
+        try:
+            await _all_or_first_error(tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.reporter.save(job, DECODER, "camera motion of every segment")
+
     async def _lift(self, job: JobManifest, info: common_pb2.VideoInfo, poses2d: list[common_pb2.ObjectRef]) -> None:
         """Lift every person; a photo or a 1-frame video keeps tracks of a single frame."""
         key = poses3d_key(job.id)
@@ -181,7 +213,7 @@ class JobPipeline:
             return
         self._step_boundary("lifting")
         cameras = [segment_camera_key(job.id, i) for i in range(len(poses2d))]
-        cameras = [self.store.ref(k) for k in cameras if await self._exists(k)]  # none from an older decoder
+        cameras = [self.store.ref(k) for k in cameras if await self._exists(k)]  # none for a photo
         request = lifter3d_pb2.LiftRequest(job_id=job.id, width=job.video.width, height=job.video.height,
                                            segments=poses2d, output=self.store.ref(key), fps=info.fps,
                                            min_track_frames=1 if info.frame_count == 1 else 0,

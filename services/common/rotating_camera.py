@@ -55,6 +55,17 @@ def rotation_from_vector(vector: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
 
 
+def vector_from_rotation(rotation: np.ndarray) -> np.ndarray:
+    """Rotation vector (axis times angle in radians) of a rotation matrix: the inverse of
+    :func:`rotation_from_vector` for angles below 180 degrees."""
+    r = np.asarray(rotation, np.float64)
+    angle = np.arccos(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))
+    axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    if angle < 1e-6:
+        return axis / 2   # sin(angle) ~ angle
+    return axis * angle / (2 * np.sin(angle))
+
+
 def rotation_angle_deg(rotation: np.ndarray) -> float:
     """Angle of a rotation matrix, degrees (0..180)."""
     return float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1.0, 1.0))))

@@ -13,9 +13,13 @@ multiplies one step per keyframe, not one per frame, and drifts that much less.
 A new keyframe is taken when fewer than :data:`REKEY_SHARE` of the keyframe's points are still
 followed and explained by the fit (points left the picture, or were hidden). A frame whose fit rests on
 fewer than :data:`MIN_INLIERS` points, or explains under :data:`MIN_INLIER_RATIO` of them, is flagged
-unreliable (too little background: a person fills the frame, a blank wall, motion blur), not guessed;
-when the points are lost altogether the next keyframe starts a new chain (``reference_frame`` equal to
-its own frame) and the lifter holds the last known orientation across the gap.
+unreliable (too little background: a person fills the frame, a blank wall, motion blur), not guessed.
+When the points are lost, the next frame that would start a new keyframe is first matched straight to
+the last reliable frame, if that is at most :data:`BRIDGE_FRAMES` back (its background points followed
+there in one jump, checked forwards and backwards, one homography by RANSAC): when it matches, the chain
+goes on (its ``reference_frame`` is that last reliable frame) and the lifter fills the frames between;
+when not, a new chain starts (``reference_frame`` equal to its own frame) and the lifter carries the
+orientation across the gap at the camera's turning speed (:mod:`services.lifter3d.camera_path`).
 
 Pixels the caller knows are people (``exclude``, e.g. their 2D boxes) are never picked nor used in a
 fit; without it RANSAC treats them as outliers.
@@ -52,7 +56,15 @@ MIN_INLIER_RATIO = 0.5
 #: A new keyframe is taken when fewer than this share of its points (or fewer than :data:`REKEY_MIN`) remain.
 REKEY_SHARE = 0.5
 REKEY_MIN = 40
+#: After the points are lost, frames are matched to the last reliable frame for at most this many frames ...
+BRIDGE_FRAMES = 30
+#: ... with this RANSAC inlier distance (pixels of the tracking image; one jump over several frames is followed
+#: less precisely than frame to frame), keeping points that return within :data:`BRIDGE_RETURN_PX` when
+#: followed back.
+BRIDGE_RANSAC_PX = 1.5
+BRIDGE_RETURN_PX = 0.5
 _LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+_LK_BRIDGE = dict(_LK, winSize=(21, 21), maxLevel=5)
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,9 @@ class BackgroundTracker:
         self._outlier_run = np.zeros(0, int)   # frames running each point was left out of the fit
         self._trusted = np.zeros(0, bool)      # the point was background (an inlier) in the previous frame
         self._last = np.eye(3)   # homography keyframe -> previous frame, tracking pixels
-        self._lost = True   # no keyframe yet, or its points were lost: the next frame starts a chain
+        self._lost = True   # no keyframe yet, or its points were lost: the next frame bridges or starts a chain
+        # the last reliable frame: its index, tracking image and background points (for a bridge over a gap)
+        self._anchor: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def _tracking_image(self, grey: np.ndarray) -> np.ndarray:
         if grey.shape[:2] != (self.height, self.width):
@@ -184,6 +198,40 @@ class BackgroundTracker:
         off = np.linalg.norm(cv2.perspectiveTransform(key.reshape(-1, 1, 2), homography).reshape(-1, 2) - now, axis=1)
         return homography, off <= RANSAC_PX
 
+    def _bridge(self, frame_index: int, image: np.ndarray, mask: np.ndarray | None) -> BackgroundStep | None:
+        """Match ``image`` straight to the last reliable frame (see the module doc): the step from it when
+        enough of its background points are found again and one homography explains them, else None."""
+        anchor_frame, anchor_image, points = self._anchor
+        if len(points) < MIN_INLIERS:
+            return None
+        start = points.reshape(-1, 1, 2)
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(anchor_image, image, start, None, **_LK_BRIDGE)
+        back, status_back, _ = cv2.calcOpticalFlowPyrLK(image, anchor_image, moved, None, **_LK_BRIDGE)
+        moved, back = moved.reshape(-1, 2), back.reshape(-1, 2)
+        w, h = self.track_size
+        ok = ((status.ravel() == 1) & (status_back.ravel() == 1)
+              & (np.linalg.norm(back - points, axis=1) < BRIDGE_RETURN_PX)
+              & (moved[:, 0] >= 0) & (moved[:, 0] < w) & (moved[:, 1] >= 0) & (moved[:, 1] < h))
+        if mask is not None:
+            inside = moved[ok].astype(int)
+            ok[np.flatnonzero(ok)] = mask[inside[:, 1], inside[:, 0]] > 0
+        if ok.sum() < MIN_INLIERS:
+            return None
+        key, now = points[ok], moved[ok]
+        homography, chosen = cv2.findHomography(key, now, cv2.RANSAC, BRIDGE_RANSAC_PX, maxIters=1000,
+                                                confidence=0.995)
+        if homography is None:
+            return None
+        inliers = chosen.ravel().astype(bool)
+        count = int(inliers.sum())
+        if count < MIN_INLIERS or count < MIN_INLIER_RATIO * len(points):
+            return None
+        step = BackgroundStep(frame_index, anchor_frame, self._full_size(homography), count, count / len(points),
+                              True, self._support(key[inliers]))
+        self._start_keyframe(frame_index, image, mask, now[inliers], now[~inliers])
+        self._anchor = (frame_index, image, now[inliers])
+        return step
+
     def _support(self, points: np.ndarray) -> tuple[float, float, float, float]:
         """Box spanned by ``points`` (tracking pixels; the middle 96 % of them), in frame pixels."""
         if len(points) < 2:
@@ -205,7 +253,13 @@ class BackgroundTracker:
         mask = self._mask(exclude)
         previous, self._previous = self._previous, image
         if previous is None or self._lost or not len(self._points):
+            if self._anchor is not None and frame_index - self._anchor[0] <= BRIDGE_FRAMES:
+                step = self._bridge(frame_index, image, mask)
+                if step is not None:
+                    return step
             self._start_keyframe(frame_index, image, mask)
+            if not self._lost:
+                self._anchor = (frame_index, image, self._points.copy())
             return BackgroundStep(frame_index, frame_index, np.eye(3), self._key_count, 1.0, not self._lost,
                                   self._support(self._points))
         moved, status, _ = cv2.calcOpticalFlowPyrLK(previous, image, self._points.reshape(-1, 1, 2), None, **_LK)
@@ -233,8 +287,10 @@ class BackgroundTracker:
         keep = outlier_run < DROP_AFTER_OUTLIER_FRAMES
         self._key_points, self._points = key[keep], now[keep]
         self._trusted, self._outlier_run = inliers[keep], outlier_run[keep]
-        if reliable and (count < REKEY_SHARE * self._key_count or count < REKEY_MIN):
-            self._start_keyframe(frame_index, image, mask, now[inliers], now[~inliers])  # chained: step known
+        if reliable:
+            self._anchor = (frame_index, image, now[inliers])
+            if count < REKEY_SHARE * self._key_count or count < REKEY_MIN:
+                self._start_keyframe(frame_index, image, mask, now[inliers], now[~inliers])  # chained: step known
         return step
 
 

@@ -11,7 +11,6 @@ from hpe3d.v1 import common_pb2
 from services.common.errors import InvalidInput
 from services.common.video_reader import decoded_frames, frame_rotation_cw, open_video, upright_bgr
 
-from .camera_motion import BackgroundTracker, camera_motion
 from .probe import probe_video
 
 JPEG_QUALITY = 90
@@ -33,46 +32,25 @@ def decode_segment(path: str, start_frame: int, frame_count: int, working_size: 
     before the first frame (reads from the start for frame 0) and decodes forward from there.
     A photo is a 1-frame video. Raises ``InvalidInput`` for a bad range or a file that is neither
     a video nor a photo."""
-    return _decode(path, start_frame, frame_count, working_size, with_camera=False)[0]
-
-
-def decode_segment_with_camera(path: str, start_frame: int, frame_count: int, working_size: int
-                               ) -> tuple[common_pb2.FrameSegment, common_pb2.CameraMotion]:
-    """:func:`decode_segment` and the segment's camera motion (:mod:`.camera_motion`): the background is
-    followed from the frame before the segment (none for the first segment), so the lifter can chain
-    the first frames to the previous segment."""
-    segment, motion = _decode(path, start_frame, frame_count, working_size, with_camera=True)
-    return segment, motion
-
-
-def _decode(path: str, start_frame: int, frame_count: int, working_size: int, with_camera: bool
-            ) -> tuple[common_pb2.FrameSegment, common_pb2.CameraMotion | None]:
     info = probe_video(path)
     if start_frame < 0 or frame_count <= 0:
         raise InvalidInput(f"bad frame range: start_frame={start_frame}, frame_count={frame_count}")
     if start_frame >= info.frame_count:
         raise InvalidInput(f"start_frame {start_frame} is beyond the video's {info.frame_count} frames")
     stop_frame = min(info.frame_count, start_frame + frame_count)
-    first_frame = start_frame - 1 if with_camera and start_frame > 0 else start_frame  # the camera's anchor
     index_of_pts = {pts: i for i, pts in enumerate(info.frame_pts)}
     width, height = working_dimensions(info.width, info.height, working_size)
     segment = common_pb2.FrameSegment(start_frame=start_frame, width=width, height=height,
                                       source_width=info.width, source_height=info.height)
-    tracker = BackgroundTracker(width, height) if with_camera else None
-    steps = []
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    frames = _upright_frames(path, info.seek_target(first_frame), index_of_pts, first_frame, stop_frame,
+    frames = _upright_frames(path, info.seek_target(start_frame), index_of_pts, start_frame, stop_frame,
                              width, height)
     first = next(frames, None)
-    if first is not None and first[0] > first_frame:  # the seek landed after the first frame
+    if first is not None and first[0] > start_frame:  # the seek landed after the first frame
         frames.close()
-        frames = _upright_frames(path, None, index_of_pts, first_frame, stop_frame, width, height)
+        frames = _upright_frames(path, None, index_of_pts, start_frame, stop_frame, width, height)
         first = next(frames, None)
     for index, image in itertools.chain([first] if first is not None else [], frames):
-        if tracker is not None:
-            steps.append(tracker.add(index, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)))
-        if index < start_frame:
-            continue
         ok, jpeg = cv2.imencode(".jpg", image, params)
         if not ok:
             raise RuntimeError(f"JPEG encoding of frame {index} failed")
@@ -82,8 +60,7 @@ def _decode(path: str, start_frame: int, frame_count: int, working_size: int, wi
     if len(segment.jpeg) != expected:
         raise InvalidInput(f"frames {start_frame}..{stop_frame - 1}: only {len(segment.jpeg)} of "
                            f"{expected} decoded (damaged video?)")
-    motion = camera_motion(steps, start_frame, expected, width, height) if tracker is not None else None
-    return segment, motion
+    return segment
 
 
 def _upright_frames(path: str, seek_ts: int | None, index_of_pts: dict[int, int], start_frame: int,

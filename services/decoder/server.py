@@ -1,4 +1,5 @@
-"""gRPC wiring of the decoder: ``Probe`` and ``Decode`` over ``probe_video`` / ``decode_segment``."""
+"""gRPC wiring of the decoder: ``Probe``, ``Decode`` and ``TrackCamera`` over ``probe_video``,
+``decode_segment`` and ``track_segment_camera``."""
 from __future__ import annotations
 
 import grpc
@@ -14,7 +15,8 @@ from services.common.storage import ObjectStore
 
 from .object_cache import DownloadedVideos
 from .probe import probe_video
-from .segments import decode_segment, decode_segment_with_camera
+from .segment_camera import track_segment_camera
+from .segments import decode_segment
 
 
 class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
@@ -34,21 +36,26 @@ class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
         if not request.video.key or not request.output.key:
             raise InvalidInput("video.key and output.key are required")
         path = self.videos.path_of(request.video)
-        size = working_size(request.working_size, self.settings)
-        motion = None
-        if request.camera_output.key:
-            segment, motion = decode_segment_with_camera(path, request.start_frame, request.frame_count, size)
-        else:
-            segment = decode_segment(path, request.start_frame, request.frame_count, size)
-        # the camera motion first: stored frames tell a resumed job that the segment's decoding is done
-        camera = self.store.put_message(request.camera_output.key, motion) if motion is not None else None
+        segment = decode_segment(path, request.start_frame, request.frame_count,
+                                 working_size(request.working_size, self.settings))
         stored = self.store.put_message(request.output.key, segment)
-        reply = common_pb2.SegmentRef(job_id=request.job_id, index=request.index,
-                                      start_frame=segment.start_frame, frame_count=len(segment.jpeg),
-                                      frames=stored)
-        if camera is not None:
-            reply.camera_motion.CopyFrom(camera)
-        return reply
+        return common_pb2.SegmentRef(job_id=request.job_id, index=request.index, start_frame=segment.start_frame,
+                                     frame_count=len(segment.jpeg), frames=stored)
+
+    def TrackCamera(self, request, context) -> common_pb2.ObjectRef:
+        check_job_scope(request, context, self.store.bucket, request.job_id)
+        if not request.frames.key or not request.poses2d.key or not request.output.key:
+            raise InvalidInput("frames.key, poses2d.key and output.key are required")
+        if bool(request.previous_frames.key) != bool(request.previous_poses2d.key):
+            raise InvalidInput("previous_frames and previous_poses2d go together")
+        segment = self.store.get_message(request.frames, common_pb2.FrameSegment)
+        poses = self.store.get_message(request.poses2d, common_pb2.Poses2D)
+        previous = previous_poses = None
+        if request.previous_frames.key:
+            previous = self.store.get_message(request.previous_frames, common_pb2.FrameSegment)
+            previous_poses = self.store.get_message(request.previous_poses2d, common_pb2.Poses2D)
+        motion = track_segment_camera(segment, poses, previous, previous_poses)
+        return self.store.put_message(request.output.key, motion)
 
 
 def register(server: grpc.Server, store: ObjectStore, settings: Settings) -> DecoderServicer:

@@ -4,10 +4,15 @@ The decoder stores, per frame, a homography from a keyframe to the frame (``Came
 :mod:`services.decoder.camera_motion`). :func:`chain_camera_motion` solves each for the rotation and zoom of
 a camera that turns and zooms about a fixed centre (:func:`services.common.rotating_camera.
 rotation_zoom_from_homography`, with the focal length the world placement uses) and chains keyframes to the
-first frame: a frame's orientation is its step times its keyframe's. A frame without a usable step (too
-little background, or before any motion) holds the last known orientation and zoom and says so
-(``CAMERA_HELD``); a step the turn-and-zoom model explains worse than :data:`TRANSLATION_PX` is kept but
-flagged ``CAMERA_TRANSLATED`` (the camera itself probably moved; :func:`translation_warning`).
+first frame: a frame's orientation is its step times its keyframe's. A step the turn-and-zoom model explains
+worse than :data:`TRANSLATION_PX` is kept but flagged ``CAMERA_TRANSLATED`` (the camera itself probably
+moved; :func:`translation_warning`). Frames without a usable step (too little background) are flagged
+``CAMERA_HELD`` and filled in: between two frames of one chain, turned and zoomed evenly from one to the
+other; across a gap after which the decoder had to start a new chain (its orientation relative to the first
+frame unknown), turned on at the camera's turning speed and zoom rate, measured over :data:`SPEED_FRAMES`
+frames at each end of the gap and going linearly from one to the other (a camera, hand-held or on a head,
+keeps turning as it turned; holding it still across the gap would leave the rest of the video off by all
+the turn it missed); after the last usable frame, the last orientation is held.
 
 :func:`estimate_focal` finds the focal length from the same homographies when the camera turned enough to
 show it: the one under which the turn-and-zoom model explains them best (perspective terms of a turn grow
@@ -21,7 +26,8 @@ import numpy as np
 
 from hpe3d.v1 import common_pb2
 from services.common.arrays import from_proto
-from services.common.rotating_camera import rotation_angle_deg, rotation_zoom_from_homography
+from services.common.rotating_camera import (TurnAndZoom, rotation_angle_deg, rotation_from_vector,
+                                             rotation_zoom_from_homography, vector_from_rotation)
 from services.lifter3d.camera import focal_prior
 
 STILL, TRACKED, HELD, TRANSLATED = (common_pb2.CAMERA_STILL, common_pb2.CAMERA_TRACKED, common_pb2.CAMERA_HELD,
@@ -29,6 +35,8 @@ STILL, TRACKED, HELD, TRANSLATED = (common_pb2.CAMERA_STILL, common_pb2.CAMERA_T
 #: RMS distance, pixels of a 640 px working frame, by which a fitted homography may differ from the best
 #: turn-and-zoom model before the frame is flagged as a camera that moved (parallax).
 TRANSLATION_PX = 1.5
+#: Frames over which the camera's turning speed is measured at each end of a gap in the background.
+SPEED_FRAMES = 3
 #: Share of frames flagged ``CAMERA_TRANSLATED`` from which the job is warned.
 TRANSLATION_WARN_SHARE = 0.1
 #: The focal length is estimated only when the steps turn the camera at least this far (degrees) ...
@@ -85,6 +93,114 @@ def _region(step: common_pb2.CameraStep) -> tuple[float, float, float, float] | 
     return (box.x_min, box.y_min, box.x_max, box.y_max) if box.x_max > box.x_min and box.y_max > box.y_min else None
 
 
+class _Chainer:
+    """Builds a :class:`CameraPath` frame by frame (see :func:`chain_camera_motion`)."""
+
+    def __init__(self, steps: dict[int, common_pb2.CameraStep], focal: float, width: float, height: float,
+                 frame_count: int):
+        self.steps, self.focal, self.width, self.height = steps, focal, width, height
+        self.path = CameraPath.still(frame_count)
+        self.known = np.zeros(frame_count, bool)   # orientation measured, relative to the first frame
+
+    def usable(self, t: int) -> common_pb2.CameraStep | None:
+        step = self.steps.get(t)
+        return step if step is not None and step.reliable and 0 <= step.reference_frame <= t else None
+
+    def turn(self, step: common_pb2.CameraStep, reference_zoom: float) -> TurnAndZoom:
+        return rotation_zoom_from_homography(from_proto(step.homography).reshape(3, 3), self.focal * reference_zoom,
+                                             self.width, self.height, _region(step))
+
+    def speed(self, last: int) -> tuple[np.ndarray, float, float]:
+        """Camera-frame turn (rotation vector) and log zoom per frame over the known frames up to ``last``, and
+        the time (frame) they refer to."""
+        path, turns, zooms, times = self.path, [], [], []
+        for t in range(last, max(0, last - SPEED_FRAMES), -1):
+            if not (self.known[t] and self.known[t - 1]):
+                break
+            turns.append(vector_from_rotation(path.to_first[t - 1].T @ path.to_first[t]))
+            zooms.append(np.log(path.zoom[t] / path.zoom[t - 1]))
+            times.append(t - 0.5)
+        if not turns:
+            return np.zeros(3), 0.0, last - 0.5
+        return np.mean(turns, axis=0), float(np.mean(zooms)), float(np.mean(times))
+
+    def speed_after(self, root: int, zoom: float) -> tuple[np.ndarray, float, float] | None:
+        """The same over the first frames of the chain that starts at ``root`` (solved with ``zoom`` for the
+        root), or None when it has no following steps."""
+        rotation, zooms, turns, logs, times = {root: np.eye(3)}, {root: zoom}, [], [], []
+        for t in range(root + 1, min(len(self.path), root + 3 * SPEED_FRAMES + 1)):
+            step = self.usable(t)
+            if len(turns) == SPEED_FRAMES:
+                break
+            if step is None or step.reference_frame not in rotation:
+                continue
+            turn = self.turn(step, zooms[step.reference_frame])
+            rotation[t] = rotation[step.reference_frame] @ turn.rotation.T
+            zooms[t] = zooms[step.reference_frame] * turn.zoom
+            if t - 1 in rotation:
+                turns.append(vector_from_rotation(rotation[t - 1].T @ rotation[t]))
+                logs.append(np.log(zooms[t] / zooms[t - 1]))
+                times.append(t - 0.5)
+        return (np.mean(turns, axis=0), float(np.mean(logs)), float(np.mean(times))) if turns else None
+
+    def carry(self, last: int, root: int, after: tuple[np.ndarray, float, float]) -> None:
+        """Frames ``last + 1 .. root`` (``root`` starts a new chain, unrelated to the frames before it, whose
+        first frames turn at ``after``) turned on from ``last`` at a turning speed and zoom rate that goes
+        linearly, in time, from the one measured before the gap to ``after``; they are flagged held."""
+        path = self.path
+        before = self.speed(last)
+        span = max(after[2] - before[2], 1e-6)
+        for t in range(last + 1, root + 1):
+            share = float(np.clip((t - 0.5 - before[2]) / span, 0.0, 1.0))
+            turn = (1 - share) * before[0] + share * after[0]
+            path.to_first[t] = path.to_first[t - 1] @ rotation_from_vector(turn)
+            path.zoom[t] = path.zoom[t - 1] * np.exp((1 - share) * before[1] + share * after[1])
+            path.quality[t] = HELD
+
+    def interpolate(self, last: int, t: int) -> None:
+        """Frames strictly between ``last`` and ``t`` (both known, in one chain): turned and zoomed evenly from
+        one to the other; flagged held."""
+        path = self.path
+        turn = vector_from_rotation(path.to_first[last].T @ path.to_first[t])
+        ratio = np.log(path.zoom[t] / path.zoom[last])
+        for s in range(last + 1, t):
+            share = (s - last) / (t - last)
+            path.to_first[s] = path.to_first[last] @ rotation_from_vector(share * turn)
+            path.zoom[s] = path.zoom[last] * np.exp(share * ratio)
+            path.quality[s] = HELD
+
+    def run(self) -> CameraPath:
+        path, last = self.path, 0
+        for t in range(len(path)):
+            step = self.usable(t)
+            if t == 0:   # the first frame defines the orientation the others are measured from
+                self.known[0] = True
+                path.quality[0] = TRACKED if step is not None else HELD
+                continue
+            if step is not None and step.reference_frame == t:   # a new chain, unrelated to the frames before
+                after = self.speed_after(t, path.zoom[last])
+                if after is not None:   # (a chain that ends at once tells nothing)
+                    self.carry(last, t, after)
+                    self.known[t], last = True, t
+                continue
+            if step is None or not self.known[step.reference_frame]:
+                continue
+            r = step.reference_frame
+            turn = self.turn(step, path.zoom[r])
+            # turn.rotation: camera r -> camera t; to_first(t) = to_first(r) @ turn^T
+            path.to_first[t] = path.to_first[r] @ turn.rotation.T
+            path.zoom[t] = path.zoom[r] * turn.zoom
+            path.residual_px[t] = turn.residual_px * 640.0 / max(self.width, self.height)
+            path.quality[t] = TRANSLATED if path.residual_px[t] > TRANSLATION_PX else TRACKED
+            self.known[t] = True
+            if t - last > 1:
+                self.interpolate(last, t)
+            last = t
+        for t in range(last + 1, len(path)):   # after the last known frame: held
+            path.to_first[t], path.zoom[t], path.quality[t] = path.to_first[last], path.zoom[last], HELD
+        return path
+
+
 def chain_camera_motion(motions: list[common_pb2.CameraMotion], focal_px: float, width: float, height: float,
                         frame_count: int) -> CameraPath:
     """The camera path of a video (see the module doc).
@@ -99,27 +215,7 @@ def chain_camera_motion(motions: list[common_pb2.CameraMotion], focal_px: float,
         return CameraPath.still(frame_count)
     steps, work_width = _steps_by_frame(motions)
     scale = work_width / width if work_width > 0 else 1.0
-    work_focal, work_height = focal_px * scale, height * scale
-    work_w = width * scale
-    path = CameraPath.still(frame_count)
-    for t in range(frame_count):
-        step = steps.get(t)
-        if t == 0:   # the first frame defines the orientation the others are measured from
-            path.quality[t] = TRACKED if step is not None and step.reliable else HELD
-            continue
-        if step is None or not step.reliable or not 0 <= step.reference_frame < t:
-            path.to_first[t], path.zoom[t] = path.to_first[t - 1], path.zoom[t - 1]
-            path.quality[t] = HELD
-            continue
-        r = step.reference_frame
-        turn = rotation_zoom_from_homography(from_proto(step.homography).reshape(3, 3), work_focal * path.zoom[r],
-                                             work_w, work_height, _region(step))
-        # turn.rotation: camera r -> camera t; to_first(t) = to_first(r) @ turn^T
-        path.to_first[t] = path.to_first[r] @ turn.rotation.T
-        path.zoom[t] = path.zoom[r] * turn.zoom
-        path.residual_px[t] = turn.residual_px * 640.0 / max(work_w, work_height)
-        path.quality[t] = TRANSLATED if path.residual_px[t] > TRANSLATION_PX else TRACKED
-    return path
+    return _Chainer(steps, focal_px * scale, width * scale, height * scale, frame_count).run()
 
 
 def estimate_focal(motions: list[common_pb2.CameraMotion], prior_px: float, width: float, height: float
@@ -181,7 +277,8 @@ def held_warning(path: CameraPath) -> str | None:
     if not held.any():
         return None
     return (f"camera: {held.sum()} of {len(path)} frames showed too little background to follow the camera "
-            f"(a person filling the picture, a blank wall, blur); they keep the last known orientation")
+            f"(a person filling the picture, a blank wall, blur); their orientation is filled in from the frames "
+            f"around them, at the camera's turning speed")
 
 
 def video_camera(motions: list[common_pb2.CameraMotion], focal_px: float, width: float, height: float,

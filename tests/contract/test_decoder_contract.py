@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from hpe3d.v1 import common_pb2, decoder_pb2, decoder_pb2_grpc
+from services.common.arrays import to_proto
+from services.common.rotating_camera import apply_homography
 from services.common import grpc_server
 from services.decoder.server import register
 
@@ -161,41 +163,63 @@ def test_photo_is_a_one_frame_still_image(decoder, store, made):
     assert ref.frame_count == 1 and len(segment.jpeg) == 1 and list(segment.timestamps_s) == [0.0]
 
 
-def test_decode_with_camera_output_stores_the_segments_camera_motion(decoder, store):
+def people_on_the_left(start: int, count: int) -> common_pb2.Poses2D:
+    """2D of a segment with one person per frame whose joints span the left half of the 640 x 360 frame."""
+    joints = np.array([[20 + 280 * (j % 2), 20 + 320 * j / 16, 0.9] for j in range(17)], np.float32)
+    poses = common_pb2.Poses2D(start_frame=start, frame_count=count)
+    for t in range(start, start + count):
+        poses.frames.add(frame_index=t).persons.add(track_id=0, coco17=to_proto(joints))
+    return poses
+
+
+def test_track_camera_stores_the_segments_camera_motion_without_the_people(decoder, store):
     stub, _ = decoder
     video = upload(store, "two_people_office_24f.mp4")
-    refs = []
+    frames, poses = [], []
     for index, start in enumerate((0, 12)):
-        refs.append(stub.Decode(decoder_pb2.DecodeRequest(
+        frames.append(stub.Decode(decoder_pb2.DecodeRequest(
             job_id=JOB, index=index, video=video, start_frame=start, frame_count=12, working_size=320,
-            output=store.ref(f"jobs/{JOB}/cam/{index:05d}/frames.pb"),
-            camera_output=store.ref(f"jobs/{JOB}/cam/{index:05d}/camera.pb"))))
-    assert refs[1].camera_motion.key == f"jobs/{JOB}/cam/00001/camera.pb"
-    first, second = (store.get_message(r.camera_motion, common_pb2.CameraMotion) for r in refs)
+            output=store.ref(f"jobs/{JOB}/cam/{index:05d}/frames.pb"))).frames)
+        poses.append(store.put_message(f"jobs/{JOB}/cam/{index:05d}/poses2d.pb", people_on_the_left(start, 12)))
+    requests = [decoder_pb2.TrackCameraRequest(job_id=JOB, frames=frames[0], poses2d=poses[0],
+                                               output=store.ref(f"jobs/{JOB}/cam/00000/camera.pb")),
+                decoder_pb2.TrackCameraRequest(job_id=JOB, frames=frames[1], poses2d=poses[1],
+                                               previous_frames=frames[0], previous_poses2d=poses[0],
+                                               output=store.ref(f"jobs/{JOB}/cam/00001/camera.pb"))]
+    refs = [stub.TrackCamera(r) for r in requests]
+    assert refs[1].key == f"jobs/{JOB}/cam/00001/camera.pb"
+    first, second = (store.get_message(r, common_pb2.CameraMotion) for r in refs)
     assert (second.start_frame, second.frame_count, second.width, second.height) == (12, 12, 320, 180)
     assert [s.frame_index for s in second.steps] == list(range(12, 24))
     # the segment's first frame is measured from the previous segment's last frame, so the lifter can chain
     assert first.steps[0].reference_frame == 0 and second.steps[0].reference_frame == 11
-    assert all(s.reliable and s.points >= 20 for s in first.steps)
-    still = np.stack([np.reshape(s.homography.values, (3, 3)) for s in second.steps])  # a still camera
-    assert np.abs(still[:, :2, :2] - np.eye(2)).max() < 0.01 and np.abs(still[:, :2, 2]).max() < 1.0
-    # idempotent, and the frames are what a plain Decode writes
-    again = stub.Decode(decoder_pb2.DecodeRequest(
-        job_id=JOB, index=1, video=video, start_frame=12, frame_count=12, working_size=320,
-        output=refs[1].frames, camera_output=refs[1].camera_motion))
-    assert store.get_message(again.camera_motion, common_pb2.CameraMotion) == second
-    plain = stub.Decode(decoder_pb2.DecodeRequest(job_id=JOB, index=1, video=video, start_frame=12, frame_count=12,
-                                                  working_size=320, output=store.ref(f"jobs/{JOB}/cam/plain.pb")))
-    assert not plain.camera_motion.key
-    assert store.get_message(plain.frames, common_pb2.FrameSegment) == store.get_message(refs[1].frames,
-                                                                                        common_pb2.FrameSegment)
+    assert all(s.reliable and s.points >= 20 for s in list(first.steps) + list(second.steps))
+    # the person's padded box (x < 160 + padding at the 320 px working size) holds none of the fit's points
+    assert min(s.support.x_min for s in list(first.steps) + list(second.steps)) > 160
+    for s in second.steps:   # a still camera: where the fit's points are, pixels stay put
+        box = s.support
+        grid = np.stack(np.meshgrid(np.linspace(box.x_min, box.x_max, 5), np.linspace(box.y_min, box.y_max, 5)),
+                        -1).reshape(-1, 2)
+        moved = apply_homography(np.reshape(s.homography.values, (3, 3)), grid)
+        assert np.abs(moved - grid).max() < 0.5, s.frame_index
+    # idempotent
+    assert stub.TrackCamera(requests[1]) == refs[1]
+    assert store.get_message(refs[1], common_pb2.CameraMotion) == second
 
 
-def test_camera_output_outside_the_job_is_refused(decoder, store):
+def test_track_camera_refuses_objects_outside_the_job_and_half_a_previous_segment(decoder, store):
     stub, _ = decoder
     video = upload(store, "two_people_office_24f.mp4")
+    frames = stub.Decode(decoder_pb2.DecodeRequest(job_id=JOB, video=video, start_frame=0, frame_count=4,
+                                                   working_size=320,
+                                                   output=store.ref(f"jobs/{JOB}/cam/x/frames.pb"))).frames
+    poses = store.put_message(f"jobs/{JOB}/cam/x/poses2d.pb", people_on_the_left(0, 4))
     with pytest.raises(grpc.RpcError) as err:
-        stub.Decode(decoder_pb2.DecodeRequest(job_id=JOB, video=video, start_frame=0, frame_count=4,
-                                              output=store.ref(f"jobs/{JOB}/cam/x.pb"),
-                                              camera_output=store.ref("jobs/another-job/camera.pb")))
+        stub.TrackCamera(decoder_pb2.TrackCameraRequest(job_id=JOB, frames=frames, poses2d=poses,
+                                                        output=store.ref("jobs/another-job/camera.pb")))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as err:
+        stub.TrackCamera(decoder_pb2.TrackCameraRequest(job_id=JOB, frames=frames, poses2d=poses,
+                                                        previous_frames=frames,
+                                                        output=store.ref(f"jobs/{JOB}/cam/x/camera.pb")))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "previous_poses2d" in err.value.details()

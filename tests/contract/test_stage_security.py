@@ -150,6 +150,16 @@ def test_decoder_refuses_another_jobs_objects(stages, store):
     assert ref.frame_count == 4 and store.exists(ref.frames)
 
 
+def test_decoder_track_camera_refuses_another_jobs_segments(stages, store):
+    stub = stages["decoder"]
+    err = denied(stub.TrackCamera, decoder_pb2.TrackCameraRequest(
+        job_id=OWN, frames=own(store, "segments/00001/frames.pb"), poses2d=own(store, "segments/00001/poses2d.pb"),
+        previous_frames=own(store, "segments/00000/frames.pb"),
+        previous_poses2d=other(store, "segments/00000/poses2d.pb"), output=own(store, "segments/00001/camera.pb")))
+    assert_outside(err, f"jobs/{OTHER}/segments/00000/poses2d.pb")
+    assert "previous_poses2d" in err.details() and not store.exists(f"jobs/{OWN}/segments/00001/camera.pb")
+
+
 def test_escapes_and_disagreements_are_refused(stages, store):
     stub = stages["decoder"]
     video = own(store, "input/clip.mp4")

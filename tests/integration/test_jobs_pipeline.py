@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from gateway.jobs.events import JobEvent
-from gateway.jobs.manifest import JobManifest, JobState, new_job_id, segment_keys
+from gateway.jobs.manifest import JobManifest, JobState, new_job_id, segment_camera_key, segment_keys
 from gateway.jobs.manifest_store import ManifestStore
 from gateway.jobs.outage import Backoff, OutagePolicy
 from gateway.worker.pipeline import JobHandedBack, JobPipeline
@@ -33,6 +33,8 @@ class FakeStages:
     failures: dict[str, list[grpc.aio.AioRpcError]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, job id from metadata)
     decoded: list[int] = field(default_factory=list)
+    tracked: list[tuple[str, str, str]] = field(default_factory=list)  # TrackCamera: frames, previous frames, 2D
+    lifted_cameras: list[str] = field(default_factory=list)  # the camera motions the lifter was given
 
     def _enter(self, method: str, metadata) -> None:
         self.calls.append((method, dict(metadata).get("x-job-id", "")))
@@ -53,6 +55,13 @@ class FakeStages:
         return common_pb2.SegmentRef(job_id=request.job_id, index=request.index, start_frame=request.start_frame,
                                      frame_count=request.frame_count, frames=request.output)
 
+    async def TrackCamera(self, request, metadata=(), timeout=None):
+        self._enter("TrackCamera", metadata)
+        assert self.store.exists(request.poses2d)   # after the segment's 2D
+        self.tracked.append((request.frames.key, request.previous_frames.key, request.previous_poses2d.key))
+        self.store.put_message(request.output.key, common_pb2.CameraMotion())
+        return request.output
+
     # Pose2D
     async def Estimate(self, request, metadata=(), timeout=None):
         self._enter("Estimate", metadata)
@@ -66,6 +75,7 @@ class FakeStages:
     async def _lift(self, request, metadata):
         self._enter("Lift", metadata)
         assert len(request.segments) == -(-self.frame_count // 128)
+        self.lifted_cameras = [ref.key for ref in request.camera_motions]
         for done in (1, 2):
             yield lifter3d_pb2.LiftUpdate(progress=common_pb2.Progress(stage="lifter3d", done=done, total=2))
         self.store.put_message(request.output.key, common_pb2.Poses3D(model="fake"))
@@ -140,6 +150,28 @@ def test_job_runs_every_stage_and_records_progress(store, settings):
     assert events[-1].name == "done" and events[-1].payload.state == JobState.succeeded
     assert any(e.name == "progress" and e.payload.stage == "lifter3d" for e in events)
     assert any(e.name == "progress" and e.payload.state == JobState.running for e in events)
+
+
+def test_camera_motion_follows_the_2d_and_reaches_the_lifter(store, settings):
+    fake = FakeStages(store)
+    job = new_job(store)
+    result = asyncio.run(make_pipeline(settings, store, fake).run(job))
+    assert result.state == JobState.succeeded, result.error
+    methods = [m for m, _ in fake.calls]
+    assert methods.count("TrackCamera") == 3
+    assert max(i for i, m in enumerate(methods) if m == "Estimate") < methods.index("TrackCamera")
+    assert methods.index("Lift") > max(i for i, m in enumerate(methods) if m == "TrackCamera")
+    frames = [segment_keys(job.id, i)[0] for i in range(3)]
+    poses = [segment_keys(job.id, i)[1] for i in range(3)]
+    # each segment is anchored to the previous one (its frames and 2D); the first to none
+    assert sorted(fake.tracked) == sorted([(frames[0], "", ""), (frames[1], frames[0], poses[0]),
+                                           (frames[2], frames[1], poses[1])])
+    assert fake.lifted_cameras == [segment_camera_key(job.id, i) for i in range(3)]
+    # resumed: stored camera motion is not tracked again
+    fake.calls.clear()
+    store.delete_prefix(job.poses3d_key)
+    asyncio.run(make_pipeline(settings, store, fake).run(job))
+    assert "TrackCamera" not in [m for m, _ in fake.calls]
 
 
 def test_running_job_is_owned_with_a_lease(store, settings):

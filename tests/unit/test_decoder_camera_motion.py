@@ -12,6 +12,7 @@ import pytest
 from services.common.rotating_camera import (apply_homography, intrinsics, rotation_angle_deg, rotation_from_vector,
                                              rotation_zoom_from_homography)
 from services.common.video_reader import decoded_frames, open_video
+from services.decoder import camera_motion as camera_motion_module
 from services.decoder.camera_motion import MIN_INLIERS, BackgroundTracker, camera_motion
 
 CLIP = Path(__file__).resolve().parent.parent / "data" / "two_people_office_24f.mp4"
@@ -95,9 +96,22 @@ def test_too_little_background_is_flagged_not_guessed(clip):
     blank = [np.full((SRC_H, SRC_W, 3), 128, np.uint8) for _ in range(5)]
     steps = follow(blank)
     assert not any(s.reliable for s in steps)
-    # a picture that goes blank mid-clip: the blank frames are flagged, a new chain starts after them
+    # a picture that goes blank mid-clip: the blank frames are flagged; the first frame after them is matched
+    # straight to the last one before them, so the chain goes on across the gap
     mixed = clip[:6] + blank[:3] + clip[9:14]
     steps = follow(mixed)
+    assert all(s.reliable for s in steps[:6]) and not any(s.reliable for s in steps[6:9])
+    assert steps[9].reference_frame == 5 and steps[9].reliable and steps[10].reference_frame == 9
+    assert all(s.reliable for s in steps[9:])
+    for s in steps[9:]:   # a still camera: where the points are, pixels stay put
+        grid = support_grid(s.support)
+        assert np.median(np.linalg.norm(apply_homography(s.homography, grid) - grid, axis=1)) < 0.2
+
+
+def test_after_a_gap_longer_than_the_bridge_a_new_chain_starts(clip, monkeypatch):
+    monkeypatch.setattr(camera_motion_module, "BRIDGE_FRAMES", 2)
+    blank = [np.full((SRC_H, SRC_W, 3), 128, np.uint8) for _ in range(3)]
+    steps = follow(clip[:6] + blank + clip[9:14])
     assert all(s.reliable for s in steps[:6]) and not any(s.reliable for s in steps[6:9])
     assert steps[9].reference_frame == 9 and steps[10].reference_frame == 9 and steps[10].reliable
 

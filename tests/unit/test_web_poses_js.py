@@ -91,3 +91,25 @@ const times = [0, 0.1, 0.2, 0.3];
 console.log(JSON.stringify([-1, 0, 0.05, 0.1, 0.299, 0.29995, 0.3, 9].map((t) => poses.frameAtTime(times, t))));
 """)
     assert out == [0, 0, 0, 1, 2, 3, 3, 3]  # within 0.1 ms of a frame counts as that frame
+
+
+def test_per_frame_camera_is_read_for_the_frustum():
+    turned = [0.9990482, 0.0, 0.0436194, 0.0]   # 5 degrees about y
+    doc = {"schema_version": "2.0", "video": {"fps": 10, "width": 640, "height": 360},
+           "camera": {"focal_px": 500, "focal_from_prior": False, "pitch_deg": 10.0, "height_m": 1.6},
+           "frames": [{"index": i, "timestamp_s": i / 10,
+                       "camera": {"rotation": [1, 0, 0, 0] if i == 0 else turned, "focal_px": 500 + 50 * i,
+                                  "quality": "tracked" if i < 2 else "held"},
+                       "persons": [{"track_id": 0, "keypoints_3d_world": pose(0)}]} for i in range(3)]}
+    without = {**doc, "frames": [{**f, "camera": None} for f in doc["frames"]]}
+    out = run_node(f"""
+const m = poses.parsePoses({json.dumps(doc)});
+const none = poses.parsePoses({json.dumps(without)});
+const c = m.cameraPath;
+console.log(JSON.stringify({{centre: c.centre, size: [c.width, c.height], rotation: Array.from(c.rotation),
+  focal: Array.from(c.focal), quality: c.quality, none: none.cameraPath}}));
+""")
+    assert out["centre"] == [0, 1.6, 0] and out["size"] == [640, 360]   # the camera stands at its height
+    assert out["rotation"] == pytest.approx([1, 0, 0, 0] + turned * 2, abs=1e-6)
+    assert out["focal"] == [500, 550, 600] and out["quality"] == ["tracked", "tracked", "held"]
+    assert out["none"] is None

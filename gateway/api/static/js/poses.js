@@ -105,6 +105,32 @@ export function parsePoses(doc) {
     anglesFrom: angleInfo.length ? "poses.json" : null,
     warnings: doc.warnings || [],
     camera: doc.camera || null,
+    cameraPath: parseCameraPath(doc, frames),
+  };
+}
+
+/**
+ * The video camera in every frame, from frames[].camera and the top-level camera's height:
+ * {centre: [x, y, z] (world, metres; the camera turns and zooms but stays there), width, height (pixels),
+ *  rotation: Float32Array [F*4] camera -> world quaternions (w, x, y, z), focal: Float32Array [F] pixels,
+ *  quality: [F] strings}, or null when the file has no per-frame camera.
+ */
+function parseCameraPath(doc, frames) {
+  const F = frames.length;
+  if (!doc.camera || !F || !frames.every((f) => f.camera && Array.isArray(f.camera.rotation))) return null;
+  const rotation = new Float32Array(F * 4);
+  const focal = new Float32Array(F);
+  frames.forEach((f, i) => {
+    rotation.set(f.camera.rotation.slice(0, 4), i * 4);
+    focal[i] = f.camera.focal_px;
+  });
+  return {
+    centre: [0, doc.camera.height_m, 0],
+    width: doc.video?.width || 0,
+    height: doc.video?.height || 0,
+    rotation,
+    focal,
+    quality: frames.map((f) => f.camera.quality),
   };
 }
 

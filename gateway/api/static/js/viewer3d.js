@@ -1,7 +1,9 @@
 // The interactive 3D view of one job: every person's Human3.6M-17 skeleton in the shared world
 // frame (metres, y up, floor at y = 0; x right and z towards the video camera), a floor grid with
 // 0.5 m cells, each person's pelvis trail up to the shown frame, feet on the ground marked green,
-// orbit / zoom / pan with the mouse or fingers (OrbitControls). It draws only when something changed (frame, selection, camera, size).
+// the video camera's frustum as it turns and zooms (poses.json's per-frame camera; a camera that did not
+// move is not drawn), orbit / zoom / pan
+// with the mouse or fingers (OrbitControls). It draws only when something changed (frame, selection, camera, size).
 
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
@@ -120,6 +122,47 @@ class PersonFigure {
   }
 }
 
+const FRUSTUM_DEPTH_M = 0.8;
+const FRUSTUM_COLOUR = 0xfbbf24;
+
+/** The video camera's frustum: lines from its centre to the picture's corners at FRUSTUM_DEPTH_M and the
+ * picture's outline, turned to each frame's rotation and as wide as its focal length makes it. */
+export class CameraFrustum {
+  constructor(path) {
+    this.path = path;
+    this.segments = [0, 1, 0, 2, 0, 3, 0, 4, 1, 2, 2, 3, 3, 4, 4, 1]; // point pairs of worldCorners()
+    this.positions = new Float32Array(this.segments.length * 3);
+    const geometry = new THREE.BufferGeometry();
+    geometry.setAttribute("position", new THREE.BufferAttribute(this.positions, 3));
+    this.lines = new THREE.LineSegments(geometry, new THREE.LineBasicMaterial({ color: FRUSTUM_COLOUR }));
+    this.lines.frustumCulled = false;
+    this.group = new THREE.Group();
+    this.group.add(this.lines);
+    this.group.position.fromArray(path.centre);
+  }
+
+  /** The centre, then the picture's corners (top-left, top-right, bottom-right, bottom-left) at
+   * FRUSTUM_DEPTH_M in frame i, relative to the camera centre, in world axes (camera x right, y down,
+   * z forward, turned by the frame's camera -> world quaternion). */
+  worldCorners(i) {
+    const { width, height, rotation, focal } = this.path;
+    const q = new THREE.Quaternion(rotation[i * 4 + 1], rotation[i * 4 + 2], rotation[i * 4 + 3], rotation[i * 4]);
+    const x = (width / 2 / focal[i]) * FRUSTUM_DEPTH_M;
+    const y = (height / 2 / focal[i]) * FRUSTUM_DEPTH_M;
+    return [new THREE.Vector3(0, 0, 0), ...[[-x, -y], [x, -y], [x, y], [-x, y]].map(([cx, cy]) =>
+      new THREE.Vector3(cx, cy, FRUSTUM_DEPTH_M).applyQuaternion(q))];
+  }
+
+  show(i) {
+    const here = i >= 0 && i < this.path.focal.length && this.path.focal[i] > 0;
+    this.group.visible = here;
+    if (!here) return;
+    const pts = this.worldCorners(i);
+    this.segments.forEach((k, n) => pts[k].toArray(this.positions, n * 3));
+    this.lines.geometry.attributes.position.needsUpdate = true;
+  }
+}
+
 export class PoseViewer {
   /**
    * container: an element sized by CSS; model: parsePoses(); the canvas fills the container.
@@ -148,6 +191,10 @@ export class PoseViewer {
     const ok = min.every(Number.isFinite);
     const lo = ok ? min : [-1, 0, -1];
     const hi = ok ? max : [1, 1.8, 1];
+    const moving = model.cameraPath && model.cameraPath.quality.some((q) => q !== "still");
+    if (moving) { // the turning camera is part of the scene: keep it in view
+      model.cameraPath.centre.forEach((v, a) => { lo[a] = Math.min(lo[a], v); hi[a] = Math.max(hi[a], v); });
+    }
     this.centre = new THREE.Vector3((lo[0] + hi[0]) / 2, Math.max(0.9, (hi[1] - Math.max(lo[1], 0)) / 2), (lo[2] + hi[2]) / 2);
     const span = Math.max(hi[0] - lo[0], hi[2] - lo[2], hi[1], 2);
     const cells = Math.ceil((span + 2) / GRID_CELL_M / 2) * 2;
@@ -157,6 +204,9 @@ export class PoseViewer {
     const axes = new THREE.AxesHelper(0.5);
     axes.position.set(grid.position.x - (cells * GRID_CELL_M) / 2, 0.003, grid.position.z + (cells * GRID_CELL_M) / 2);
     this.scene.add(axes);
+
+    this.frustum = moving ? new CameraFrustum(model.cameraPath) : null;
+    if (this.frustum) this.scene.add(this.frustum.group);
 
     this.figures = new Map();
     for (const track of model.tracks.values()) this.addTrack(track);
@@ -244,6 +294,7 @@ export class PoseViewer {
     if (!this.figures) return;
     this.followSelected();
     for (const [id, figure] of this.figures) figure.show(this.frame, id === this.selected);
+    if (this.frustum) this.frustum.show(this.frame);
     this.renderer.render(this.scene, this.camera);
     this.container.dataset.frame = String(this.frame);
   }
