@@ -43,6 +43,10 @@ class WeightsMissing(FileNotFoundError):
     """A model's weights file is absent; the message says which file to supply and where."""
 
 
+class ModelNotServed(LookupError):
+    """The model server this stage calls has never served the model asked for (not in its repository)."""
+
+
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, OutsideJob):
         return grpc.StatusCode.PERMISSION_DENIED
@@ -54,6 +58,6 @@ def status_code_for(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, (StorageUnavailable, DependencyUnavailable)):
         return grpc.StatusCode.UNAVAILABLE
-    if isinstance(exc, WeightsMissing):
+    if isinstance(exc, (WeightsMissing, ModelNotServed)):
         return grpc.StatusCode.FAILED_PRECONDITION
     return grpc.StatusCode.INTERNAL
