@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 
+from .cancellation import CallCancelled
 from .job_scope import OutsideJob
 from .storage import ObjectNotFound, StorageUnavailable
 
@@ -48,6 +49,8 @@ class ModelNotServed(LookupError):
 
 
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, CallCancelled):
+        return grpc.StatusCode.DEADLINE_EXCEEDED if exc.deadline_passed else grpc.StatusCode.CANCELLED
     if isinstance(exc, OutsideJob):
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(exc, InvalidInput):
