@@ -159,6 +159,50 @@ def test_artifact_ranges_and_the_etag_check(client, store):
     assert changed.status_code == 409 and "changed in storage" in changed.json()["detail"]
 
 
+def _finished_job_with(store, body: bytes) -> tuple[str, str, str]:
+    """A succeeded job whose render.mp4 is ``body``: (artefact URL, object key, its ETag)."""
+    job_id = new_job_id()
+    key = f"jobs/{job_id}/output/render.mp4"
+    store.put_bytes(key, body, "video/mp4")
+    size, etag = store.stat(key)
+    manifest = JobManifest(id=job_id, input_key="k", input_name="k", state="succeeded",
+                           artifacts={"render.mp4": StoredArtifact(key=key, content_type="video/mp4",
+                                                                   size_bytes=size, etag=etag)})
+    store.put_bytes(manifest.key, manifest.to_json())
+    return f"/v1/jobs/{job_id}/artifacts/render.mp4", key, etag
+
+
+def test_an_object_replaced_by_one_of_the_same_size_is_refused_by_its_etag(client, store):
+    body = bytes(range(256)) * 4
+    url, key, etag = _finished_job_with(store, body)
+    same_size = bytes(reversed(body))
+    store.put_bytes(key, same_size, "video/mp4")
+    assert store.stat(key)[0] == len(body) and store.stat(key)[1] != etag   # only the ETag tells
+    for headers in ({}, {"Range": "bytes=0-99"}):
+        changed = client.get(url, headers=headers)
+        assert changed.status_code == 409 and "changed in storage" in changed.json()["detail"]
+
+
+def test_an_object_replaced_between_the_check_and_the_read_is_never_sent_under_the_old_etag(client, store,
+                                                                                          monkeypatch):
+    body = bytes(range(256)) * 4
+    url, key, etag = _finished_job_with(store, body)
+    replacement = bytes(reversed(body))
+    stat = store.stat
+
+    def stat_then_replace(ref):  # the object is replaced right after the API checked it
+        checked = stat(ref)
+        store.put_bytes(key, replacement, "video/mp4")
+        return checked
+    monkeypatch.setattr(store, "stat", stat_then_replace)
+    for headers in ({}, {"Range": "bytes=10-99"}):
+        store.put_bytes(key, body, "video/mp4")
+        answer = client.get(url, headers=headers)
+        assert answer.status_code == 409, (answer.status_code, answer.headers.get("etag"))
+        assert "while it was being sent" in answer.json()["detail"]
+        assert replacement[:90] not in answer.content
+
+
 def test_storage_down_is_503_with_the_reason(api_settings):
     dead = ObjectStore(f"127.0.0.1:{free_port()}", "a", "b", "hpe3d", retries=0)
     with TestClient(create_app(api_settings, dead)) as c:
