@@ -226,16 +226,61 @@ def test_queue_down_refuses_submissions_with_503(settings, store):
         assert not ready["ready"] and not ready["dependencies"]["nats"]["ok"]
 
 
-def test_operations_endpoints(client):
+def test_operations_endpoints(client, api_settings):
+    from gateway.api.operations_app import create_operations_app
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 503
     deps = ready.json()["dependencies"]
     assert set(deps) == {"s3", "nats", "triton", "decoder", "pose2d", "lifter3d", "renderer"}
     assert deps["s3"]["ok"] and deps["nats"]["ok"] and not deps["decoder"]["ok"] and not deps["triton"]["ok"]
-    metrics = client.get("/metrics").text
-    assert "hpe3d_gateway_upload_bytes_total" in metrics and "hpe3d_gateway_jobs_submitted_total" in metrics
+    # the public answer names no address and no error: those are for operators, on the operations port
+    assert all(set(d) == {"ok"} for d in deps.values())
+    for secret in (api_settings.decoder_addr, api_settings.triton_url, api_settings.s3_endpoint, "UNAVAILABLE"):
+        assert secret not in ready.text
+    assert client.get("/metrics").status_code == 404
+    with TestClient(create_operations_app(client.app)) as ops:
+        detailed = ops.get("/readyz")
+        assert detailed.status_code == 503
+        detail = detailed.json()["dependencies"]
+        assert detail["decoder"]["detail"].startswith("UNAVAILABLE") and api_settings.decoder_addr in detail["decoder"]["detail"]
+        metrics = ops.get("/metrics").text
+        assert "hpe3d_gateway_upload_bytes_total" in metrics and "hpe3d_gateway_jobs_submitted_total" in metrics
     assert client.get("/").status_code == 200
+
+
+def test_the_api_process_serves_its_operations_port_apart(api_settings, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    api_port, ops_port = free_port(), free_port()
+    env = {**os.environ, **dataclasses.replace(api_settings, metrics_port=ops_port).env()}
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.api", "--port", str(api_port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "api.log", "w"))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=2).status_code == 200 and \
+                        httpx.get(f"http://127.0.0.1:{ops_port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "api.log").read_text()[-2000:]
+            time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=5).status_code == 404
+        assert "hpe3d_gateway_upload_bytes_total" in httpx.get(f"http://127.0.0.1:{ops_port}/metrics", timeout=5).text
+        public = httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=10)
+        detailed = httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=10).json()
+        assert public.status_code == 503 and api_settings.decoder_addr not in public.text
+        assert "detail" in detailed["dependencies"]["decoder"]
+        assert httpx.get(f"http://127.0.0.1:{ops_port}/v1/jobs", timeout=5).status_code == 404   # no API there
+    finally:
+        proc.terminate()   # uvicorn shuts down gracefully, then ends by the signal it caught
+        assert proc.wait(timeout=40) in (0, -15)
+        assert "Application shutdown complete" in (tmp_path / "api.log").read_text()
 
 
 def test_openapi_documents_errors_and_bounds(client):
