@@ -99,19 +99,19 @@ def test_pose2d_stops_and_writes_nothing_once_the_call_has_ended(pose2d, store, 
     started = time.monotonic()
     stub.Estimate(whole, timeout=300)
     full_s = time.monotonic() - started
-    assert full_s > 1.5, f"the segment took only {full_s:.2f} s: too short to stop it half-way"
+    end_after_s = full_s / 3   # the call ends a third of the way through the segment
 
     request = estimate_request(store, long_segment, f"ended-{how.replace(' ', '-')}")
     models.calls.clear()
     started = time.monotonic()
     if how == "deadline":
         with pytest.raises(grpc.RpcError) as caught:
-            stub.Estimate(request, timeout=0.6)
+            stub.Estimate(request, timeout=end_after_s)
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        ended = started + 0.6
+        ended = started + end_after_s
     else:
         call = stub.Estimate.future(request, timeout=300)
-        time.sleep(0.6)
+        time.sleep(end_after_s)
         assert call.cancel()
         ended = time.monotonic()
     last_call = quiet_since(models.calls, quiet_s=1.0, limit_s=full_s + 10)
@@ -146,10 +146,9 @@ def test_decoder_writes_no_segment_after_its_deadline(decoder, store, long_video
     started = time.monotonic()
     decoder.Decode(request("decoded-whole"), timeout=300)   # also downloads the video once
     full_s = time.monotonic() - started
-    assert full_s > 1.0, f"the decode took only {full_s:.2f} s: too short to stop it half-way"
     late = request("decoded-late")
     with pytest.raises(grpc.RpcError) as caught:
-        decoder.Decode(late, timeout=0.3)
+        decoder.Decode(late, timeout=full_s / 4)   # the deadline passes a quarter of the way through
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     time.sleep(full_s + 1.0)
     assert not store.exists(late.output), "the decoder wrote its segment after the call's deadline"
@@ -203,12 +202,11 @@ def test_lifter_stops_between_tracks_and_writes_nothing_after_its_deadline(lifte
     updates = list(stub.Lift(request("lifted-whole"), timeout=300))
     full_s = time.monotonic() - started
     assert updates[-1].HasField("result") and len(updates[-1].result.poses.tracks) == persons
-    assert full_s > 1.5, f"the lift took only {full_s:.2f} s: too short to stop it half-way"
     late = request("lifted-late")
     forwards.clear()
     started = time.monotonic()
-    with pytest.raises(grpc.RpcError) as caught:
-        list(stub.Lift(late, timeout=0.5))
+    with pytest.raises(grpc.RpcError) as caught:   # the deadline passes before the second track is lifted
+        list(stub.Lift(late, timeout=full_s / 10))
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     time.sleep(max(0.0, started + full_s + 1.0 - time.monotonic()))
     # one forward pass per track: it stops at the next track instead of lifting every one of them

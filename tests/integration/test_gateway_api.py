@@ -132,33 +132,6 @@ def test_a_running_job_without_a_live_owner_shows_recovering(client, store):
     assert client.get(f"/v1/jobs/{job.id}").json()["state"] == "recovering"
 
 
-def test_artifact_ranges_and_the_etag_check(client, store):
-    job_id = new_job_id()
-    body = bytes(range(256)) * 4
-    key = f"jobs/{job_id}/output/render.mp4"
-    store.put_bytes(key, body, "video/mp4")
-    size, etag = store.stat(key)
-    manifest = JobManifest(id=job_id, input_key="k", input_name="k", state="succeeded",
-                           artifacts={"render.mp4": StoredArtifact(key=key, content_type="video/mp4",
-                                                                   size_bytes=size, etag=etag)})
-    store.put_bytes(manifest.key, manifest.to_json())
-    url = f"/v1/jobs/{job_id}/artifacts/render.mp4"
-    whole = client.get(url)
-    assert whole.status_code == 200 and whole.content == body and whole.headers["accept-ranges"] == "bytes"
-    assert whole.headers["content-type"] == "video/mp4" and whole.headers["etag"] == f'"{etag}"'
-    part = client.get(url, headers={"Range": "bytes=100-199"})
-    assert part.status_code == 206 and part.content == body[100:200]
-    assert part.headers["content-range"] == f"bytes 100-199/{len(body)}"
-    assert client.get(url, headers={"Range": f"bytes={len(body)}-"}).status_code == 416
-    assert client.get(f"/v1/jobs/{job_id}/artifacts/nope.bin").status_code == 404
-    assert client.get(f"/v1/jobs/{new_job_id()}").status_code == 404
-    assert client.get("/v1/jobs/not-an-id").status_code == 404
-    # an object overwritten after the job finished is not served
-    store.put_bytes(key, b"someone else's bytes", "video/mp4")
-    changed = client.get(url)
-    assert changed.status_code == 409 and "changed in storage" in changed.json()["detail"]
-
-
 def _finished_job_with(store, body: bytes) -> tuple[str, str, str]:
     """A succeeded job whose render.mp4 is ``body``: (artefact URL, object key, its ETag)."""
     job_id = new_job_id()
@@ -170,6 +143,25 @@ def _finished_job_with(store, body: bytes) -> tuple[str, str, str]:
                                                                    size_bytes=size, etag=etag)})
     store.put_bytes(manifest.key, manifest.to_json())
     return f"/v1/jobs/{job_id}/artifacts/render.mp4", key, etag
+
+
+def test_artifact_ranges_and_the_etag_check(client, store):
+    body = bytes(range(256)) * 4
+    url, key, etag = _finished_job_with(store, body)
+    whole = client.get(url)
+    assert whole.status_code == 200 and whole.content == body and whole.headers["accept-ranges"] == "bytes"
+    assert whole.headers["content-type"] == "video/mp4" and whole.headers["etag"] == f'"{etag}"'
+    part = client.get(url, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == body[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(body)}"
+    assert client.get(url, headers={"Range": f"bytes={len(body)}-"}).status_code == 416
+    assert client.get(url.rsplit("/", 1)[0] + "/nope.bin").status_code == 404
+    assert client.get(f"/v1/jobs/{new_job_id()}").status_code == 404
+    assert client.get("/v1/jobs/not-an-id").status_code == 404
+    # an object overwritten after the job finished is not served
+    store.put_bytes(key, b"someone else's bytes", "video/mp4")
+    changed = client.get(url)
+    assert changed.status_code == 409 and "changed in storage" in changed.json()["detail"]
 
 
 def test_an_object_replaced_by_one_of_the_same_size_is_refused_by_its_etag(client, store):
