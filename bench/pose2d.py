@@ -8,7 +8,8 @@ resized to ``--size`` first, then turned into one FrameSegment as the decoder st
 at the 640 px working size, source size = ``--size``): none of that is timed. Timed, per mode:
 
 * grpc    Estimate over gRPC to a real pose2d server process, reading the segment from SeaweedFS
-          (S3) and calling the PyTriton host: what the gateway sees (output not stored).
+          (S3), calling the PyTriton host and storing its result in S3 (a new key each call): what a job
+          worker sees, S3 in and out.
 * direct  ``estimate_segment`` in this process against the same Triton host (no gRPC, no S3).
 * local   ``estimate_segment`` with the models in this process (LiteRT, no Triton): the floor.
 
@@ -23,6 +24,7 @@ Skips with a message when the clip is absent.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -154,13 +156,16 @@ def main() -> None:
                 from services.common.storage import ObjectStore
                 store = ObjectStore.from_settings(stack.settings)
                 ref = store.put_message("jobs/bench/segments/00000/frames.pb", segment)  # a stage call stays in its job
-                request = pose2d_pb2.EstimateRequest(
-                    segment=common_pb2.SegmentRef(job_id="bench", frames=ref, frame_count=frames),
-                    max_persons=args.max_persons)
+                calls = itertools.count()
+
+                def request() -> pose2d_pb2.EstimateRequest:  # a new output each call: computed, then stored
+                    return pose2d_pb2.EstimateRequest(
+                        segment=common_pb2.SegmentRef(job_id="bench", frames=ref, frame_count=frames),
+                        output=store.ref(f"jobs/bench/poses2d/{next(calls):05d}.pb"), max_persons=args.max_persons)
                 with channel(stack.settings.pose2d_addr, stack.settings.stage_token) as ch:
                     stub = pose2d_pb2_grpc.Pose2DStub(ch)
-                    stub.Estimate(request, timeout=600)  # warm-up (connections, first segment)
-                    results["grpc"] = timed(lambda: stub.Estimate(request, timeout=600), args.concurrency,
+                    stub.Estimate(request(), timeout=600)  # warm-up (connections, first segment)
+                    results["grpc"] = timed(lambda: stub.Estimate(request(), timeout=600), args.concurrency,
                                             args.concurrency, args.repeat, [os.getpid()] + serving)
     total = frames * args.concurrency
     for mode in ("grpc", "direct", "local"):

@@ -8,6 +8,7 @@ message when ../shared/data/video/two_people_office.avi is absent.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -69,7 +70,8 @@ def main() -> None:
                 pass
             best = max(best, info.frame_count / (time.perf_counter() - started))
     print(f"renderer: {info.width}x{info.height} {info.codec}, {info.frame_count} frames, preset {args.preset}: "
-          f"{best:.1f} frames/s (best of {args.repeat})")
+          f"{best:.1f} frames/s (best of {args.repeat}); load average {os.getloadavg()[0]:.2f} "
+          "(other work on the machine slows this figure)")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,17 @@ def predict(model: TemporalLifterBase, inputs: np.ndarray, device: str = "cpu", 
     return out
 
 
+def clip_errors(model: TemporalLifterBase, inputs: np.ndarray, targets: np.ndarray, device: str = "cpu",
+                fix_bones: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame MPJPE and P-MPJPE (mm) of ``model`` on one clip: ``inputs [1, F, 17, 2]`` (normalised
+    2D, as ``make_batch`` gives them), ``targets [F, 17, 3]`` (root-relative, metres)."""
+    pred = predict(model, inputs, device)[0]
+    pred = pred - pred[:, :1]
+    if fix_bones:
+        pred = fix_bone_lengths(pred)
+    return mpjpe(pred, targets) * 1000, mpjpe(procrustes_align(pred, targets), targets) * 1000
+
+
 def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | None = None, noisy: bool = False,
              seed: int = EVAL_SEED, device: str = "cpu", clip: int = CLIP_FRAMES, fix_bones: bool = False) -> dict:
     """MPJPE / P-MPJPE (mm) of ``model`` on ``takes`` (default: all validation takes).
@@ -98,13 +109,7 @@ def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | Non
             cams = sample_cameras(np.random.default_rng([seed, int(i), c]), points)
             rng = np.random.default_rng([seed, int(i), c, 1])
             batch = make_batch(rng, coco, h36, noisy=noisy, augment=False, cams=cams)
-            pred = predict(model, batch.inputs, device)[0]
-            pred = pred - pred[:, :1]
-            if fix_bones:
-                pred = fix_bone_lengths(pred)
-            gt = batch.targets[0]
-            e = mpjpe(pred, gt) * 1000
-            pe = mpjpe(procrustes_align(pred, gt), gt) * 1000
+            e, pe = clip_errors(model, batch.inputs, batch.targets[0], device, fix_bones)
             action = f"{data.datasets[i]}/{data.actions[i]}"
             for key in (action, "overall"):
                 sums[key][0] += e.sum()

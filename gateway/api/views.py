@@ -72,13 +72,29 @@ class UploadRefused(BaseModel):
     job: JobView | None = None
 
 
-class DependencyStatus(BaseModel):
+class DependencyState(BaseModel):
     ok: bool
+
+
+class DependencyStatus(DependencyState):
     detail: str
 
 
+class PublicReadiness(BaseModel):
+    """``ready`` when storage, the job queue, every stage and Triton's models answer; per part only
+    whether it does (its address and error stay on the operations port)."""
+
+    ready: bool
+    dependencies: dict[str, DependencyState]
+
+
 class Readiness(BaseModel):
-    """``ready`` when storage, the job queue, every stage and Triton's models answer."""
+    """``ready`` when storage, the job queue, every stage and Triton's models answer, each part with
+    what it answered or why not (addresses, errors): for operators, on the operations port."""
 
     ready: bool
     dependencies: dict[str, DependencyStatus]
+
+    def public(self) -> PublicReadiness:
+        return PublicReadiness(ready=self.ready,
+                               dependencies={name: DependencyState(ok=d.ok) for name, d in self.dependencies.items()})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import grpc
 
+from .cancellation import CallCancelled
 from .job_scope import OutsideJob
 from .storage import ObjectNotFound, StorageUnavailable
 
@@ -48,7 +49,13 @@ class Busy(RuntimeError):
     another replica."""
 
 
+class ModelNotServed(LookupError):
+    """The model server this stage calls has never served the model asked for (not in its repository)."""
+
+
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, CallCancelled):
+        return grpc.StatusCode.DEADLINE_EXCEEDED if exc.deadline_passed else grpc.StatusCode.CANCELLED
     if isinstance(exc, OutsideJob):
         return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(exc, InvalidInput):
@@ -59,7 +66,7 @@ def status_code_for(exc: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, (StorageUnavailable, DependencyUnavailable)):
         return grpc.StatusCode.UNAVAILABLE
-    if isinstance(exc, WeightsMissing):
+    if isinstance(exc, (WeightsMissing, ModelNotServed)):
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, Busy):
         return grpc.StatusCode.RESOURCE_EXHAUSTED

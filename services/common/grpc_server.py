@@ -2,7 +2,8 @@
 
 ``serve()`` adds to a stage's servicer what every hpe3d server has: gRPC health checking,
 reflection, an interceptor that logs every call with its job id, maps domain errors to status
-codes and records Prometheus metrics, and a graceful shutdown on SIGTERM/SIGINT that marks the
+codes and records Prometheus metrics (a call that ended early stops its work through the
+servicer's ``cancellation.call_token``), and a graceful shutdown on SIGTERM/SIGINT that marks the
 server NOT_SERVING and lets in-flight calls finish. Servers bind ``Settings.bind_host``
 (127.0.0.1 unless told otherwise) and, when ``Settings.stage_token`` is set, refuse calls without
 it (``stage_auth``); the servicers check that a call touches only its job's objects (``job_scope``).
@@ -21,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
+from .cancellation import CallCancelled
 from .errors import status_code_for
 from .job_scope import metadata_job_id
 from .logs import configure_logging, job_id_var
@@ -71,6 +73,8 @@ class StageInterceptor(grpc.ServerInterceptor):
             code = status_code_for(exc)
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("%s failed", method)
+            elif isinstance(exc, CallCancelled):
+                log.info("%s stopped: %s", method, exc)
             else:
                 log.warning("%s failed: %s", method, exc)
             finish(code)

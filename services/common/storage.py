@@ -33,6 +33,10 @@ class StorageUnavailable(ConnectionError):
     """The storage server could not be reached or kept failing after retries."""
 
 
+class ObjectChanged(RuntimeError):
+    """A conditional read was refused: the object's ETag is no longer the one asked for."""
+
+
 class ObjectStore:
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str,
                  secure: bool = False, retries: int = 4, backoff_s: float = 0.25):
@@ -130,8 +134,26 @@ class ObjectStore:
                 resp.release_conn()
         return self._call(f"get {bucket}/{key}", get)
 
-    def get_range(self, key: str, offset: int, length: int) -> Iterator[bytes]:
-        resp = self._call(f"get {key}", lambda: self.client.get_object(self.bucket, key, offset=offset, length=length))
+    def open_range(self, key: str, offset: int, length: int, if_match: str = "") -> Iterator[bytes]:
+        """``length`` bytes of ``key`` from ``offset``, streamed in 256 KiB chunks. The request is made
+        before this returns, so a missing object raises ``ObjectNotFound`` here, and with ``if_match``
+        (an ETag, without quotes) the storage server answers only while the object still has that
+        ETag (S3 ``If-Match``): a replaced object raises ``ObjectChanged`` instead of being read."""
+        headers = {"If-Match": f'"{if_match}"'} if if_match else None
+
+        def get():
+            try:
+                return self.client.get_object(self.bucket, key, offset=offset, length=length,
+                                              request_headers=headers)
+            except S3Error as exc:
+                if exc.code == "PreconditionFailed":
+                    raise ObjectChanged(f"{key} no longer has ETag {if_match}") from exc
+                raise
+        resp = self._call(f"get {key}", get)
+        return self._stream(resp)
+
+    @staticmethod
+    def _stream(resp) -> Iterator[bytes]:
         try:
             yield from resp.stream(256 * 1024)
         finally:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from hpe3d.v1 import common_pb2
+from services.common.cancellation import NEVER, CancelToken
 from services.common.errors import InvalidInput
 from services.common.video_reader import decoded_frames, frame_rotation_cw, open_video, upright_bgr
 
@@ -23,7 +24,8 @@ def working_dimensions(width: int, height: int, working_size: int) -> tuple[int,
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
-def decode_segment(path: str, start_frame: int, frame_count: int, working_size: int) -> common_pb2.FrameSegment:
+def decode_segment(path: str, start_frame: int, frame_count: int, working_size: int,
+                   cancel: CancelToken = NEVER) -> common_pb2.FrameSegment:
     """Frames ``[start_frame, start_frame + frame_count)`` of the video at ``path`` (clamped to its
     end), turned upright, resized so the longer side is at most ``working_size`` px, JPEG-coded.
 
@@ -31,7 +33,7 @@ def decode_segment(path: str, start_frame: int, frame_count: int, working_size: 
     edit list or without their reference frames are not frames). Seeks to the keyframe at or
     before the first frame (reads from the start for frame 0) and decodes forward from there.
     A photo is a 1-frame video. Raises ``InvalidInput`` for a bad range or a file that is neither
-    a video nor a photo."""
+    a video nor a photo, and ``CallCancelled`` (checked before each frame) once ``cancel`` is."""
     info = probe_video(path)
     if start_frame < 0 or frame_count <= 0:
         raise InvalidInput(f"bad frame range: start_frame={start_frame}, frame_count={frame_count}")
@@ -50,7 +52,7 @@ def decode_segment(path: str, start_frame: int, frame_count: int, working_size: 
         frames.close()
         frames = _upright_frames(path, None, index_of_pts, start_frame, stop_frame, width, height)
         first = next(frames, None)
-    for index, image in itertools.chain([first] if first is not None else [], frames):
+    for index, image in cancel.each(itertools.chain([first] if first is not None else [], frames)):
         ok, jpeg = cv2.imencode(".jpg", image, params)
         if not ok:
             raise RuntimeError(f"JPEG encoding of frame {index} failed")

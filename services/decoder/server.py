@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from hpe3d.v1 import common_pb2, decoder_pb2_grpc
+from services.common.cancellation import call_token
 from services.common.errors import InvalidInput
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
@@ -35,9 +36,11 @@ class DecoderServicer(decoder_pb2_grpc.DecoderServicer):
         check_job_scope(request, context, self.store.bucket, request.job_id)
         if not request.video.key or not request.output.key:
             raise InvalidInput("video.key and output.key are required")
+        cancel = call_token(context)
         path = self.videos.path_of(request.video)
         segment = decode_segment(path, request.start_frame, request.frame_count,
-                                 working_size(request.working_size, self.settings))
+                                 working_size(request.working_size, self.settings), cancel)
+        cancel.check()   # nothing is written for a call that has ended
         stored = self.store.put_message(request.output.key, segment)
         return common_pb2.SegmentRef(job_id=request.job_id, index=request.index, start_frame=segment.start_frame,
                                      frame_count=len(segment.jpeg), frames=stored)

@@ -11,6 +11,7 @@ import torch
 from prometheus_client import Counter, Gauge
 
 from hpe3d.v1 import common_pb2, lifter3d_pb2, lifter3d_pb2_grpc
+from services.common.cancellation import CancelToken, call_token
 from services.common.errors import WeightsMissing
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
@@ -42,12 +43,12 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
         self.live = live
         self.live_streams = StreamSlots("live 3D streams", on_change=LIVE_STREAMS.set)
 
-    def _gather_frames(self, request: lifter3d_pb2.LiftRequest) -> tuple[list[common_pb2.FramePoses2D],
-                                                                         list[int] | None]:
+    def _gather_frames(self, request: lifter3d_pb2.LiftRequest, cancel: CancelToken
+                       ) -> tuple[list[common_pb2.FramePoses2D], list[int] | None]:
         """All 2D frames of the request and the first frame of every stored segment (None: inline only)."""
         frames = list(request.frames)
         starts = []
-        for ref in request.segments:
+        for ref in cancel.each(request.segments):
             poses = self.store.get_message(ref, common_pb2.Poses2D)
             frames.extend(poses.frames)
             starts.append(poses.start_frame)
@@ -55,12 +56,14 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
 
     def Lift(self, request: lifter3d_pb2.LiftRequest, context: grpc.ServicerContext):
         check_job_scope(request, context, self.store.bucket, request.job_id)
+        cancel = call_token(context)
         updates: queue.Queue = queue.Queue()
         yield lifter3d_pb2.LiftUpdate(progress=common_pb2.Progress(
             stage=LIFTER3D, done=0, total=len(request.segments), message="reading 2D keypoints"))
-        frames, segment_starts = self._gather_frames(request)
+        frames, segment_starts = self._gather_frames(request, cancel)
 
         def report(done: int, total: int, message: str) -> None:
+            cancel.check()   # between tracks: the lift stops once the call has ended
             updates.put(common_pb2.Progress(stage=LIFTER3D, done=done, total=total, message=message))
 
         outcome: dict = {}
@@ -83,6 +86,7 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
         if "error" in outcome:
             raise outcome["error"]
         reply = lifter3d_pb2.LiftReply(poses=outcome["poses"])
+        cancel.check()   # nothing is written for a call that has ended
         if request.output.key:
             self.store.put_message(request.output.key, outcome["poses"])
             reply.stored.CopyFrom(self.store.ref(request.output.key))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hpe3d.v1 import common_pb2
+from services.common.cancellation import NEVER, CancelToken
 from services.common.errors import InvalidInput, WeightsMissing
 from services.common.pose_models import DEFAULT_POSE_MODEL, POSE_MODELS, how_to_supply, unknown_model_message
 from services.pose2d.client import BlazePoseModels
@@ -57,14 +58,15 @@ class PoseModelCatalog:
                     raise WeightsMissing(f"pose_model {name} is not loaded ({exc}): {how_to_supply(name)}") from exc
             return self._topdown[name]
 
-    def estimate(self, segment: common_pb2.FrameSegment, pose_model: str, max_persons: int) -> common_pb2.Poses2D:
+    def estimate(self, segment: common_pb2.FrameSegment, pose_model: str, max_persons: int,
+                 cancel: CancelToken = NEVER) -> common_pb2.Poses2D:
         name = pose_model or DEFAULT_POSE_MODEL
         if name not in POSE_MODELS:
             raise InvalidInput(unknown_model_message(name))
         if POSE_MODELS[name].family == "blazepose":
-            return estimate_segment(segment, self.blazepose, EstimatorOptions(max_persons=max_persons))
+            return estimate_segment(segment, self.blazepose, EstimatorOptions(max_persons=max_persons), cancel)
         return estimate_segment_topdown(segment, self.blazepose, self.topdown(name),
-                                        TopDownOptions(max_persons=max_persons, flip_test=self.flip_test))
+                                        TopDownOptions(max_persons=max_persons, flip_test=self.flip_test), cancel)
 
     def offered(self) -> list[OfferedModel]:
         """The models whose Triton models are all ready now, with the input sizes of their configs

@@ -15,9 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from services.common.errors import DependencyUnavailable
 from services.common.pose_models import BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS
 from services.pose2d.blazepose import VALUES_PER_LANDMARK, ssd_anchors
+from services.pose2d.triton_errors import triton_error
 
 REGRESSORS, SCORES = "regressors", "scores"              # the detector's outputs this client reads
 LANDMARKS, POSE_FLAG, HEATMAP = "landmarks", "pose_flag", "heatmap"   # the landmark model's
@@ -95,8 +95,9 @@ class TritonBlazePose:
     """A Triton gRPC client for the BlazePose detector and landmark models.
 
     Thread-safe: one instance serves every concurrent Estimate call (Triton's dynamic batcher then
-    merges their requests). The models' configs are asked for on first use and kept. An unreachable
-    server, or one that does not serve the models, raises ``DependencyUnavailable``.
+    merges their requests). The models' configs are asked for on first use and kept. Failed requests
+    raise the errors of ``triton_errors.triton_error``: ``DependencyUnavailable`` for an outage,
+    ``ModelNotServed`` for a server that never served a model, ``TritonRequestRefused`` otherwise.
     """
 
     def __init__(self, url: str, timeout_s: float = 60.0):
@@ -133,7 +134,7 @@ class TritonBlazePose:
                         configs.append(self._client.get_model_config(model, as_json=True,
                                                                      client_timeout=self.timeout_s)["config"])
                     except InferenceServerException as exc:
-                        raise _as_domain_error(exc, self.url, model) from exc
+                        raise triton_error(exc, self.url, model, served_before=False) from exc
                 self._info = BlazePoseInfo.from_configs(*configs)
             return self._info
 
@@ -152,7 +153,7 @@ class TritonBlazePose:
                                            outputs=[self._tgrpc.InferRequestedOutput(n) for n in outputs],
                                            client_timeout=self.timeout_s)
             except InferenceServerException as exc:
-                raise _as_domain_error(exc, self.url, model) from exc
+                raise triton_error(exc, self.url, model, served_before=True) from exc
             for name in outputs:
                 results[name].append(reply.as_numpy(name))
         return {name: parts[0] if len(parts) == 1 else np.concatenate(parts) for name, parts in results.items()}
@@ -168,12 +169,3 @@ class TritonBlazePose:
         return self._infer(BLAZEPOSE_LANDMARKS, info.landmark_input, info.landmark_max_batch, crops,
                            LANDMARK_OUTPUTS + ((HEATMAP,) if heatmap else ()))
 
-
-def _as_domain_error(exc: Exception, url: str, model: str) -> Exception:
-    status = str(getattr(exc, "status", lambda: "")() or "")
-    text = str(exc)
-    down = ("UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "NOT_FOUND" in status
-            or "unknown model" in text or "not ready" in text or "failed to connect" in text.lower())
-    if down:
-        return DependencyUnavailable(f"Triton at {url} cannot run {model}: {text}")
-    return RuntimeError(f"Triton at {url} failed on {model}: {text}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from hpe3d.v1 import common_pb2
 from services.common.arrays import to_proto
+from services.common.cancellation import NEVER, CancelToken
 from services.common.errors import InvalidInput
 from services.common.skeletons import blazepose33_to_coco17
 from services.pose2d.client import BlazePoseModels
@@ -89,14 +90,15 @@ def person_to_proto(person: TrackedPose, sx: float, sy: float, width: float, hei
 
 
 def estimate_segment(segment: common_pb2.FrameSegment, models: BlazePoseModels,
-                     options: EstimatorOptions | None = None) -> common_pb2.Poses2D:
-    """The 2D poses of every frame of ``segment`` (frame indices are the video's)."""
+                     options: EstimatorOptions | None = None, cancel: CancelToken = NEVER) -> common_pb2.Poses2D:
+    """The 2D poses of every frame of ``segment`` (frame indices are the video's); ``CallCancelled``
+    (checked before each frame) once ``cancel`` is."""
     result, source_w, source_h = start_poses(segment)
     if not segment.jpeg:
         return result
     reduce = decode_reduction(segment.width, segment.height)
     tracker = PoseTracker(models, options)
-    for i, frame in enumerate(decode_jpegs(segment.jpeg, reduce)):
+    for i, frame in enumerate(cancel.each(decode_jpegs(segment.jpeg, reduce))):
         people = tracker.update(frame)
         sx, sy = source_w / frame.shape[1], source_h / frame.shape[0]
         timestamp = segment.timestamps_s[i] if i < len(segment.timestamps_s) else 0.0

@@ -17,6 +17,7 @@ import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
 from hpe3d.v1 import common_pb2, pose2d_pb2, pose2d_pb2_grpc
+from services.common.cancellation import call_token
 from services.common.errors import InvalidInput
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
@@ -69,9 +70,11 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
                      request.output.key)
             return pose2d_pb2.EstimateReply(poses=poses, stored=self.store.ref(request.output.key),
                                             frames_with_person=frames_with_person(poses))
+        cancel = call_token(context)
         segment = self.store.get_message(request.segment.frames, common_pb2.FrameSegment)
         started = time.perf_counter()
-        poses = self.catalog.estimate(segment, request.pose_model, persons_per_frame(request.max_persons, self.settings))
+        poses = self.catalog.estimate(segment, request.pose_model, persons_per_frame(request.max_persons, self.settings),
+                                      cancel)
         elapsed = time.perf_counter() - started
         found = frames_with_person(poses)
         if poses.frames:
@@ -82,6 +85,7 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
                  request.pose_model or DEFAULT_POSE_MODEL, len(poses.frames), found,
                  len(poses.frames) / elapsed if elapsed > 0 else 0.0)
         reply = pose2d_pb2.EstimateReply(poses=poses, frames_with_person=found)
+        cancel.check()   # nothing is written for a call that has ended
         if request.output.key:
             reply.stored.CopyFrom(self.store.put_message(request.output.key, poses))
         return reply

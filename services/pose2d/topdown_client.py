@@ -16,6 +16,7 @@ import numpy as np
 
 from services.common.errors import DependencyUnavailable
 from services.common.pose_models import IMAGENET_MEAN, IMAGENET_STD
+from services.pose2d.triton_errors import triton_error
 
 HEATMAPS = "heatmaps"
 MAX_IN_FLIGHT = 4     # concurrent requests of one call: Triton's dynamic batcher fills the GPU with them
@@ -79,7 +80,8 @@ def model_input(info: HeatmapModelInfo, crops: np.ndarray) -> np.ndarray:
 
 class TritonTopDown:
     """A Triton gRPC client for one top-down model. A model the server does not have ready raises
-    ``LookupError`` at construction; an unreachable server ``DependencyUnavailable``."""
+    ``LookupError`` at construction; failed requests raise the errors of ``triton_errors.triton_error``
+    (``DependencyUnavailable`` only for an outage)."""
 
     def __init__(self, url: str, name: str, timeout_s: float = 120.0):
         import tritonclient.grpc as tgrpc
@@ -96,7 +98,7 @@ class TritonTopDown:
             config = self._client.get_model_config(name, as_json=True, client_timeout=15)["config"]
         except InferenceServerException as exc:
             self._client.close()
-            raise DependencyUnavailable(f"Triton at {url} did not answer about {name}: {exc}") from exc
+            raise triton_error(exc, url, name, served_before=False) from exc
         except LookupError:
             self._client.close()
             raise
@@ -115,7 +117,7 @@ class TritonTopDown:
             reply = self._client.infer(self.info.name, [tensor], outputs=[self._tgrpc.InferRequestedOutput(HEATMAPS)],
                                        client_timeout=self.timeout_s)
         except InferenceServerException as exc:
-            raise DependencyUnavailable(f"Triton at {self.url} failed on {self.info.name}: {exc}") from exc
+            raise triton_error(exc, self.url, self.info.name, served_before=True) from exc
         return reply.as_numpy(HEATMAPS)
 
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:

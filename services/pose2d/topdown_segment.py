@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from hpe3d.v1 import common_pb2
+from services.common.cancellation import NEVER, CancelToken
 from services.common.arrays import to_proto
 from services.pose2d.client import BlazePoseModels
 from services.pose2d.person_boxes import PersonBox, assign_tracks, detect_people
@@ -65,16 +66,19 @@ def topdown_keypoints(frames_bgr: list[np.ndarray], people: list[list[PersonBox]
 
 
 def estimate_segment_topdown(segment: common_pb2.FrameSegment, detector: BlazePoseModels, model: HeatmapModel,
-                             options: TopDownOptions | None = None) -> common_pb2.Poses2D:
-    """The 2D poses of every frame of ``segment`` by a top-down model (frame indices are the video's)."""
+                             options: TopDownOptions | None = None, cancel: CancelToken = NEVER) -> common_pb2.Poses2D:
+    """The 2D poses of every frame of ``segment`` by a top-down model (frame indices are the video's);
+    ``CallCancelled`` (checked between decoding, detection and the keypoint model) once ``cancel`` is."""
     options = options or TopDownOptions()
     result, source_w, source_h = start_poses(segment)
     if not segment.jpeg:
         return result
-    frames = list(decode_jpegs(segment.jpeg))
+    frames = list(cancel.each(decode_jpegs(segment.jpeg)))
     people = assign_tracks(detect_people(frames, detector, options.max_persons, options.min_detection_score,
                                          options.search_tiles))
+    cancel.check()
     keypoints = iter(topdown_keypoints(frames, people, model, options.flip_test))
+    cancel.check()
     for i, (frame, persons) in enumerate(zip(frames, people)):
         sx, sy = source_w / frame.shape[1], source_h / frame.shape[0]
         timestamp = segment.timestamps_s[i] if i < len(segment.timestamps_s) else 0.0

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 
 from hpe3d.v1 import common_pb2, renderer_pb2
+from services.common.cancellation import NEVER, CancelToken
 from services.common.errors import InvalidInput
 from services.common.storage import ObjectStore
 
@@ -28,9 +29,11 @@ EXPORTS = (("poses.json", "application/json", poses_json),
 BVH_CONTENT_TYPE = "application/octet-stream"  # no registered type; readers go by the .bvh name
 
 
-def render_job(store: ObjectStore, request: renderer_pb2.RenderRequest) -> Iterator[tuple | list]:
+def render_job(store: ObjectStore, request: renderer_pb2.RenderRequest,
+               cancel: CancelToken = NEVER) -> Iterator[tuple | list]:
     """Run ``request`` (see renderer.proto). Raises ``InvalidInput`` for a request missing what it
-    needs and ``ObjectNotFound`` when a referenced object is absent. The server has already checked
+    needs, ``ObjectNotFound`` when a referenced object is absent and ``CallCancelled`` (checked
+    between frames and before every write) once ``cancel`` is. The server has already checked
     that every key and ``bucket`` belong to the call's job in this store (``check_job_scope``)."""
     info = request.video_info
     if info.frame_count <= 0 or info.width <= 0 or info.height <= 0:
@@ -49,6 +52,7 @@ def render_job(store: ObjectStore, request: renderer_pb2.RenderRequest) -> Itera
     artifacts = []
 
     def put(name: str, data: bytes, content_type: str) -> None:
+        cancel.check()
         ref = store.put_bytes(prefix + name, data, content_type)
         artifacts.append(renderer_pb2.Artifact(name=name, ref=ref, content_type=content_type, size_bytes=len(data)))
 
@@ -65,8 +69,9 @@ def render_job(store: ObjectStore, request: renderer_pb2.RenderRequest) -> Itera
             yield pictures, total, "rendered image"
         elif not request.skip_video:
             target, thumbs = os.path.join(tmp, "render.mp4"), []
-            for done in render_video(source, info, timeline, target, thumbnail=thumbs):
+            for done in cancel.each(render_video(source, info, timeline, target, thumbnail=thumbs)):
                 yield done, total, "rendering video"
+            cancel.check()
             ref = store.put_file(prefix + "render.mp4", target, "video/mp4")
             artifacts.append(renderer_pb2.Artifact(name="render.mp4", ref=ref, content_type="video/mp4",
                                                    size_bytes=os.path.getsize(target)))

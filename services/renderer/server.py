@@ -4,6 +4,7 @@ from __future__ import annotations
 import grpc
 
 from hpe3d.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
+from services.common.cancellation import call_token
 from services.common.grpc_server import run_stage
 from services.common.job_scope import check_job_scope
 from services.common.settings import Settings
@@ -21,7 +22,7 @@ class RendererServicer(renderer_pb2_grpc.RendererServicer):
     def Render(self, request, context):
         check_job_scope(request, context, self.store.bucket, request.job_id,
                         prefixes={"output_prefix": request.output_prefix}, buckets={"bucket": request.bucket})
-        for update in render_job(self.store, request):
+        for update in render_job(self.store, request, call_token(context)):
             if isinstance(update, list):
                 yield renderer_pb2.RenderUpdate(result=renderer_pb2.RenderReply(artifacts=update))
             else:

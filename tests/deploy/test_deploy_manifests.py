@@ -338,6 +338,27 @@ def test_ingress_allows_large_uploads(overlay):
     assert backend["name"] == "gateway"
 
 
+def test_gateway_metrics_and_readiness_detail_are_not_routed_by_the_ingress(overlay):
+    """The API's operations port (HPE3D_METRICS_PORT: /metrics, /readyz with addresses and errors) is a
+    container port that the gateway Service, hence the Ingress, does not route; Prometheus scrapes it."""
+    name, objs = overlay
+    gateway = _find(objs, "Deployment", "gateway")
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert env.get("HPE3D_METRICS_PORT") == str(ports["operations"]), f"{name}: the operations port is served"
+    service = _find(objs, "Service", "gateway")
+    routed = {p.get("targetPort", p["port"]) for p in service["spec"]["ports"]}
+    assert routed == {"http"} and ports["http"] != ports["operations"], f"{name}: the Service routes {routed}"
+    ingress = _find(objs, "Ingress", "gateway")
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            assert path["backend"]["service"] == {"name": "gateway", "port": {"name": "http"}}, path
+    annotations = gateway["spec"]["template"]["metadata"].get("annotations", {})
+    if "prometheus.io/port" in annotations:
+        assert annotations["prometheus.io/port"] == str(ports["operations"]), f"{name}: scrape the operations port"
+
+
 # -- Triton variants ----------------------------------------------------------------------------
 def test_gpu_overlay_runs_official_triton_on_gpu_nodes(rendered):
     objs = rendered["gpu"]

@@ -114,11 +114,17 @@ def test_good_clip_succeeds_beside_bad_inputs(gateway: httpx.Client, tmp_path: P
     assert text["state"] == "failed" and "not a video" in text["error"]["message"].lower()
     nobody = finished["nobody"]
     assert nobody["state"] == "failed" and "no person found" in nobody["error"]["message"].lower()
+    # cut after its index (a faststart MP4 cut to half its bytes): the job runs on the 48 frames the file
+    # holds, finds the person in each, and says how many announced frames were missing
     truncated = finished["truncated"]
-    if truncated["state"] == "succeeded":
-        assert truncated["video"]["frame_count"] > 0
-    else:
-        assert truncated["state"] == "failed" and truncated["error"]["message"]
+    assert truncated["state"] == "succeeded", truncated
+    assert truncated["video"]["frame_count"] == 48
+    assert truncated["warnings"] == ["truncated: 39 of 87 announced frames were missing; the job uses the 48 "
+                                     "frames the file holds"], truncated["warnings"]
+    truncated_poses = gateway.get(next(a["url"] for a in truncated["links"]["artifacts"]
+                                       if a["name"] == "poses.json")).json()
+    assert len(truncated_poses["frames"]) == 48 and truncated["warnings"][0] in truncated_poses["warnings"]
+    assert all(any(p["keypoints_3d_world"] for p in f["persons"]) for f in truncated_poses["frames"])
 
     assert gateway.get("/readyz").status_code == 200
 

@@ -2,8 +2,9 @@
 
 A real API replica runs on the supervised local stack (every part, so the API is ready and an
 accepted upload becomes a real job); schemathesis generates valid and invalid requests for every
-operation of the document served at ``/openapi.json`` and checks that no answer is a 5xx, that every
-status code is documented and that every response body matches its documented schema. Generated job ids name no job, so the
+operation of the document served at ``/openapi.json`` and runs every check schemathesis has (no 5xx,
+documented status codes, content types, headers and bodies, invalid data rejected and valid data accepted,
+405 with an ``Allow`` header for methods an operation does not have, ...). Generated job ids name no job, so the
 event stream answers 404 at once. Examples are limited so the test runs in about a minute.
 """
 from __future__ import annotations
@@ -15,8 +16,7 @@ import schemathesis
 from hypothesis import strategies as st
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+from schemathesis.checks import CHECKS
 
 pytestmark = [pytest.mark.faults]
 
@@ -35,7 +35,12 @@ def api_stack(tmp_path_factory):
 
 def test_every_operation_answers_as_documented(api_stack):
     schema = schemathesis.openapi.from_url(f"{api_stack.gateway_url}/openapi.json")
-    checks = [not_a_server_error, status_code_conformance, response_schema_conformance]
+    checks = CHECKS.get_all()   # every check schemathesis registers (as `--checks all`)
+    assert len(checks) >= 10, [c.__name__ for c in checks]
+    # ...but one, on one operation: a schema-valid upload need not be acceptable, since the body must be a
+    # video or a photo (probed; 422 "not a video", "empty upload") and pose_model must name a model the
+    # server has loaded (422 naming the checkpoint), neither of which a JSON schema can say (ST202)
+    not_for = {"POST /v1/jobs": {"positive_data_acceptance"}}
     failures: list[str] = []
     tested = 0
     calls: list[str] = []
@@ -48,7 +53,9 @@ def test_every_operation_answers_as_documented(api_stack):
         @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         def conforms(case):
-            response = case.call_and_validate(checks=checks, timeout=REQUEST_TIMEOUT_S)
+            response = case.call_and_validate(
+                checks=[c for c in checks if c.__name__ not in not_for.get(operation.label, ())],
+                timeout=REQUEST_TIMEOUT_S)
             calls.append(f"{operation.label} {response.status_code}")
         try:
             conforms()

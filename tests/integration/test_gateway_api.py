@@ -156,9 +156,9 @@ def test_a_job_whose_manifest_fails_validation_reads_as_failed_with_the_reason(c
         assert client.get(f"/v1/jobs/{job_id}").status_code == 404
 
 
-def test_artifact_ranges_and_the_etag_check(client, store):
+def _finished_job_with(store, body: bytes) -> tuple[str, str, str]:
+    """A succeeded job whose render.mp4 is ``body``: (artefact URL, object key, its ETag)."""
     job_id = new_job_id()
-    body = bytes(range(256)) * 4
     key = f"jobs/{job_id}/output/render.mp4"
     store.put_bytes(key, body, "video/mp4")
     size, etag = store.stat(key)
@@ -166,7 +166,12 @@ def test_artifact_ranges_and_the_etag_check(client, store):
                            artifacts={"render.mp4": StoredArtifact(key=key, content_type="video/mp4",
                                                                    size_bytes=size, etag=etag)})
     store.put_bytes(manifest.key, manifest.to_json())
-    url = f"/v1/jobs/{job_id}/artifacts/render.mp4"
+    return f"/v1/jobs/{job_id}/artifacts/render.mp4", key, etag
+
+
+def test_artifact_ranges_and_the_etag_check(client, store):
+    body = bytes(range(256)) * 4
+    url, key, etag = _finished_job_with(store, body)
     whole = client.get(url)
     assert whole.status_code == 200 and whole.content == body and whole.headers["accept-ranges"] == "bytes"
     assert whole.headers["content-type"] == "video/mp4" and whole.headers["etag"] == f'"{etag}"'
@@ -174,13 +179,44 @@ def test_artifact_ranges_and_the_etag_check(client, store):
     assert part.status_code == 206 and part.content == body[100:200]
     assert part.headers["content-range"] == f"bytes 100-199/{len(body)}"
     assert client.get(url, headers={"Range": f"bytes={len(body)}-"}).status_code == 416
-    assert client.get(f"/v1/jobs/{job_id}/artifacts/nope.bin").status_code == 404
+    assert client.get(url.rsplit("/", 1)[0] + "/nope.bin").status_code == 404
     assert client.get(f"/v1/jobs/{new_job_id()}").status_code == 404
     assert client.get("/v1/jobs/not-an-id").status_code == 404
     # an object overwritten after the job finished is not served
     store.put_bytes(key, b"someone else's bytes", "video/mp4")
     changed = client.get(url)
     assert changed.status_code == 409 and "changed in storage" in changed.json()["detail"]
+
+
+def test_an_object_replaced_by_one_of_the_same_size_is_refused_by_its_etag(client, store):
+    body = bytes(range(256)) * 4
+    url, key, etag = _finished_job_with(store, body)
+    same_size = bytes(reversed(body))
+    store.put_bytes(key, same_size, "video/mp4")
+    assert store.stat(key)[0] == len(body) and store.stat(key)[1] != etag   # only the ETag tells
+    for headers in ({}, {"Range": "bytes=0-99"}):
+        changed = client.get(url, headers=headers)
+        assert changed.status_code == 409 and "changed in storage" in changed.json()["detail"]
+
+
+def test_an_object_replaced_between_the_check_and_the_read_is_never_sent_under_the_old_etag(client, store,
+                                                                                          monkeypatch):
+    body = bytes(range(256)) * 4
+    url, key, etag = _finished_job_with(store, body)
+    replacement = bytes(reversed(body))
+    stat = store.stat
+
+    def stat_then_replace(ref):  # the object is replaced right after the API checked it
+        checked = stat(ref)
+        store.put_bytes(key, replacement, "video/mp4")
+        return checked
+    monkeypatch.setattr(store, "stat", stat_then_replace)
+    for headers in ({}, {"Range": "bytes=10-99"}):
+        store.put_bytes(key, body, "video/mp4")
+        answer = client.get(url, headers=headers)
+        assert answer.status_code == 409, (answer.status_code, answer.headers.get("etag"))
+        assert "while it was being sent" in answer.json()["detail"]
+        assert replacement[:90] not in answer.content
 
 
 def test_storage_down_is_503_with_the_reason(api_settings):
@@ -206,16 +242,61 @@ def test_queue_down_refuses_submissions_with_503(settings, store):
         assert not ready["ready"] and not ready["dependencies"]["nats"]["ok"]
 
 
-def test_operations_endpoints(client):
+def test_operations_endpoints(client, api_settings):
+    from gateway.api.operations_app import create_operations_app
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 503
     deps = ready.json()["dependencies"]
     assert set(deps) == {"s3", "nats", "triton", "decoder", "pose2d", "lifter3d", "renderer"}
     assert deps["s3"]["ok"] and deps["nats"]["ok"] and not deps["decoder"]["ok"] and not deps["triton"]["ok"]
-    metrics = client.get("/metrics").text
-    assert "hpe3d_gateway_upload_bytes_total" in metrics and "hpe3d_gateway_jobs_submitted_total" in metrics
+    # the public answer names no address and no error: those are for operators, on the operations port
+    assert all(set(d) == {"ok"} for d in deps.values())
+    for secret in (api_settings.decoder_addr, api_settings.triton_url, api_settings.s3_endpoint, "UNAVAILABLE"):
+        assert secret not in ready.text
+    assert client.get("/metrics").status_code == 404
+    with TestClient(create_operations_app(client.app)) as ops:
+        detailed = ops.get("/readyz")
+        assert detailed.status_code == 503
+        detail = detailed.json()["dependencies"]
+        assert detail["decoder"]["detail"].startswith("UNAVAILABLE") and api_settings.decoder_addr in detail["decoder"]["detail"]
+        metrics = ops.get("/metrics").text
+        assert "hpe3d_gateway_upload_bytes_total" in metrics and "hpe3d_gateway_jobs_submitted_total" in metrics
     assert client.get("/").status_code == 200
+
+
+def test_the_api_process_serves_its_operations_port_apart(api_settings, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    api_port, ops_port = free_port(), free_port()
+    env = {**os.environ, **dataclasses.replace(api_settings, metrics_port=ops_port).env()}
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.api", "--port", str(api_port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "api.log", "w"))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=2).status_code == 200 and \
+                        httpx.get(f"http://127.0.0.1:{ops_port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "api.log").read_text()[-2000:]
+            time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=5).status_code == 404
+        assert "hpe3d_gateway_upload_bytes_total" in httpx.get(f"http://127.0.0.1:{ops_port}/metrics", timeout=5).text
+        public = httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=10)
+        detailed = httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=10).json()
+        assert public.status_code == 503 and api_settings.decoder_addr not in public.text
+        assert "detail" in detailed["dependencies"]["decoder"]
+        assert httpx.get(f"http://127.0.0.1:{ops_port}/v1/jobs", timeout=5).status_code == 404   # no API there
+    finally:
+        proc.terminate()   # uvicorn shuts down gracefully, then ends by the signal it caught
+        assert proc.wait(timeout=40) in (0, -15)
+        assert "Application shutdown complete" in (tmp_path / "api.log").read_text()
 
 
 def test_openapi_documents_errors_and_bounds(client):

@@ -6,7 +6,7 @@ import asyncio
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from services.common.storage import ObjectNotFound
+from services.common.storage import ObjectChanged, ObjectNotFound
 
 from ...jobs.job_errors import JobFailed
 from ...jobs.manifest import JobManifest, input_key, new_job_id, safe_filename
@@ -86,7 +86,8 @@ async def job_events(job: JobManifest = Depends(job_or_404), api: ApiState = Dep
             summary="Download an artefact; supports Range requests (seekable MP4)",
             responses={206: {"description": "the requested byte range"}, **NOT_FOUND,
                        409: {"model": Problem, "description": "the object no longer matches the size and ETag "
-                                                              "recorded when the job finished"},
+                                                              "recorded when the job finished, or was replaced "
+                                                              "while being read"},
                        416: {"model": Problem, "description": "a range outside the artefact"}, **STORAGE_DOWN})
 async def get_artifact(name: str, job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state),
                        range_header: str | None = Header(None, alias="range")) -> Response:
@@ -109,14 +110,19 @@ async def get_artifact(name: str, job: JobManifest = Depends(job_or_404), api: A
         headers["ETag"] = f'"{etag}"'
     if size == 0:
         return Response(b"", media_type=artifact.content_type, headers=headers)
+    start, length = (0, size) if wanted is None else (wanted.start, wanted.length)
+    try:  # conditional on the ETag just checked: an object replaced since is refused, never sent under it
+        body = await asyncio.to_thread(api.store.open_range, artifact.key, start, length, etag)
+    except ObjectChanged:
+        return problem(409, f"artefact {name!r} changed in storage while it was being sent (ETag {etag} no "
+                            "longer current)")
+    except ObjectNotFound:
+        raise HTTPException(404, f"artefact {name!r} is gone from storage") from None
+    headers["Content-Length"] = str(length)
     if wanted is None:
-        headers["Content-Length"] = str(size)
-        return StreamingResponse(api.store.get_range(artifact.key, 0, size), media_type=artifact.content_type,
-                                 headers=headers)
-    headers["Content-Length"] = str(wanted.length)
+        return StreamingResponse(body, media_type=artifact.content_type, headers=headers)
     headers["Content-Range"] = wanted.content_range(size)
-    return StreamingResponse(api.store.get_range(artifact.key, wanted.start, wanted.length), status_code=206,
-                             media_type=artifact.content_type, headers=headers)
+    return StreamingResponse(body, status_code=206, media_type=artifact.content_type, headers=headers)
 
 
 @router.post("/{job_id}/retry", status_code=202, response_model=JobView,
