@@ -270,9 +270,11 @@ def test_sigterm_finishes_the_segments_in_flight_and_the_other_worker_resumes_wi
             assert resumed_s <= SIGTERM_RESUME_S
             done = await h.wait_done(job.id)
             assert done.payload.state == JobState.succeeded
-            # w1 finished the two segments in flight; w2 did only the third, then lifted and rendered
-            assert calls(first, "Estimate") == 2 and calls(first, "Lift") == 0
-            assert sorted(m for m, _ in second.calls) == ["Decode", "Estimate", "Lift", "Probe", "Render"]
+            # w1 finished the two segments in flight; w2 did only the third's 2D, then followed the camera
+            # through all three segments (a step after the 2D), lifted and rendered
+            assert calls(first, "Estimate") == 2 and calls(first, "Lift") == 0 and calls(first, "TrackCamera") == 0
+            assert sorted(m for m, _ in second.calls if m != "TrackCamera") == ["Decode", "Estimate", "Lift", "Probe", "Render"]
+            assert calls(second, "TrackCamera") == 3
             assert job_outcome(store, job.id) == job_outcome(store, undisturbed.id)
     asyncio.run(scenario())
 
