@@ -1,10 +1,10 @@
 """What the gateway serves to a browser: the web page, its assets, the option descriptions and
 the API documentation, all from this process (nothing from a CDN).
 
-* ``/`` and ``/jobs/{id}`` return the page (``static/index.html``); the page reads the job id
+* ``/`` and ``/jobs/{id}`` return the page (to anyone: it holds no data; it signs in with a key) (``static/index.html``); the page reads the job id
   from its address, so a job's permalink shows its progress or result after a reload.
 * ``/static/...`` the page's ES modules, CSS and vendored libraries (``static/vendor``).
-* ``/v1/options`` the job options with their real defaults, bounds and help (``options.py``).
+* ``/v1/options`` (signed in) the job options with their real defaults, bounds and help (``options.py``).
 * ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) with the assets that the ``fastapi-offline``
   package ships, served under ``/docs-assets/``. The app must be created with
   ``docs_url=None, redoc_url=None`` so these replace FastAPI's CDN-based pages. ReDoc's script
@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -25,7 +25,9 @@ from fastapi.staticfiles import StaticFiles
 from services.common.settings import Settings
 
 from ..jobs.manifest import is_job_id
+from .authentication import require_caller
 from .options import OptionsView, describe_options
+from .problems import AUTH_ERRORS
 
 STATIC = Path(__file__).resolve().parent / "static"
 DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
@@ -47,7 +49,9 @@ def install_web(app: FastAPI, settings: Settings, api_prefix: str = "/v1") -> No
     options = describe_options(settings)
 
     @app.get(f"{api_prefix}/options", response_model=OptionsView, tags=["jobs"],
-             summary="Job options with their defaults, bounds and help; upload limits")
+             summary="Job options with their defaults, bounds and help; upload limits",
+             dependencies=[Depends(require_caller)],
+             responses=AUTH_ERRORS)
     async def job_options() -> OptionsView:
         return options
 

@@ -15,6 +15,7 @@ from gateway.jobs import queue
 from gateway.jobs.manifest import JobError, JobManifest, JobState, StoredArtifact, new_job_id, tombstone_key
 from hpe3d_cli.local_stack import free_port
 from services.common.storage import ObjectStore
+from tests.conftest import bearer, make_api_key
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,14 @@ def wait_for_queue(client: TestClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def client(api_settings, store):
-    with TestClient(create_app(api_settings, store)) as c:
+def admin_key(store):
+    """The tests below write manifests of no owner straight into storage: an admin sees them."""
+    return make_api_key(store, "operator", admin=True)
+
+
+@pytest.fixture(scope="module")
+def client(api_settings, store, admin_key):
+    with TestClient(create_app(api_settings, store), headers=bearer(admin_key)) as c:
         wait_for_queue(c)
         yield c
 
@@ -159,9 +166,9 @@ def test_artifact_ranges_and_the_etag_check(client, store):
     assert changed.status_code == 409 and "changed in storage" in changed.json()["detail"]
 
 
-def test_storage_down_is_503_with_the_reason(api_settings):
+def test_storage_down_is_503_with_the_reason(api_settings, admin_key):
     dead = ObjectStore(f"127.0.0.1:{free_port()}", "a", "b", "hpe3d", retries=0)
-    with TestClient(create_app(api_settings, dead)) as c:
+    with TestClient(create_app(api_settings, dead), headers=bearer(admin_key)) as c:
         wait_for_queue(c)
         for path in ("/v1/jobs", f"/v1/jobs/{new_job_id()}", f"/v1/jobs/{new_job_id()}/events"):
             r = c.get(path)
@@ -172,10 +179,10 @@ def test_storage_down_is_503_with_the_reason(api_settings):
         assert c.delete(f"/v1/jobs/{new_job_id()}").status_code == 503
 
 
-def test_queue_down_refuses_submissions_with_503(settings, store):
+def test_queue_down_refuses_submissions_with_503(settings, store, admin_key):
     s = dataclasses.replace(settings, nats_url=f"nats://127.0.0.1:{free_port()}",
                             decoder_addr=f"127.0.0.1:{free_port()}")
-    with TestClient(create_app(s, store)) as c:
+    with TestClient(create_app(s, store), headers=bearer(admin_key)) as c:
         r = c.post("/v1/jobs", files={"file": ("a.mp4", b"abc", "video/mp4")})
         assert r.status_code == 503 and "NATS" in r.json()["detail"]
         ready = c.get("/readyz").json()
