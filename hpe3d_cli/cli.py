@@ -1,5 +1,5 @@
 """``hpe3d``: run the pipeline on a video locally, serve the local stack, submit to a running
-gateway, or lift a 2D keypoint file to 3D without any server."""
+gateway, manage its API keys, or lift a 2D keypoint file to 3D without any server."""
 from __future__ import annotations
 
 import argparse
@@ -39,9 +39,9 @@ class ProgressPrinter:
             say(f"{stage:>7}: {p.done}/{p.total} ({100 * p.done // p.total}%)")
 
 
-def submit_and_collect(url: str, video: Path, out_dir: Path, options: dict[str, str]) -> int:
+def submit_and_collect(url: str, video: Path, out_dir: Path, options: dict[str, str], key: str = "") -> int:
     """Upload, follow to the end, download the artefacts; the process exit code."""
-    client = GatewayClient(url)
+    client = GatewayClient(url, key)
     try:
         job = client.submit(video, options)
         say(f"job {job.id} accepted: {url}{job.links.self}")
@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         say("starting the local stack")
         stack.start(progress=say)
         say(f"gateway ready at {stack.gateway_url}")
-        return submit_and_collect(stack.gateway_url, args.video, args.output, _options(args))
+        return submit_and_collect(stack.gateway_url, args.video, args.output, _options(args), stack.api_key)
     except KeyboardInterrupt:
         say("interrupted; stopping the stack")
         return EXIT_INTERRUPTED
@@ -123,6 +123,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stack.start(progress=say)
         for url in stack.gateway_urls:
             say(f"gateway: {url}/  (API docs: {url}/docs)")
+        if stack.api_key:
+            say(f"API key: {stack.api_key}")
+            say("(an admin key of this run: sign the page in with it, or export HPE3D_API_KEY=... for hpe3d submit)")
+        else:
+            say("authentication is off (HPE3D_AUTH=off): anyone who reaches these ports sees every job")
         say(f"logs: {stack.workdir}")
         say("every part is restarted when it exits; press Ctrl-C to stop")
         while not stopping.wait(0.5):
@@ -138,9 +143,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     _check_video(args.video)
     try:
-        return submit_and_collect(args.url, args.video, args.output, _options(args))
+        return submit_and_collect(args.url, args.video, args.output, _options(args), args.key)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Make, list or revoke API keys through the gateway's admin routes (an admin key)."""
+    client = GatewayClient(args.url, args.key)
+    try:
+        if args.keys_command == "create":
+            made = client.create_key(args.name, args.admin)
+            say(f"key {made.id} for {made.name}{' (admin)' if made.admin else ''}; it is shown only now:")
+            say(made.key)
+        elif args.keys_command == "list":
+            for k in client.list_keys():
+                say(f"{k.id}  {k.name:<24} {'admin' if k.admin else 'user':<5}  created {k.created_at}"
+                    + (f"  revoked {k.revoked_at}" if k.revoked_at else ""))
+        else:
+            client.revoke_key(args.key_id)
+            say(f"key {args.key_id} revoked")
+        return 0
+    except GatewayError as exc:
+        say(f"error: {exc}")
+        return EXIT_FAILED
+    finally:
+        client.close()
 
 
 def cmd_lift(args: argparse.Namespace) -> int:
@@ -174,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpe3d", description="Monocular video to 3D human motion.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def api_key(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--key", default=os.environ.get("HPE3D_API_KEY", ""),
+                       help="API key (default: the HPE3D_API_KEY environment variable)")
+
     def job_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--max-persons", type=int, help="most persons tracked per frame (server default if unset)")
         p.add_argument("--working-size", type=int, help="longer side of decoded frames in pixels")
@@ -199,8 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("video", type=Path, help="the video, or a photo (JPEG, PNG, WebP) for an image job")
     submit.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
     submit.add_argument("-o", "--output", type=Path, required=True, help="directory for the artefacts")
+    api_key(submit)
     job_options(submit)
     submit.set_defaults(func=cmd_submit)
+
+    keys = sub.add_parser("keys", help="make, list or revoke API keys of a running gateway (an admin key)")
+    keys.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
+    api_key(keys)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="make a key and print it (only this once)")
+    create.add_argument("--name", required=True, help="who the key is for; keys with one name share their jobs")
+    create.add_argument("--admin", action="store_true", help="an admin key: sees every job, manages keys")
+    keys_sub.add_parser("list", help="list the keys (never the keys themselves)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key: refused from now on")
+    revoke.add_argument("key_id", help="the key's id (hpe3d keys list)")
+    keys.set_defaults(func=cmd_keys)
 
     lift = sub.add_parser("lift", help="lift a 2D keypoint JSON (ours or GAST-Net's) to 3D, no server")
     lift.add_argument("keypoints", type=Path)

@@ -19,7 +19,7 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from services.common.settings import Settings
@@ -42,6 +42,13 @@ def offline_redoc_script() -> bytes:
     return (DOCS_ASSETS / "redoc.standalone.js").read_bytes().replace(REDOC_CDN_LOGO.encode(), EMPTY_SVG.encode())
 
 
+def page_html(settings: Settings) -> str:
+    """The page, telling its scripts how callers sign in (``<body data-auth="...">``): ``on`` (a key),
+    ``oidc`` (a key, or the token a proxy in front adds to every request), ``off``."""
+    mode = "off" if not settings.auth else "oidc" if settings.oidc_issuer else "on"
+    return PAGE.read_text().replace("<body>", f'<body data-auth="{mode}">', 1)
+
+
 def install_web(app: FastAPI, settings: Settings, api_prefix: str = "/v1") -> None:
     """Add the page, its assets, ``GET {api_prefix}/options`` and the offline docs to ``app``."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -55,15 +62,17 @@ def install_web(app: FastAPI, settings: Settings, api_prefix: str = "/v1") -> No
     async def job_options() -> OptionsView:
         return options
 
+    html = page_html(settings)
+
     @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     @app.get("/jobs/{job_id}", include_in_schema=False)
-    async def job_page(job_id: str) -> FileResponse:
+    async def job_page(job_id: str) -> HTMLResponse:
         if not is_job_id(job_id):
             raise HTTPException(404, f"no job {job_id}")
-        return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:

@@ -1,5 +1,6 @@
 """A job worker: takes job runs off the NATS queue and runs them, ``HPE3D_WORKER_JOBS`` at a time.
 
+The worker takes one message at a time from the users' lanes in turn (``lanes.py``: fair share).
 For each queue message the worker
 
 1. reads the manifest; a job that is gone or tombstoned (deleted) has its leftovers removed and
@@ -12,7 +13,8 @@ For each queue message the worker
    long storage takes to come back), or cancelled (its objects deleted). When the worker stops, it
    gives its messages back (nak) so that another worker resumes them at once.
 
-Every minute a worker also removes what late writes left under deleted jobs, and puts back on the
+Every minute a worker also removes what late writes left under deleted jobs, deletes the jobs past
+their retention (HPE3D_RETENTION_DAYS, ``gateway/jobs/retention.py``), and puts back on the
 queue any unfinished job that has no live owner and no queue message (an API replica that died
 between storing a job and publishing it, or a queue that lost its store).
 """
@@ -38,8 +40,10 @@ from ..jobs.events import cancelled_event
 from ..jobs.manifest import JobState, is_job_id
 from ..jobs.manifest_store import ManifestStore
 from ..jobs.outage import OutagePolicy
+from ..jobs.retention import delete_expired
 from ..jobs.stages import StageClients
 from . import metrics
+from .lanes import FairTaker
 from .pipeline import JobPipeline
 from .reporter import JobDeleted, JobReporter
 
@@ -85,7 +89,7 @@ class JobWorker:
         await self._setup_queue(stop)
         if stop.is_set():
             return
-        sub = await self.js.pull_subscribe_bind(queue.CONSUMER, queue.STREAM)
+        taker = FairTaker(self.js, self.settings.job_ack_wait_s)
         slots = asyncio.Semaphore(max(1, self.settings.worker_jobs))
         sweeper = asyncio.create_task(self._sweep_forever())
         handlers: set[asyncio.Task] = set()
@@ -95,7 +99,8 @@ class JobWorker:
                 if not await _acquire_unless_stopped(slots, stop):
                     break
                 try:
-                    msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
+                    msg = await taker.take(FETCH_WAIT_S)
+                    msgs = [msg] if msg is not None else []
                 except asyncio.TimeoutError:
                     slots.release()
                     continue
@@ -121,13 +126,12 @@ class JobWorker:
                 task.cancel(SHUTDOWN)
             await asyncio.gather(*handlers, sweeper, return_exceptions=True)
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await taker.close()
 
     async def _setup_queue(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await queue.ensure_stream(self.js)
-                await queue.ensure_consumer(self.js, self.settings.job_ack_wait_s)
                 return
             except Exception as exc:  # noqa: BLE001 - JetStream not ready yet
                 log.warning("job queue not ready (%s); retrying", exc)
@@ -141,6 +145,7 @@ class JobWorker:
                 removed = await self.manifests.sweep_tombstones(keep)
                 if removed:
                     log.info("removed %d objects written late under deleted jobs", removed)
+                await delete_expired(self.manifests, self.settings.retention_days)
                 await self.requeue_orphans()
             except Exception as exc:  # noqa: BLE001 - storage or NATS down: next round
                 log.warning("sweep failed: %s", exc)
@@ -157,7 +162,7 @@ class JobWorker:
                 continue
             if now - job.updated_at < quiet or await queue.is_queued(self.js, job.id):
                 continue
-            await queue.publish_job(self.js, queue.JobTicket(job.id, job.attempt))
+            await queue.publish_job(self.js, queue.JobTicket.for_job(job))
             log.warning("job %s was %s with no worker and no queue message: put back on the queue",
                         job.id, job.shown_state(now).value)
             requeued.append(job.id)

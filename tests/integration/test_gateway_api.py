@@ -118,6 +118,18 @@ def test_events_of_a_finished_job_end_with_done(client, store):
     assert done["state"] == "failed" and done["error"]["stage"] == "decoder"
 
 
+def test_a_reconnecting_event_stream_is_not_told_again_what_it_saw(client, store):
+    job = JobManifest(id=new_job_id(), input_key="k", input_name="a.mp4", state=JobState.succeeded)
+    store.put_bytes(job.key, job.to_json())
+    first = client.get(f"/v1/jobs/{job.id}/events").text.rstrip().split("\n\n")
+    assert first[0].startswith("event: progress") and first[-1].startswith("event: done")
+    seen = next(line[len("id: "):] for line in first[0].splitlines() if line.startswith("id: "))
+    again = client.get(f"/v1/jobs/{job.id}/events", headers={"Last-Event-ID": seen}).text.rstrip().split("\n\n")
+    assert len(again) == 1 and again[0].startswith("event: done")
+    stale = client.get(f"/v1/jobs/{job.id}/events", headers={"Last-Event-ID": "2000-01-01T00:00:00+00:00"})
+    assert stale.text.startswith("event: progress")
+
+
 def test_retry_requeues_only_a_failed_job(client, store, nats_url):
     job = JobManifest(id=new_job_id(), input_key="k", input_name="a.mp4", state=JobState.failed,
                       error=JobError(stage="pose2d", code="UNAVAILABLE", message="dependency unavailable"))

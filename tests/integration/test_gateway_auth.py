@@ -9,6 +9,7 @@ import http.server
 import json
 import threading
 import time
+from datetime import datetime, timezone
 
 import jwt
 import pytest
@@ -94,8 +95,8 @@ def submit(client, key: str, name: str = "clip.mp4") -> dict:
     return r.json()
 
 
-def finished_job(store, user: str) -> JobManifest:
-    """A succeeded job of ``user`` with derived objects, as a worker leaves one."""
+def finished_job(store, user: str, created_at: datetime | None = None) -> JobManifest:
+    """A succeeded job of ``user`` with derived objects and its index entries, as a worker leaves one."""
     job_id = new_job_id()
     for key in (f"jobs/{job_id}/input/clip.mp4", f"jobs/{job_id}/segments/00000/frames.pb",
                 f"jobs/{job_id}/segments/00000/poses2d.pb", f"jobs/{job_id}/poses3d.pb"):
@@ -104,7 +105,7 @@ def finished_job(store, user: str) -> JobManifest:
     store.put_bytes(out, b"{}", "application/json")
     size, etag = store.stat(out)
     job = JobManifest(id=job_id, input_key=f"jobs/{job_id}/input/clip.mp4", input_name="clip.mp4", input_bytes=1,
-                      state=JobState.succeeded, user=user,
+                      state=JobState.succeeded, user=user, created_at=created_at or datetime.now(timezone.utc),
                       artifacts={"poses.json": StoredArtifact(key=out, content_type="application/json",
                                                               size_bytes=size, etag=etag)})
     store.put_bytes(job.key, job.to_json())

@@ -104,8 +104,12 @@ async def get_job(job: JobManifest = Depends(job_or_404), api: ApiState = Depend
 @router.get("/{job_id}/events", response_class=StreamingResponse,
             summary="Progress as Server-Sent Events (event: progress ..., then event: done), on any replica",
             responses={200: {"content": {"text/event-stream": {}}}, **NOT_FOUND, **STORAGE_DOWN})
-async def job_events(job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state)) -> StreamingResponse:
-    return StreamingResponse(job_event_stream(job.id, api.manifests, api.queue.current()), media_type="text/event-stream",
+async def job_events(job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state),
+                     last_event_id: str | None = Header(None, alias="last-event-id", max_length=64,
+                                                        description="the id of the last event seen (reconnecting)")
+                     ) -> StreamingResponse:
+    return StreamingResponse(job_event_stream(job.id, api.manifests, api.queue.current(), last_event_id),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -164,6 +168,6 @@ async def retry_job(response: Response, job: JobManifest = Depends(job_or_404),
                summary="Cancel a job (its stage work stops) and delete all its objects",
                responses={**NOT_FOUND, **STORAGE_DOWN})
 async def delete_job(job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state)) -> Response:
-    await api.control.delete(job)
+    await api.control.delete(job.id, finished=job.state.finished)
     return Response(status_code=204)
 
