@@ -1,9 +1,12 @@
-"""``python -m gateway.api --host H --port P``: serve one replica of the REST API with uvicorn."""
+"""``python -m gateway.api --host H --port P``: serve one replica of the REST API with uvicorn, and its
+Prometheus metrics on HPE3D_METRICS_PORT when that is set (``GET /metrics`` on the API port needs an
+admin key)."""
 from __future__ import annotations
 
 import argparse
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from services.common.logs import configure_logging
 from services.common.settings import Settings
@@ -19,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     configure_logging(GATEWAY, settings.log_level)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.bind_host)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None,
                 timeout_graceful_shutdown=30)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from ..jobs.manifest import JobError, JobManifest, JobOptions, JobState, StageProgress, VideoSummary, expires_at
 from .api_keys import KEY_NAME
@@ -134,4 +134,4 @@ class KeyList(BaseModel):
 
 class NewKey(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=KEY_NAME.pattern, description="who the key is for; keys with one name share their jobs")
-    admin: bool = Field(False, description="an admin key sees every job and manages keys")
+    admin: StrictBool = Field(False, description="an admin key sees every job and manages keys")

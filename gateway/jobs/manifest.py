@@ -15,7 +15,7 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 # the stages' own rule for a job's keys (JOBS_PREFIX is re-exported for manifest_store)
 from services.common.job_scope import JOBS_PREFIX, job_prefix  # noqa: F401
@@ -62,6 +62,16 @@ class JobOptions(BaseModel):
                             description="2D pose model, one of GET /v1/models; empty = the default (blazepose). "
                                         "A known model that is not loaded now is refused with 422, which names the "
                                         "checkpoint to supply")
+
+    @field_validator("render", mode="before")
+    @classmethod
+    def _render_is_true_or_false(cls, value):
+        """A form field says ``true`` or ``false``; 0, 1, "yes" and the like are refused, as the schema says."""
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError("send true or false")
+        return value
 
 
 class StageProgress(BaseModel):

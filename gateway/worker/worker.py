@@ -258,6 +258,11 @@ class JobWorker:
         finally:
             with contextlib.suppress(Exception):
                 await cancel_sub.unsubscribe()
+            # a DELETE that came while the job was ending here: the API need not wait, it deletes the job itself
+            for request in cancel_requests:
+                if request.reply:
+                    with contextlib.suppress(Exception):
+                        await request.respond(b'{"cancelled": false}')
 
     async def _renew_lease(self, job, task: asyncio.Task) -> None:
         while not task.done():
@@ -278,6 +283,7 @@ class JobWorker:
             if request.reply:
                 with contextlib.suppress(Exception):
                     await request.respond(b'{"cancelled": true}')
+        cancel_requests.clear()
 
 
 async def _acquire_unless_stopped(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:

@@ -2,13 +2,19 @@
 
 A real API replica runs on the supervised local stack (every part, so the API is ready and an
 accepted upload becomes a real job); schemathesis generates valid and invalid requests for every
-operation of the document served at ``/openapi.json`` and checks that no answer is a 5xx, that every
-status code is documented and that every response body matches its documented schema. Generated job ids name no job, so the
-event stream answers 404 at once. Examples are limited so the test runs in about a minute.
+operation of the document served at ``/openapi.json``, signed in with the stack's admin key, and
+checks that no answer is a 5xx, that every status code is documented and that every response body
+matches its documented schema. Generated job ids name no job, so the event stream answers 404 at
+once. Then the schemathesis command itself runs with ``--checks all`` (every phase: examples,
+coverage, fuzzing, stateful; the repository's ``schemathesis.toml`` applies). Examples are limited
+so the test runs in a few minutes.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -35,6 +41,7 @@ def api_stack(tmp_path_factory):
 
 def test_every_operation_answers_as_documented(api_stack):
     schema = schemathesis.openapi.from_url(f"{api_stack.gateway_url}/openapi.json")
+    auth = {"Authorization": f"Bearer {api_stack.api_key}"}
     checks = [not_a_server_error, status_code_conformance, response_schema_conformance]
     failures: list[str] = []
     tested = 0
@@ -48,7 +55,7 @@ def test_every_operation_answers_as_documented(api_stack):
         @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         def conforms(case):
-            response = case.call_and_validate(checks=checks, timeout=REQUEST_TIMEOUT_S)
+            response = case.call_and_validate(checks=checks, timeout=REQUEST_TIMEOUT_S, headers=auth)
             calls.append(f"{operation.label} {response.status_code}")
         try:
             conforms()
@@ -58,3 +65,14 @@ def test_every_operation_answers_as_documented(api_stack):
     print(f"{tested} operations, {len(calls)} requests:", dict(Counter(calls)))
     assert len(calls) >= tested
     assert not failures, "\n\n".join(failures)
+
+
+def test_the_schemathesis_command_with_every_check_finds_nothing(api_stack):
+    root = Path(__file__).resolve().parents[2]
+    command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{api_stack.gateway_url}/openapi.json",
+               "--checks", "all", "-H", f"Authorization: Bearer {api_stack.api_key}", "-n", "25",
+               "--request-timeout", str(REQUEST_TIMEOUT_S), "--seed", "1"]
+    run = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900)
+    report = run.stdout[-6000:] + run.stderr[-2000:]
+    print(report)
+    assert run.returncode == 0, report

@@ -25,7 +25,8 @@ def _view(record: ApiKeyRecord) -> KeyView:
 
 
 @router.post("", status_code=201, response_model=KeyCreated, summary="Make an API key; the key is shown only here",
-             responses={**ADMIN_ONLY, **STORAGE_DOWN})
+             responses={**ADMIN_ONLY, 400: {"model": Problem, "description": "a body that is not JSON"},
+                        **STORAGE_DOWN})
 async def create_key(body: NewKey, caller: Caller = Depends(require_admin),
                      api: ApiState = Depends(api_state)) -> KeyCreated:
     record, key = await asyncio.to_thread(api.auth.keys.create, body.name, body.admin)
