@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from gateway.api.api_keys import add_key_commands, describe_key
 from gateway.jobs.events import ProgressEvent
 from hpe3d_cli.client import GatewayClient, GatewayError
 from hpe3d_cli.keypoints_io import KeypointFormatError, parse_size, read_keypoints
@@ -41,8 +42,7 @@ class ProgressPrinter:
 
 def submit_and_collect(url: str, video: Path, out_dir: Path, options: dict[str, str], key: str = "") -> int:
     """Upload, follow to the end, download the artefacts; the process exit code."""
-    client = GatewayClient(url, key)
-    try:
+    def run(client: GatewayClient) -> int:
         job = client.submit(video, options)
         say(f"job {job.id} accepted: {url}{job.links.self}")
         done = client.follow(job.id, ProgressPrinter())
@@ -57,6 +57,14 @@ def submit_and_collect(url: str, video: Path, out_dir: Path, options: dict[str, 
         for path in paths:
             say(f"  {path}")
         return 0
+    return with_gateway(url, key, run)
+
+
+def with_gateway(url: str, key: str, action) -> int:
+    """``action(client)``'s exit code; a refusal of the gateway is said and exits 1."""
+    client = GatewayClient(url, key)
+    try:
+        return action(client)
     except GatewayError as exc:
         say(f"error: {exc}")
         return EXIT_FAILED
@@ -150,25 +158,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """Make, list or revoke API keys through the gateway's admin routes (an admin key)."""
-    client = GatewayClient(args.url, args.key)
-    try:
+    def run(client: GatewayClient) -> int:
         if args.keys_command == "create":
             made = client.create_key(args.name, args.admin)
             say(f"key {made.id} for {made.name}{' (admin)' if made.admin else ''}; it is shown only now:")
             say(made.key)
         elif args.keys_command == "list":
-            for k in client.list_keys():
-                say(f"{k.id}  {k.name:<24} {'admin' if k.admin else 'user':<5}  created {k.created_at}"
-                    + (f"  revoked {k.revoked_at}" if k.revoked_at else ""))
+            for key in client.list_keys():
+                say(describe_key(key))
         else:
             client.revoke_key(args.key_id)
             say(f"key {args.key_id} revoked")
         return 0
-    except GatewayError as exc:
-        say(f"error: {exc}")
-        return EXIT_FAILED
-    finally:
-        client.close()
+    return with_gateway(args.url, args.key, run)
 
 
 def cmd_lift(args: argparse.Namespace) -> int:
@@ -238,13 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="make, list or revoke API keys of a running gateway (an admin key)")
     keys.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
     api_key(keys)
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="make a key and print it (only this once)")
-    create.add_argument("--name", required=True, help="who the key is for; keys with one name share their jobs")
-    create.add_argument("--admin", action="store_true", help="an admin key: sees every job, manages keys")
-    keys_sub.add_parser("list", help="list the keys (never the keys themselves)")
-    revoke = keys_sub.add_parser("revoke", help="revoke a key: refused from now on")
-    revoke.add_argument("key_id", help="the key's id (hpe3d keys list)")
+    add_key_commands(keys, "keys_command")
     keys.set_defaults(func=cmd_keys)
 
     lift = sub.add_parser("lift", help="lift a 2D keypoint JSON (ours or GAST-Net's) to 3D, no server")

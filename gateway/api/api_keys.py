@@ -162,16 +162,27 @@ class ApiKeyStore:
         return record
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.api.api_keys",
-                                     description="Make, list and revoke API keys in the store of the HPE3D_S3_* settings.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    create = sub.add_parser("create", help="make a key and print it (once)")
+def describe_key(key) -> str:
+    """One line about a key (an ``ApiKeyRecord`` or the API's ``KeyView``), as the key commands list it."""
+    return (f"{key.id}  {key.name:<24} {'admin' if key.admin else 'user':<5}  created {key.created_at}"
+            + (f"  revoked {key.revoked_at}" if key.revoked_at else ""))
+
+
+def add_key_commands(parser: argparse.ArgumentParser, dest: str) -> None:
+    """The subcommands create / list / revoke, of this module's command and of ``hpe3d keys``."""
+    sub = parser.add_subparsers(dest=dest, required=True)
+    create = sub.add_parser("create", help="make a key and print it (only this once)")
     create.add_argument("--name", required=True, help="who the key is for; keys with one name share their jobs")
     create.add_argument("--admin", action="store_true", help="an admin key: sees every job, manages keys")
     sub.add_parser("list", help="list the keys (never the keys themselves)")
-    revoke = sub.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("key_id")
+    revoke = sub.add_parser("revoke", help="revoke a key: refused from now on")
+    revoke.add_argument("key_id", help="the key's id (as listed)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.api.api_keys",
+                                     description="Make, list and revoke API keys in the store of the HPE3D_S3_* settings.")
+    add_key_commands(parser, "command")
     args = parser.parse_args(argv)
     keys = ApiKeyStore(ObjectStore.from_settings(Settings.from_env()))
     if args.command == "create":
@@ -183,9 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"key {record.id} for {record.name}{' (admin)' if record.admin else ''}; shown only now:")
         print(key)
     elif args.command == "list":
-        for r in keys.list():
-            print(f"{r.id}  {r.name:<24} {'admin' if r.admin else 'user ':<5}  created {r.created_at}"
-                  + (f"  revoked {r.revoked_at}" if r.revoked else ""))
+        for record in keys.list():
+            print(describe_key(record))
     else:
         if keys.revoke(args.key_id) is None:
             print(f"error: no key {args.key_id}", file=sys.stderr)

@@ -29,7 +29,7 @@ from services.common.storage import ObjectStore
 from ..jobs.manifest import JobManifest
 from .api_keys import ApiKeyStore, looks_like_key
 from .browser_sessions import SESSION_COOKIE, SessionStore
-from .oidc import InvalidToken, IssuerUnavailable, OidcVerifier
+from .oidc_errors import InvalidToken, IssuerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,10 @@ class Authenticator:
         self.enabled = settings.auth
         self.keys = ApiKeyStore(store)
         self.sessions = SessionStore(store)
-        self.oidc = OidcVerifier(settings.oidc_issuer, settings.oidc_audience) if settings.oidc_issuer else None
+        self.oidc = None
+        if settings.oidc_issuer:
+            from .oidc import OidcVerifier  # PyJWT is needed only with an issuer
+            self.oidc = OidcVerifier(settings.oidc_issuer, settings.oidc_audience)
         if not self.enabled:
             log.warning("AUTHENTICATION IS OFF (HPE3D_AUTH=off): anyone who reaches this API sees, downloads and "
                         "deletes every job; use this only on a trusted single-user machine")
@@ -138,7 +141,8 @@ def authenticator(connection: HTTPConnection) -> Authenticator:
 
 
 async def authenticate(connection: HTTPConnection) -> Caller:
-    """The caller of a request or WebSocket; raises ``NotAuthenticated`` (401) or ``AuthUnavailable``."""
+    """The caller of a request or WebSocket; raises ``NotAuthenticated`` (401) or ``AuthUnavailable``.
+    Exception handlers do not answer for a WebSocket: its route closes it (code 1008) on either."""
     return await authenticator(connection).caller(connection)
 
 

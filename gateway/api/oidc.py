@@ -16,17 +16,11 @@ import urllib.request
 import jwt
 from jwt import PyJWKClient
 
+from .oidc_errors import InvalidToken, IssuerUnavailable
+
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 LEEWAY_S = 30
 FETCH_TIMEOUT_S = 10
-
-
-class InvalidToken(Exception):
-    """The token is not one this API accepts; the message says why (safe to show the caller)."""
-
-
-class IssuerUnavailable(Exception):
-    """The issuer's discovery document or keys cannot be fetched (answered 503)."""
 
 
 class OidcVerifier:

@@ -53,16 +53,7 @@ class ManifestStore:
         keys = await asyncio.to_thread(self.store.list_keys_after, prefix, after, limit + 1)
         entries = [e for e in map(job_index.parse_entry, keys) if e is not None]
         page, rest = entries[:limit], entries[limit:]
-        gate = asyncio.Semaphore(LIST_CONCURRENCY)
-
-        async def one(job_id: str) -> JobManifest | None:
-            async with gate:
-                try:
-                    return await self.load(job_id)
-                except ValueError:  # a manifest being rewritten or not ours: skip it
-                    return None
-        manifests = [m for m in await asyncio.gather(*(one(e.job_id) for e in page)) if m is not None]
-        return manifests, (page[-1].cursor if rest else None)
+        return await self._load_many([e.job_id for e in page]), (page[-1].cursor if rest else None)
 
     async def user_entries(self, user: str) -> list[job_index.IndexEntry]:
         """Every job of ``user`` as its index entry says (id, creation time, upload size), newest first."""
@@ -85,6 +76,12 @@ class ManifestStore:
         """Stored manifests, newest first (at most ``limit``)."""
         keys = await asyncio.to_thread(self.store.list_keys, JOBS_PREFIX)
         ids = [k[len(JOBS_PREFIX):-len("/job.json")] for k in keys if k.endswith("/job.json") and k.count("/") == 2]
+        manifests = await self._load_many(ids)
+        manifests.sort(key=lambda m: m.created_at, reverse=True)
+        return manifests if limit is None else manifests[:limit]
+
+    async def _load_many(self, ids: list[str]) -> list[JobManifest]:
+        """The manifests of ``ids`` that exist, in that order, ``LIST_CONCURRENCY`` read at once."""
         gate = asyncio.Semaphore(LIST_CONCURRENCY)
 
         async def one(job_id: str) -> JobManifest | None:
@@ -93,9 +90,7 @@ class ManifestStore:
                     return await self.load(job_id)
                 except ValueError:  # a manifest being rewritten or not ours: skip it
                     return None
-        manifests = [m for m in await asyncio.gather(*(one(i) for i in ids)) if m is not None]
-        manifests.sort(key=lambda m: m.created_at, reverse=True)
-        return manifests if limit is None else manifests[:limit]
+        return [m for m in await asyncio.gather(*(one(i) for i in ids)) if m is not None]
 
     async def delete_job(self, job_id: str, tombstone: bool = True) -> int:
         """Tombstone the job (unless told it runs nowhere), delete every object under its prefix,

@@ -23,6 +23,7 @@ from gateway.jobs import job_index
 from gateway.jobs.manifest import JobManifest, JobState, StoredArtifact, new_job_id
 from hpe3d_cli.local_stack import free_port
 from tests.conftest import bearer, make_api_key
+from tests.integration.test_gateway_api import wait_for_queue
 
 AUDIENCE = "hpe3d-test"
 
@@ -82,10 +83,7 @@ def keys(store):
 @pytest.fixture(scope="module")
 def client(api_settings, store):
     with TestClient(create_app(api_settings, store)) as c:
-        for _ in range(200):  # the app connects to NATS in the background
-            if c.app.state.api.queue.current() is not None:
-                break
-            time.sleep(0.05)
+        wait_for_queue(c)
         yield c
 
 

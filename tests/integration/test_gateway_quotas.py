@@ -4,7 +4,6 @@ is touched, another owner is not limited by it, and an admin is not limited at a
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +12,7 @@ from gateway.api.app import create_app
 from gateway.jobs.manifest import JobManifest, JobState
 from hpe3d_cli.local_stack import free_port
 from tests.conftest import bearer, make_api_key
+from tests.integration.test_gateway_api import wait_for_queue
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +21,7 @@ def client(settings, store, nats_url):
     limited = dataclasses.replace(settings, nats_url=nats_url, triton_url=f"127.0.0.1:{free_port()}",
                                   quota_jobs_in_flight=2, quota_uploads_per_hour=3, quota_stored_mb=1, **dead)
     with TestClient(create_app(limited, store)) as c:
-        for _ in range(200):  # the app connects to NATS in the background
-            if c.app.state.api.queue.current() is not None:
-                break
-            time.sleep(0.05)
+        wait_for_queue(c)
         yield c
 
 
