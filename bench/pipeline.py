@@ -93,7 +93,8 @@ def bench_stages(stack: LocalStack, video: Path) -> dict[str, float]:
 
 
 def bench_end_to_end(stack: LocalStack, video: Path, frames: int) -> float:
-    with httpx.Client(base_url=stack.gateway_url, timeout=600) as http:
+    with httpx.Client(base_url=stack.gateway_url, timeout=600,
+                      headers={"Authorization": f"Bearer {stack.api_key}"}) as http:
         t = time.perf_counter()
         with open(video, "rb") as fh:
             job = http.post("/v1/jobs", files={"file": (video.name, fh, "video/mp4")}).json()

@@ -1,5 +1,5 @@
 """``hpe3d``: run the pipeline on a video locally, serve the local stack, submit to a running
-gateway, or lift a 2D keypoint file to 3D without any server."""
+gateway, manage its API keys, or lift a 2D keypoint file to 3D without any server."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from gateway.api.api_keys import add_key_commands, describe_key
 from gateway.jobs.events import ProgressEvent
 from hpe3d_cli.client import GatewayClient, GatewayError
 from hpe3d_cli.keypoints_io import KeypointFormatError, parse_size, read_keypoints
@@ -39,10 +40,9 @@ class ProgressPrinter:
             say(f"{stage:>7}: {p.done}/{p.total} ({100 * p.done // p.total}%)")
 
 
-def submit_and_collect(url: str, video: Path, out_dir: Path, options: dict[str, str]) -> int:
+def submit_and_collect(url: str, video: Path, out_dir: Path, options: dict[str, str], key: str = "") -> int:
     """Upload, follow to the end, download the artefacts; the process exit code."""
-    client = GatewayClient(url)
-    try:
+    def run(client: GatewayClient) -> int:
         job = client.submit(video, options)
         say(f"job {job.id} accepted: {url}{job.links.self}")
         done = client.follow(job.id, ProgressPrinter())
@@ -57,6 +57,14 @@ def submit_and_collect(url: str, video: Path, out_dir: Path, options: dict[str, 
         for path in paths:
             say(f"  {path}")
         return 0
+    return with_gateway(url, key, run)
+
+
+def with_gateway(url: str, key: str, action) -> int:
+    """``action(client)``'s exit code; a refusal of the gateway is said and exits 1."""
+    client = GatewayClient(url, key)
+    try:
+        return action(client)
     except GatewayError as exc:
         say(f"error: {exc}")
         return EXIT_FAILED
@@ -94,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         say("starting the local stack")
         stack.start(progress=say)
         say(f"gateway ready at {stack.gateway_url}")
-        return submit_and_collect(stack.gateway_url, args.video, args.output, _options(args))
+        return submit_and_collect(stack.gateway_url, args.video, args.output, _options(args), stack.api_key)
     except KeyboardInterrupt:
         say("interrupted; stopping the stack")
         return EXIT_INTERRUPTED
@@ -123,6 +131,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stack.start(progress=say)
         for url in stack.gateway_urls:
             say(f"gateway: {url}/  (API docs: {url}/docs)")
+        if stack.api_key:
+            say(f"API key: {stack.api_key}")
+            say("(an admin key of this run: sign the page in with it, or export HPE3D_API_KEY=... for hpe3d submit)")
+        else:
+            say("authentication is off (HPE3D_AUTH=off): anyone who reaches these ports sees every job")
         say(f"logs: {stack.workdir}")
         say("every part is restarted when it exits; press Ctrl-C to stop")
         while not stopping.wait(0.5):
@@ -138,9 +151,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     _check_video(args.video)
     try:
-        return submit_and_collect(args.url, args.video, args.output, _options(args))
+        return submit_and_collect(args.url, args.video, args.output, _options(args), args.key)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Make, list or revoke API keys through the gateway's admin routes (an admin key)."""
+    def run(client: GatewayClient) -> int:
+        if args.keys_command == "create":
+            made = client.create_key(args.name, args.admin)
+            say(f"key {made.id} for {made.name}{' (admin)' if made.admin else ''}; it is shown only now:")
+            say(made.key)
+        elif args.keys_command == "list":
+            for key in client.list_keys():
+                say(describe_key(key))
+        else:
+            client.revoke_key(args.key_id)
+            say(f"key {args.key_id} revoked")
+        return 0
+    return with_gateway(args.url, args.key, run)
 
 
 def cmd_lift(args: argparse.Namespace) -> int:
@@ -174,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpe3d", description="Monocular video to 3D human motion.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def api_key(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--key", default=os.environ.get("HPE3D_API_KEY", ""),
+                       help="API key (default: the HPE3D_API_KEY environment variable)")
+
     def job_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--max-persons", type=int, help="most persons tracked per frame (server default if unset)")
         p.add_argument("--working-size", type=int, help="longer side of decoded frames in pixels")
@@ -199,8 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("video", type=Path, help="the video, or a photo (JPEG, PNG, WebP) for an image job")
     submit.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
     submit.add_argument("-o", "--output", type=Path, required=True, help="directory for the artefacts")
+    api_key(submit)
     job_options(submit)
     submit.set_defaults(func=cmd_submit)
+
+    keys = sub.add_parser("keys", help="make, list or revoke API keys of a running gateway (an admin key)")
+    keys.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
+    api_key(keys)
+    add_key_commands(keys, "keys_command")
+    keys.set_defaults(func=cmd_keys)
 
     lift = sub.add_parser("lift", help="lift a 2D keypoint JSON (ours or GAST-Net's) to 3D, no server")
     lift.add_argument("keypoints", type=Path)

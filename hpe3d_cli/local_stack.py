@@ -117,6 +117,7 @@ class LocalStack:
     settings: Settings = field(init=False)
     gateway_url: str = field(init=False, default="")
     gateway_urls: list[str] = field(init=False, default_factory=list)
+    api_key: str = field(init=False, default="", repr=False)  # an admin key of this run ("" with HPE3D_AUTH=off)
     supervisor: Supervisor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +132,7 @@ class LocalStack:
             raise ValueError(f"{self.count(TRITON)} triton replicas need as many pose2d replicas at least: pose2d "
                              "replica i calls triton replica i mod N, so the others would stay idle")
         self._own_workdir = self.workdir is None
+        self._key_id = ""
         self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix="hpe3d-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.supervisor = Supervisor()
@@ -208,6 +210,7 @@ class LocalStack:
                     self._spawn(WORKER, i, ["-m", "gateway.worker", "--worker-id", self._name(WORKER, i)], {})
             if GATEWAY in self.components:
                 say("starting the gateway" + self._times(GATEWAY))
+                self._make_api_key()
                 procs = [self._spawn(GATEWAY, i, ["-m", "gateway.api", "--host", "127.0.0.1", "--port", str(port)], {})
                          for i, port in enumerate(self.ports[GATEWAY])]
                 for proc, url in zip(procs, self.gateway_urls):
@@ -221,8 +224,9 @@ class LocalStack:
         self.supervisor.watch()
 
     def stop(self) -> None:
-        """SIGTERM to everything, newest first; each part gets its grace (``STOP_GRACE_S``) to finish
-        in-flight work; whatever is left is killed."""
+        """Revoke this run's API key; SIGTERM to everything, newest first; each part gets its grace
+        (``STOP_GRACE_S``) to finish in-flight work; whatever is left is killed."""
+        self._revoke_api_key()
         self.supervisor.stop_all()
         if self._own_workdir and os.environ.get("HPE3D_KEEP_STACK_DIR") != "1":
             import shutil
@@ -294,6 +298,29 @@ class LocalStack:
     def _wait(self, proc: SupervisedProcess, ready: Callable[[], bool]) -> None:
         self._ready_checks[proc.name] = ready
         wait_ready(proc, ready, self.startup_timeout_s, StackError)
+
+    def _make_api_key(self) -> None:
+        """An admin key for this run (as Jupyter makes a token): ``hpe3d serve`` prints it, ``hpe3d run``
+        and the tests use it. It is revoked when the stack stops. None with HPE3D_AUTH=off."""
+        if not self.settings.auth or self._key_id:
+            return
+        from gateway.api.api_keys import ApiKeyStore
+        from services.common.storage import ObjectStore
+        record, self.api_key = ApiKeyStore(ObjectStore.from_settings(self.settings)).create("local", admin=True)
+        self._key_id = record.id
+
+    def _revoke_api_key(self) -> None:
+        if not self._key_id:
+            return
+        from gateway.api.api_keys import ApiKeyStore
+        from services.common.storage import ObjectStore
+        store = ObjectStore.from_settings(self.settings)
+        store.retries = 0
+        try:
+            ApiKeyStore(store).revoke(self._key_id)
+        except Exception as exc:  # noqa: BLE001 - storage already gone: the key goes with it
+            log.debug("could not revoke the stack's key: %s", exc)
+        self._key_id = ""
 
     def _start_seaweedfs(self) -> None:
         data = self.workdir / "s3"

@@ -73,6 +73,16 @@ def nats_url(tmp_path_factory):
             proc.wait()
 
 
+def make_api_key(store, name: str = "tester", admin: bool = False) -> str:
+    """A new API key in ``store``: what ``hpe3d keys create`` makes."""
+    from gateway.api.api_keys import ApiKeyStore
+    return ApiKeyStore(store).create(name, admin)[1]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 def require_shared(path: str) -> Path:
     """A file under ../shared/data, or skip: a user's clone has no ../shared."""
     full = SHARED_DATA / path

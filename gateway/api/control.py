@@ -51,7 +51,7 @@ class JobControl:
         """Put a run of ``job`` (already saved as queued) on the queue."""
         nc = self._connected()
         try:
-            await queue.publish_job(nc.jetstream(), queue.JobTicket(job.id, job.attempt))
+            await queue.publish_job(nc.jetstream(), queue.JobTicket.for_job(job))
         except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
             raise QueueUnavailable(f"the job queue (NATS) did not take the job: {exc}") from exc
         metrics.JOBS_SUBMITTED.inc()
@@ -74,13 +74,14 @@ class JobControl:
             raise
         return job
 
-    async def delete(self, job_id: str) -> None:
-        """Stop the job's stage work and delete all its objects.
+    async def delete(self, job_id: str, finished: bool = False) -> None:
+        """Stop the job's stage work and delete all its objects and index entries.
 
         The worker running the job (if any) answers the cancel request after it has stopped and
-        deleted the objects. Without an answer, this replica tombstones the job and deletes the
-        objects itself; a worker that takes the job later, or a stage call that writes late, is
-        cleaned up because of the tombstone."""
+        deleted the objects. Without an answer, this replica deletes the objects itself, and
+        tombstones an unfinished job first: a worker that takes it later, or a stage call that
+        writes late, is cleaned up because of the tombstone. A finished job runs nowhere, so it
+        leaves nothing behind, not even a tombstone (``finished``: the job's state says so)."""
         nc = self._nc()
         if nc is not None:
             try:
@@ -91,4 +92,4 @@ class JobControl:
                 pass  # no worker runs the job (or it did not answer in time): delete it here
             except nats.errors.Error as exc:
                 log.warning("cancel request for job %s failed: %s", job_id, exc)
-        await self.manifests.delete_job(job_id)
+        await self.manifests.delete_job(job_id, tombstone=not finished)

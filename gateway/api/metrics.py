@@ -13,3 +13,5 @@ LIVE_FRAMES = Counter("hpe3d_gateway_live_frames_total", "/v1/live frames by out
 LIVE_BUFFERED_BYTES = Gauge("hpe3d_gateway_live_buffered_bytes", "JPEG bytes held by live sessions: the frame "
                             "waiting for its turn and the recordings")
 LIVE_RECORDINGS = Counter("hpe3d_gateway_live_recordings_total", "Live recordings made into jobs")
+QUOTA_REFUSALS = Counter("hpe3d_gateway_quota_refusals_total", "Submissions answered 429, by the limit reached",
+                         ["limit"])

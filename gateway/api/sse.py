@@ -3,7 +3,9 @@
 The stream subscribes to the job's NATS events subject first, then reads the manifest, so a late
 subscriber starts from the stored state and misses nothing after it. It re-reads the manifest
 whenever no event came for ``RECHECK_S`` (NATS away, or a worker that died), so it always ends
-with a ``done`` event once the job is finished or deleted.
+with a ``done`` event once the job is finished or deleted. Progress events carry the manifest time
+as their id; a client that reconnects with ``Last-Event-ID`` gets the stored state again only if
+it changed since.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from nats.aio.client import Client as NATS
 
@@ -24,7 +27,16 @@ RECHECK_S = 3.0
 KEEPALIVE_S = 15.0
 
 
-async def job_event_stream(job_id: str, manifests: ManifestStore, nc: NATS | None) -> AsyncIterator[str]:
+def parse_event_id(last_event_id: str | None) -> datetime | None:
+    """The manifest time a reconnecting client saw last (its ``Last-Event-ID``); None if unreadable."""
+    try:
+        return datetime.fromisoformat(last_event_id) if last_event_id else None
+    except ValueError:
+        return None
+
+
+async def job_event_stream(job_id: str, manifests: ManifestStore, nc: NATS | None,
+                           last_event_id: str | None = None) -> AsyncIterator[str]:
     inbox: asyncio.Queue[JobEvent] = asyncio.Queue()
     sub = None
     if nc is not None and nc.is_connected:
@@ -36,7 +48,7 @@ async def job_event_stream(job_id: str, manifests: ManifestStore, nc: NATS | Non
         with contextlib.suppress(Exception):
             sub = await nc.subscribe(queue.events_subject(job_id), cb=on_event)
     try:
-        last_update = None
+        last_update = parse_event_id(last_event_id)  # a reconnecting client is not told again what it saw
         idle = 0.0
         while True:
             try:

@@ -1,5 +1,6 @@
 """Turning a stored input into a job, the one path for an upload and a recorded live session: probe
-it (``admission.admit``), save its manifest, put it on the queue."""
+it (``admission.admit``), save its manifest and list it in the job index, count it against its user's jobs in flight, put it
+on the queue."""
 from __future__ import annotations
 
 from ..jobs.job_errors import JobFailed
@@ -20,11 +21,12 @@ async def start_job(api: ApiState, job: JobManifest) -> None:
         await admit(job, api.clients, api.store, api.settings)
     except JobFailed as failed:
         job.state, job.error = JobState.failed, failed.error
-        await api.manifests.save(job)
+        await api.manifests.create(job)
         raise
-    await api.manifests.save(job)
+    await api.manifests.create(job)
+    await api.manifests.mark_in_flight(job)
     try:
         await api.control.enqueue(job)
     except Exception:
-        await api.manifests.delete_objects(job.id)
+        await api.manifests.delete_job(job.id, tombstone=False)
         raise

@@ -1,11 +1,11 @@
 """What the gateway serves to a browser: the web page, its assets, the option descriptions and
 the API documentation, all from this process (nothing from a CDN).
 
-* ``/``, ``/live`` and ``/jobs/{id}`` return the page (``static/index.html``); the page reads the
-  view (and the job id) from its address, so a job's permalink shows its progress or result after a
-  reload, and ``/live`` opens the camera view.
+* ``/``, ``/live`` and ``/jobs/{id}`` return the page (``static/index.html``) to anyone: it holds no data
+  and signs in with a key. The page reads the view (and the job id) from its address, so a job's permalink
+  shows its progress or result after a reload, and ``/live`` opens the camera view.
 * ``/static/...`` the page's ES modules, CSS and vendored libraries (``static/vendor``).
-* ``/v1/options`` the job options with their real defaults, bounds and help (``options.py``).
+* ``/v1/options`` (signed in) the job options with their real defaults, bounds and help (``options.py``).
 * ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) with the assets that the ``fastapi-offline``
   package ships, served under ``/docs-assets/``. The app must be created with
   ``docs_url=None, redoc_url=None`` so these replace FastAPI's CDN-based pages. ReDoc's script
@@ -18,15 +18,17 @@ from functools import lru_cache
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from services.common.settings import Settings
 
 from ..jobs.manifest import is_job_id
+from .authentication import require_caller
 from .options import OptionsView, describe_options
+from .problems import AUTH_ERRORS
 
 STATIC = Path(__file__).resolve().parent / "static"
 DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
@@ -41,6 +43,13 @@ def offline_redoc_script() -> bytes:
     return (DOCS_ASSETS / "redoc.standalone.js").read_bytes().replace(REDOC_CDN_LOGO.encode(), EMPTY_SVG.encode())
 
 
+def page_html(settings: Settings) -> str:
+    """The page, telling its scripts how callers sign in (``<body data-auth="...">``): ``on`` (a key),
+    ``oidc`` (a key, or the token a proxy in front adds to every request), ``off``."""
+    mode = "off" if not settings.auth else "oidc" if settings.oidc_issuer else "on"
+    return PAGE.read_text().replace("<body>", f'<body data-auth="{mode}">', 1)
+
+
 def install_web(app: FastAPI, settings: Settings, api_prefix: str = "/v1") -> None:
     """Add the page, its assets, ``GET {api_prefix}/options`` and the offline docs to ``app``."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -48,23 +57,27 @@ def install_web(app: FastAPI, settings: Settings, api_prefix: str = "/v1") -> No
     options = describe_options(settings)
 
     @app.get(f"{api_prefix}/options", response_model=OptionsView, tags=["jobs"],
-             summary="Job options with their defaults, bounds and help; upload limits")
+             summary="Job options with their defaults, bounds and help; upload limits",
+             dependencies=[Depends(require_caller)],
+             responses=AUTH_ERRORS)
     async def job_options() -> OptionsView:
         return options
 
+    html = page_html(settings)
+
     @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     @app.get("/live", include_in_schema=False)
     async def live_page() -> FileResponse:
         return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/jobs/{job_id}", include_in_schema=False)
-    async def job_page(job_id: str) -> FileResponse:
+    async def job_page(job_id: str) -> HTMLResponse:
         if not is_job_id(job_id):
             raise HTTPException(404, f"no job {job_id}")
-        return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:

@@ -37,7 +37,11 @@ class JobEvent:
     payload: ProgressEvent | DoneEvent
 
     def sse(self) -> str:
-        return f"event: {self.name}\ndata: {self.payload.model_dump_json()}\n\n"
+        """The Server-Sent Event; a progress event's id is the manifest time it shows, which a client
+        that reconnects sends back as ``Last-Event-ID``."""
+        stamp = getattr(self.payload, "updated_at", None)
+        event_id = f"id: {stamp.isoformat()}\n" if stamp is not None else ""
+        return f"event: {self.name}\ndata: {self.payload.model_dump_json()}\n{event_id}\n"
 
     def to_bytes(self) -> bytes:
         """The NATS message body."""

@@ -1,7 +1,7 @@
 """The job manifest: everything known about one job, stored as ``jobs/{id}/job.json``.
 
-The manifest is the single source of truth for a job. The API writes it when a job is submitted or
-retried; while a worker runs the job, that worker is its only writer: it records itself as the
+The manifest is the single source of truth for a job, and says whose it is (``user``). The API
+writes it when a job is submitted or retried; while a worker runs the job, that worker is its only writer: it records itself as the
 ``owner`` with a lease it renews (``lease_until``) and rewrites the manifest after every stage and
 on segment progress. A redelivered job resumes from it. The API answers every read from it.
 
@@ -10,15 +10,17 @@ Stage names (progress keys, error stages) are those of ``services.common.stage_n
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 # the stages' own rule for a job's keys (JOBS_PREFIX is re-exported for manifest_store)
 from services.common.job_scope import JOBS_PREFIX, job_prefix  # noqa: F401
+from services.common.pose_models import POSE_MODELS
 from services.common.request_options import MAX_PERSONS_LIMIT
 from services.common.stage_names import JOBS as JOBS_STAGE
 from services.common.stage_names import STAGES
@@ -60,7 +62,20 @@ class JobOptions(BaseModel):
                               description="longer side of decoded frames in pixels; 0 = server default")
     render: bool = Field(True, description="encode the rendered MP4 (false: exports only)")
     pose_model: str = Field("", max_length=64, pattern=r"^[a-z0-9_]*$",
-                            description="2D pose model, one of GET /v1/models; empty = the default (blazepose)")
+                            json_schema_extra={"enum": ["", *POSE_MODELS]},
+                            description="2D pose model, one of GET /v1/models; empty = the default (blazepose). "
+                                        "A known model that is not loaded now is refused with 422, which names the "
+                                        "checkpoint to supply")
+
+    @field_validator("render", mode="before")
+    @classmethod
+    def _render_is_true_or_false(cls, value):
+        """A form field says ``true`` or ``false``; 0, 1, "yes" and the like are refused, as the schema says."""
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError("send true or false")
+        return value
 
 
 class StageProgress(BaseModel):
@@ -144,6 +159,9 @@ class JobManifest(BaseModel):
     poses3d_key: str = ""
     artifacts: dict[str, StoredArtifact] = Field(default_factory=dict)
     attempt: int = Field(1, description="1 for the first run; POST .../retry adds one")
+    user: str = Field("", description="who the job belongs to (``key:<name>`` for an API key, ``oidc:<subject>`` "
+                                      "for a JWT); only they and admins see it; empty for jobs of no one "
+                                      "(HPE3D_AUTH=off), which admins see")
     owner: str = Field("", description="id of the worker running the job; empty when none does")
     lease_until: datetime | None = Field(None, description="the owner renews this while it works; past it, "
                                                            "the owner counts as gone")
@@ -186,6 +204,17 @@ class JobManifest(BaseModel):
     @classmethod
     def from_json(cls, data: bytes | str) -> "JobManifest":
         return cls.model_validate_json(data)
+
+
+def user_slug(user: str) -> str:
+    """A user as one token of an object key or a NATS subject: a digest (a user name may hold any
+    character), ``_`` for the jobs of no one."""
+    return hashlib.sha256(user.encode()).hexdigest()[:24] if user else "_"
+
+
+def expires_at(created_at: datetime, retention_days: float) -> datetime:
+    """When the workers' sweep deletes a job created at ``created_at`` (HPE3D_RETENTION_DAYS)."""
+    return created_at + timedelta(days=retention_days)
 
 
 def manifest_key(job_id: str) -> str:

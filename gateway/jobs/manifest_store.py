@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from services.common.storage import ObjectNotFound, ObjectStore
 
+from . import job_index
 from .manifest import (JOBS_PREFIX, TOMBSTONES_PREFIX, InvalidManifest, JobManifest, invalid_manifest_key, is_job_id,
                        job_prefix, manifest_key, tombstone_key)
 
@@ -57,25 +58,77 @@ class ManifestStore:
         job = invalid.failed_job()
         await self.save(job)
         return job
+    async def create(self, manifest: JobManifest) -> None:
+        """Save a new job's manifest, then list it in the job index (``job_index.py``)."""
+        await self.save(manifest)
+        for key in (job_index.all_key(manifest), job_index.user_key(manifest)):
+            await asyncio.to_thread(self.store.put_bytes, key, b"", "text/plain")
+
+    async def mark_in_flight(self, manifest: JobManifest) -> None:
+        """Record that ``manifest`` (just queued, or queued again) counts against its user's jobs in flight."""
+        await asyncio.to_thread(self.store.put_bytes, job_index.in_flight_key(manifest.user, manifest.id), b"",
+                                "text/plain")
+
+    async def load_page(self, user: str | None, limit: int, cursor: str = "") -> tuple[list[JobManifest], str | None]:
+        """One page of the job list, newest first: ``user``'s jobs, or everybody's for None. Returns
+        the manifests and the cursor of the next page (None on the last page). Only this page's
+        manifests are read."""
+        prefix = job_index.ALL_PREFIX if user is None else job_index.user_prefix(user)
+        after = f"{prefix}{cursor}." if cursor else ""
+        keys = await asyncio.to_thread(self.store.list_keys_after, prefix, after, limit + 1)
+        entries = [e for e in map(job_index.parse_entry, keys) if e is not None]
+        page, rest = entries[:limit], entries[limit:]
+        return await self._load_many([e.job_id for e in page]), (page[-1].cursor if rest else None)
+
+    async def user_entries(self, user: str) -> list[job_index.IndexEntry]:
+        """Every job of ``user`` as its index entry says (id, creation time, upload size), newest first."""
+        keys = await asyncio.to_thread(self.store.list_keys, job_index.user_prefix(user))
+        return [e for e in map(job_index.parse_entry, keys) if e is not None]
+
+    async def all_entries(self) -> list[job_index.IndexEntry]:
+        """Every indexed job (id and creation time), newest first."""
+        keys = await asyncio.to_thread(self.store.list_keys, job_index.ALL_PREFIX)
+        return [e for e in map(job_index.parse_entry, keys) if e is not None]
+
+    async def in_flight_ids(self, user: str) -> list[str]:
+        keys = await asyncio.to_thread(self.store.list_keys, job_index.in_flight_prefix(user))
+        return [job_index.in_flight_job_id(k) for k in keys]
+
+    async def unmark_in_flight(self, user: str, job_id: str) -> None:
+        await asyncio.to_thread(self.store.delete, job_index.in_flight_key(user, job_id))
 
     async def load_all(self, limit: int | None = None) -> list[JobManifest]:
         """Stored manifests, newest first (at most ``limit``)."""
         keys = await asyncio.to_thread(self.store.list_keys, JOBS_PREFIX)
         ids = [k[len(JOBS_PREFIX):-len("/job.json")] for k in keys if k.endswith("/job.json") and k.count("/") == 2]
+        manifests = await self._load_many(ids)
+        manifests.sort(key=lambda m: m.created_at, reverse=True)
+        return manifests if limit is None else manifests[:limit]
+
+    async def _load_many(self, ids: list[str]) -> list[JobManifest]:
+        """The manifests of ``ids`` that exist, in that order, ``LIST_CONCURRENCY`` read at once."""
         gate = asyncio.Semaphore(LIST_CONCURRENCY)
 
         async def one(job_id: str) -> JobManifest | None:
             async with gate:
                 return await self.load(job_id)  # None: deleted since it was listed
-        manifests = [m for m in await asyncio.gather(*(one(i) for i in ids if is_job_id(i))) if m is not None]
-        manifests.sort(key=lambda m: m.created_at, reverse=True)
-        return manifests if limit is None else manifests[:limit]
+        return [m for m in await asyncio.gather(*(one(i) for i in ids if is_job_id(i))) if m is not None]
 
-    async def delete_job(self, job_id: str) -> int:
-        """Tombstone the job, then delete every object under its prefix; returns how many."""
-        now = datetime.now(timezone.utc).isoformat().encode()
-        await asyncio.to_thread(self.store.put_bytes, tombstone_key(job_id), now, "text/plain")
-        return await self.delete_objects(job_id)
+    async def delete_job(self, job_id: str, tombstone: bool = True) -> int:
+        """Tombstone the job (unless told it runs nowhere), delete every object under its prefix,
+        then its index entries; returns how many objects under the prefix were deleted."""
+        try:
+            manifest = await self.load(job_id)
+        except ValueError:
+            manifest = None
+        if tombstone:
+            now = datetime.now(timezone.utc).isoformat().encode()
+            await asyncio.to_thread(self.store.put_bytes, tombstone_key(job_id), now, "text/plain")
+        deleted = await self.delete_objects(job_id)
+        if manifest is not None:
+            for key in job_index.keys_of(manifest):
+                await asyncio.to_thread(self.store.delete, key)
+        return deleted
 
     async def delete_objects(self, job_id: str) -> int:
         return await asyncio.to_thread(self.store.delete_prefix, job_prefix(job_id))

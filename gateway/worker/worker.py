@@ -1,5 +1,6 @@
 """A job worker: takes job runs off the NATS queue and runs them, ``HPE3D_WORKER_JOBS`` at a time.
 
+The worker takes one message at a time from the users' lanes in turn (``lanes.py``: fair share).
 For each queue message the worker
 
 1. refuses a second delivery of a job this process already runs: the queue's redelivery of the same
@@ -20,7 +21,8 @@ When the worker stops (SIGTERM), its jobs finish the steps in flight (for up to
 ``HAND_BACK_GRACE_S``), each is recorded with no owner and no lease, and its message is given back
 (nak, no delay): another worker resumes it from its manifest at once.
 
-Every minute a worker also removes what late writes left under deleted jobs, and puts back on the
+Every minute a worker also removes what late writes left under deleted jobs, deletes the jobs past
+their retention (HPE3D_RETENTION_DAYS, ``gateway/jobs/retention.py``), and puts back on the
 queue any unfinished job that has no live owner and no queue message (an API replica that died
 between storing a job and publishing it, or a queue that lost its store).
 """
@@ -47,8 +49,10 @@ from ..jobs.events import cancelled_event, done_event
 from ..jobs.manifest import InvalidManifest, JobManifest, JobState, is_job_id
 from ..jobs.manifest_store import ManifestStore
 from ..jobs.outage import OutagePolicy
+from ..jobs.retention import delete_expired
 from ..jobs.stages import StageClients
 from . import metrics
+from .lanes import FairTaker
 from .pipeline import JobHandedBack, JobPipeline
 from .reporter import JobDeleted, JobReporter
 
@@ -128,7 +132,7 @@ class JobWorker:
         await self._setup_queue(stop)
         if stop.is_set():
             return
-        sub = await self.js.pull_subscribe_bind(queue.CONSUMER, queue.STREAM)
+        taker = FairTaker(self.js, self.settings.job_ack_wait_s)
         slots = asyncio.Semaphore(max(1, self.settings.worker_jobs))
         sweeper = asyncio.create_task(self._sweep_forever())
         stop_watch = asyncio.create_task(self._stop_jobs_when(stop))
@@ -139,7 +143,8 @@ class JobWorker:
                 if not await _acquire_unless_stopped(slots, stop):
                     break
                 try:
-                    msgs = await sub.fetch(1, timeout=FETCH_WAIT_S)
+                    msg = await taker.take(FETCH_WAIT_S)
+                    msgs = [msg] if msg is not None else []
                 except asyncio.TimeoutError:
                     slots.release()
                     continue
@@ -167,7 +172,7 @@ class JobWorker:
                 handler.cancel()
             await asyncio.gather(*handlers, sweeper, stop_watch, return_exceptions=True)
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await taker.close()
 
     async def _stop_jobs_when(self, stop: asyncio.Event) -> None:
         """From the moment ``stop`` is set, jobs start no new step (``JobPipeline.stopping``)."""
@@ -194,7 +199,6 @@ class JobWorker:
         while not stop.is_set():
             try:
                 await queue.ensure_stream(self.js)
-                await queue.ensure_consumer(self.js, self.settings.job_ack_wait_s)
                 return
             except Exception as exc:  # noqa: BLE001 - JetStream not ready yet
                 log.warning("job queue not ready (%s); retrying", exc)
@@ -208,6 +212,7 @@ class JobWorker:
                 removed = await self.manifests.sweep_tombstones(keep)
                 if removed:
                     log.info("removed %d objects written late under deleted jobs", removed)
+                await delete_expired(self.manifests, self.settings.retention_days)
                 await self.requeue_orphans()
             except Exception as exc:  # noqa: BLE001 - storage or NATS down: next round
                 log.warning("sweep failed: %s", exc)
@@ -224,7 +229,7 @@ class JobWorker:
                 continue
             if now - job.updated_at < quiet or await queue.is_queued(self.js, job.id):
                 continue
-            await queue.publish_job(self.js, queue.JobTicket(job.id, job.attempt))
+            await queue.publish_job(self.js, queue.JobTicket.for_job(job))
             log.warning("job %s was %s with no worker and no queue message: put back on the queue",
                         job.id, job.shown_state(now).value)
             requeued.append(job.id)
@@ -323,6 +328,11 @@ class JobWorker:
         finally:
             with contextlib.suppress(Exception):
                 await cancel_sub.unsubscribe()
+            # a DELETE that came while the job was ending here: the API need not wait, it deletes the job itself
+            for request in cancel_requests:
+                if request.reply:
+                    with contextlib.suppress(Exception):
+                        await request.respond(b'{"cancelled": false}')
 
     async def _run(self, job: JobManifest, cancel_requests: list[Msg]) -> Settlement:
         task = asyncio.create_task(self.pipeline.run(job), name=f"job-{job.id}")
@@ -412,6 +422,7 @@ class JobWorker:
             if request.reply:
                 with contextlib.suppress(Exception):
                     await request.respond(b'{"cancelled": true}')
+        cancel_requests.clear()
 
 
 async def _settle(msg: Msg, settlement: Settlement) -> None:

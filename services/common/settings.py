@@ -64,6 +64,17 @@ class Settings:
                                               # (0 = torch's default, one per core); 1 leaves the other
                                               # cores to the stages beside it (the live lifter's small
                                               # tensors only lose to a second thread's hand-offs)
+    # Who may call the REST API, and how much each owner may use (gateway)
+    auth: bool = True                         # HPE3D_AUTH; off = no sign-in, every caller is an admin
+                                              # (a trusted single-user machine only; logged loudly)
+    oidc_issuer: str = ""                     # HPE3D_OIDC_ISSUER, also accept JWTs of this OpenID Connect issuer
+    oidc_audience: str = ""                   # HPE3D_OIDC_AUDIENCE, the audience those JWTs must carry (required
+                                              # with an issuer)
+    quota_jobs_in_flight: int = 10            # HPE3D_QUOTA_JOBS_IN_FLIGHT, an owner's jobs queued or running; 0 = no limit
+    quota_uploads_per_hour: int = 60          # HPE3D_QUOTA_UPLOADS_PER_HOUR, an owner's uploads in any hour; 0 = no limit
+    quota_stored_mb: int = 10240              # HPE3D_QUOTA_STORED_MB, size of an owner's stored uploads; 0 = no limit
+    retention_days: float = 30.0              # HPE3D_RETENTION_DAYS, jobs and all their objects are deleted this
+                                              # long after submission (the workers' sweep)
     log_level: str = "INFO"                   # HPE3D_LOG_LEVEL
 
     @classmethod

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -185,6 +186,20 @@ class ObjectStore:
         self.ensure_bucket()
         return self._call(f"list {prefix}", lambda: [
             o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)])
+
+    def list_keys_after(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
+        """Keys under ``prefix`` in key order, after ``start_after`` (a whole key), at most ``limit``."""
+        self.ensure_bucket()
+
+        def page() -> list[str]:
+            found = self.client.list_objects(self.bucket, prefix=prefix, recursive=True,
+                                             start_after=start_after or None)
+            return [o.object_name for o in itertools.islice(found, limit)]
+        return self._call(f"list {prefix}", page)
+
+    def delete(self, key: str) -> None:
+        """Delete one object (nothing happens when it does not exist)."""
+        self._call(f"delete {key}", lambda: self.client.remove_object(self.bucket, key))
 
     def delete_prefix(self, prefix: str) -> int:
         keys = self.list_keys(prefix)

@@ -1,6 +1,7 @@
 """The web page in a real browser (Debian's chromium driven by Playwright) on the whole local stack.
 
-One clip goes through the page's own upload controls; the checks share that job: the result view
+Every browser context signs in through the page's form with the stack's API key (one test first
+opens a permalink signed out: the form, a refused key, then the job). One clip goes through the page's own upload controls; the checks share that job: the result view
 (3D canvas drawn, plots with data, seeking the video moves the 3D and the viewer's slider moves the
 video), the permalink after a reload and in a fresh browser context, the job history, the phone
 layout at 390x844, errors in words for a bad upload and an out-of-bounds option, delete, the form's
@@ -8,7 +9,8 @@ defaults and drag and drop, a photo job, and /docs and /redoc served with no req
 machine. Every page's console errors, and any request to another host, fail the test that opened it.
 
 Set HPE3D_SCREENSHOTS=DIR to keep screenshots of each view at 1280x900 and 390x844, and
-HPE3D_GATEWAY_URL=http://HOST:PORT to test a gateway that is already running instead of a local stack.
+HPE3D_GATEWAY_URL=http://HOST:PORT (and HPE3D_API_KEY) to test a gateway that is already running instead of a
+local stack.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 import pytest
 
 from hpe3d_cli.local_stack import LocalStack
-from tests.conftest import TEST_DATA
+from tests.conftest import TEST_DATA, bearer
 
 pytestmark = pytest.mark.browser
 
@@ -46,14 +48,28 @@ def chromium_executable() -> str:
 
 
 @pytest.fixture(scope="module")
-def base_url():
-    """A local stack started for these tests, or the gateway at HPE3D_GATEWAY_URL when that is set."""
+def gateway():
+    """(URL, API key) of a local stack started for these tests, or of the gateway at HPE3D_GATEWAY_URL
+    (with the key in HPE3D_API_KEY) when that is set."""
     if os.environ.get("HPE3D_GATEWAY_URL"):
-        yield os.environ["HPE3D_GATEWAY_URL"].rstrip("/")
+        yield os.environ["HPE3D_GATEWAY_URL"].rstrip("/"), os.environ.get("HPE3D_API_KEY", "")
         return
     # a small upload limit, so that refusing a file over it costs the test a few megabytes only
     with LocalStack(startup_timeout_s=240, settings_overrides={"max_upload_mb": UPLOAD_LIMIT_MB}) as stack:
-        yield stack.gateway_url
+        yield stack.gateway_url, stack.api_key
+
+
+@pytest.fixture(scope="module")
+def base_url(gateway) -> str:
+    return gateway[0]
+
+
+@pytest.fixture(scope="module")
+def api(gateway) -> httpx.Client:
+    """The REST API with the key, for what the tests check beside the page."""
+    url, key = gateway
+    with httpx.Client(base_url=url, headers=bearer(key) if key else {}, timeout=60) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +85,7 @@ def browser():
 class PageWatch:
     """A page with what it logged and what it asked for: console errors, page errors, every URL."""
 
-    def __init__(self, browser, viewport: dict, base_url: str):
+    def __init__(self, browser, viewport: dict, base_url: str, key: str = ""):
         self.context = browser.new_context(viewport=viewport)
         self.page = self.context.new_page()
         self.base_url = base_url
@@ -79,6 +95,15 @@ class PageWatch:
                      if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         self.page.on("request", lambda r: self.requests.append(r.url))
+        if key:
+            self.sign_in(key)
+
+    def sign_in(self, key: str) -> None:
+        """Through the page's own form: the key is kept in this context's localStorage."""
+        self.page.goto(self.base_url + "/")
+        self.page.fill("#api-key", key)
+        self.page.click("#sign-in")
+        self.page.wait_for_selector("#opt-max_persons")
 
     def off_machine(self) -> list[str]:
         """Requests to anything but the gateway (data: and blob: URLs stay in the page)."""
@@ -91,12 +116,13 @@ class PageWatch:
 
 
 @pytest.fixture
-def open_page(browser, base_url):
-    """open_page(viewport) -> PageWatch; at the end, no console error and nothing fetched off the machine."""
+def open_page(browser, gateway):
+    """open_page(viewport) -> PageWatch, signed in unless told not to; at the end, no console error and
+    nothing fetched off the machine."""
     opened: list[PageWatch] = []
 
-    def open_(viewport: dict = WIDE) -> PageWatch:
-        watch = PageWatch(browser, viewport, base_url)
+    def open_(viewport: dict = WIDE, signed_in: bool = True) -> PageWatch:
+        watch = PageWatch(browser, viewport, gateway[0], gateway[1] if signed_in else "")
         opened.append(watch)
         return watch
     yield open_
@@ -137,9 +163,10 @@ def wait_for_result(page) -> None:
 
 
 @pytest.fixture(scope="module")
-def job_id(browser, base_url) -> str:
+def job_id(browser, gateway) -> str:
     """The clip uploaded through the page's file input and Start button, followed to its result."""
-    watch = PageWatch(browser, WIDE, base_url)
+    base_url, key = gateway
+    watch = PageWatch(browser, WIDE, base_url, key)
     try:
         page = watch.page
         page.goto(base_url + "/")
@@ -178,7 +205,7 @@ def test_result_view_draws_3d_and_plots(open_page, base_url, job_id):
     screenshot(page, "result_1280x900")
 
 
-def test_seeking_the_video_moves_the_3d_and_the_slider_moves_the_video(open_page, base_url, job_id):
+def test_seeking_the_video_moves_the_3d_and_the_slider_moves_the_video(open_page, base_url, api, job_id):
     watch = open_page(WIDE)
     page = watch.page
     page.goto(f"{base_url}/jobs/{job_id}")
@@ -198,7 +225,7 @@ def test_seeking_the_video_moves_the_3d_and_the_slider_moves_the_video(open_page
     page.fill("#scrub", str(middle))  # the viewer's own slider drives the video
     page.wait_for_function(f"document.querySelector('#viewer').dataset.frame === '{middle}'")
     video_time = page.evaluate("document.querySelector('#result-video').currentTime")
-    fps = httpx.get(f"{base_url}/v1/jobs/{job_id}").json()["video"]["fps"]
+    fps = api.get(f"/v1/jobs/{job_id}").json()["video"]["fps"]
     assert abs(video_time - middle / fps) < 1.0 / fps, (video_time, middle, fps)
 
     page.click(".viewer-controls .play")  # the viewer's Play plays the video, and the 3D follows it
@@ -218,6 +245,31 @@ def test_permalink_survives_reload_and_another_browser(open_page, base_url, job_
     other.goto(f"{base_url}/jobs/{job_id}")
     wait_for_result(other)
     assert other.inner_text(".job-head .input-name") == CLIP.name
+
+
+def test_a_permalink_asks_a_fresh_browser_to_sign_in_first(open_page, gateway, job_id):
+    base_url, key = gateway
+    if not key:
+        pytest.skip("the gateway under test runs without authentication")
+    watch = open_page(WIDE, signed_in=False)
+    page = watch.page
+    page.goto(f"{base_url}/jobs/{job_id}")
+    page.wait_for_selector("#sign-in-form")
+    assert not [u for u in watch.requests if "/v1/" in u], "the page asked the API for something before sign-in"
+    page.fill("#api-key", key[:-4] + "AAAA")  # a wrong key is refused in words, and kept nowhere
+    page.click("#sign-in")
+    page.wait_for_selector("#sign-in-message.error")
+    assert "refused" in page.inner_text("#sign-in-message")
+    watch.errors = [e for e in watch.errors if "401" not in e]  # the refused request, logged by the browser
+    page.fill("#api-key", key)
+    page.click("#sign-in")
+    wait_for_result(page)
+    assert page.url == f"{base_url}/jobs/{job_id}" and key not in page.url
+    assert "Kept until" in page.inner_text(".job-head .expires")
+    assert "Sign out" in page.inner_text("#account")
+    page.click("#sign-out")
+    page.wait_for_selector("#sign-in-form")
+    assert page.evaluate("localStorage.length") == 0
 
 
 def test_history_lists_the_job_with_a_permalink(open_page, base_url, job_id):
@@ -250,7 +302,7 @@ def test_phone_layout_stacks_and_never_scrolls_sideways(open_page, base_url, job
     screenshot(page, "result_390x844")
 
 
-def test_bad_upload_is_explained_and_the_failed_job_can_be_deleted(open_page, base_url, job_id, tmp_path):
+def test_bad_upload_is_explained_and_the_failed_job_can_be_deleted(open_page, base_url, api, job_id, tmp_path):
     watch = open_page(WIDE)
     page = watch.page
     page.goto(base_url + "/")
@@ -273,7 +325,7 @@ def test_bad_upload_is_explained_and_the_failed_job_can_be_deleted(open_page, ba
     page.once("dialog", lambda d: d.accept())
     page.click("button:has-text('Delete')")
     page.wait_for_url(base_url + "/")
-    assert httpx.get(f"{base_url}/v1/jobs/{failed}").status_code == 404
+    assert api.get(f"/v1/jobs/{failed}").status_code == 404
 
     # the same refusal again, this job deleted from the history list
     page.wait_for_selector("#opt-max_persons")
@@ -288,14 +340,14 @@ def test_bad_upload_is_explained_and_the_failed_job_can_be_deleted(open_page, ba
     row.locator("button", has_text="Delete").click()
     page.wait_for_function("document.querySelector('.history-head + .note').textContent.startsWith('Deleted')")
     assert page.locator(f"#history a[href='/jobs/{second}']").count() == 0
-    assert httpx.get(f"{base_url}/v1/jobs/{second}").status_code == 404
+    assert api.get(f"/v1/jobs/{second}").status_code == 404
 
 
-def test_options_show_real_defaults_with_help(open_page, base_url):
+def test_options_show_real_defaults_with_help(open_page, base_url, api):
     page = open_page(WIDE).page
     page.goto(base_url + "/")
     page.wait_for_selector("#opt-max_persons")
-    described = {o["name"]: o for o in httpx.get(f"{base_url}/v1/options").json()["options"]}
+    described = {o["name"]: o for o in api.get("/v1/options").json()["options"]}
     for name, option in described.items():
         field = page.locator(f"#opt-{name}")
         if option["type"] == "boolean":
@@ -313,14 +365,14 @@ def test_options_show_real_defaults_with_help(open_page, base_url):
     }""")
     assert "dropped_clip.mp4 (2.0 KB)" in page.inner_text("#drop")
     # a value out of bounds is said in words next to the Start button, and nothing is uploaded
-    jobs_before = len(httpx.get(f"{base_url}/v1/jobs").json()["jobs"])
+    jobs_before = len(api.get("/v1/jobs").json()["jobs"])
     page.set_input_files("#file", str(CLIP))
     page.fill("#opt-max_persons", str(described["max_persons"]["maximum"] + 1))
     page.click("#start")
     message = page.locator("#upload-message.error")
     message.wait_for()
     assert str(described["max_persons"]["maximum"]) in message.inner_text()
-    assert len(httpx.get(f"{base_url}/v1/jobs").json()["jobs"]) == jobs_before
+    assert len(api.get("/v1/jobs").json()["jobs"]) == jobs_before
 
 
 @pytest.mark.parametrize("path, ready", [
@@ -360,8 +412,8 @@ def test_photo_job_shows_the_image_result(open_page, base_url, job_id, tmp_path)
     screenshot(page, "photo_result_390x844")
 
 
-def test_upload_over_the_limit_is_refused_in_words(open_page, base_url, tmp_path):
-    limit_mb = httpx.get(f"{base_url}/v1/options").json()["limits"]["max_upload_mb"]
+def test_upload_over_the_limit_is_refused_in_words(open_page, base_url, api, tmp_path):
+    limit_mb = api.get("/v1/options").json()["limits"]["max_upload_mb"]
     if limit_mb > 16:
         pytest.skip(f"the gateway accepts {limit_mb} MB; this test uploads more than the limit only when it is small")
     big = tmp_path / "too_big.mp4"

@@ -187,9 +187,10 @@ def test_api_lists_models_and_refuses_one_not_loaded(pose2d_addr, settings, stor
     from fastapi.testclient import TestClient
 
     from gateway.api.app import create_app
+    from tests.conftest import bearer, make_api_key
 
     api_settings = dataclasses.replace(settings, pose2d_addr=pose2d_addr, nats_url=nats_url)
-    with TestClient(create_app(api_settings, store)) as client:
+    with TestClient(create_app(api_settings, store), headers=bearer(make_api_key(store))) as client:
         for _ in range(100):  # the app connects to NATS in the background
             if client.get("/readyz").json()["dependencies"]["nats"]["ok"]:
                 break

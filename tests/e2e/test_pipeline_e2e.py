@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import TEST_DATA
+from tests.conftest import TEST_DATA, bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ FINISHED = ("succeeded", "failed", "cancelled")
 def gateway():
     from hpe3d_cli.local_stack import LocalStack
     with LocalStack(startup_timeout_s=240) as stack:
-        with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        with httpx.Client(base_url=stack.gateway_url, headers=bearer(stack.api_key), timeout=60) as client:
             yield client
 
 

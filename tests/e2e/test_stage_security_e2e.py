@@ -13,7 +13,7 @@ import pytest
 from hpe3d.v1 import decoder_pb2, decoder_pb2_grpc
 from services.common import grpc_server
 from services.common.storage import ObjectStore
-from tests.conftest import TEST_DATA
+from tests.conftest import TEST_DATA, bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +29,7 @@ def stack():
 
 
 def test_jobs_succeed_with_a_stage_token_and_stray_calls_are_refused(stack):
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+    with httpx.Client(base_url=stack.gateway_url, headers=bearer(stack.api_key), timeout=60) as client:
         reply = client.post("/v1/jobs", files={"file": (GOOD.name, io.BytesIO(GOOD.read_bytes()), "video/mp4")})
         assert reply.status_code == 202, reply.text
         job_id = reply.json()["id"]

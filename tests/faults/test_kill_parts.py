@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from gateway.worker.worker import SWEEP_EVERY_S
-from tests.conftest import TEST_DATA
+from tests.conftest import TEST_DATA, bearer
 
 pytestmark = [pytest.mark.faults]
 
@@ -61,20 +61,20 @@ def store(stack):
 
 
 # -- REST helpers ----------------------------------------------------------------------------------
-def submit(url: str, video: Path = CLIP, options: dict[str, str] | None = None) -> str:
-    """Upload to the API replica at ``url``; the job id."""
+def submit(url: str, key: str, video: Path = CLIP, options: dict[str, str] | None = None) -> str:
+    """Upload to the API replica at ``url`` with the API key ``key``; the job id."""
     with open(video, "rb") as f:
         resp = httpx.post(f"{url}/v1/jobs", files={"file": (video.name, f, "video/mp4")}, data=options or {},
-                          timeout=120)
+                          headers=bearer(key), timeout=120)
     assert resp.status_code == 202, resp.text
     return resp.json()["id"]
 
 
-def job_view(urls: list[str], job_id: str) -> dict | None:
+def job_view(urls: list[str], key: str, job_id: str) -> dict | None:
     """The job as any API replica that answers sees it; None while none does (a restart, an outage)."""
     for url in urls:
         try:
-            resp = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=5)
+            resp = httpx.get(f"{url}/v1/jobs/{job_id}", headers=bearer(key), timeout=5)
         except httpx.HTTPError:
             continue
         if resp.status_code == 200:
@@ -94,9 +94,10 @@ def queued_run(nats_url: str) -> dict[str, int]:
         try:
             js = nc.jetstream()
             stream = await js.stream_info(queue.STREAM)
-            consumer = await js.consumer_info(queue.STREAM, queue.CONSUMER)
-            return {"messages": stream.state.messages, "ack_pending": consumer.num_ack_pending,
-                    "waiting_to_be_delivered": consumer.num_pending}
+            consumers = [await js.consumer_info(queue.STREAM, queue.lane_consumer(lane))
+                         for lane in await queue.lanes_with_messages(js)]   # one consumer per user's lane
+            return {"messages": stream.state.messages, "ack_pending": sum(c.num_ack_pending for c in consumers),
+                    "waiting_to_be_delivered": sum(c.num_pending for c in consumers)}
         finally:
             await nc.close()
     return asyncio.run(ask())
@@ -107,11 +108,11 @@ def progress(job: dict, stage: str) -> tuple[int, int]:
     return p.get("done", 0), p.get("total", 0)
 
 
-def wait_until(urls: list[str], job_id: str, point, timeout_s: float = JOB_TIMEOUT_S) -> dict:
+def wait_until(urls: list[str], key: str, job_id: str, point, timeout_s: float = JOB_TIMEOUT_S) -> dict:
     """Poll until ``point(job)`` holds; the job view at that moment. Fails if the job ends first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        job = job_view(urls, job_id)
+        job = job_view(urls, key, job_id)
         if job is not None:
             if point(job):
                 return job
@@ -120,21 +121,21 @@ def wait_until(urls: list[str], job_id: str, point, timeout_s: float = JOB_TIMEO
     raise AssertionError(f"job {job_id} did not reach the kill point in {timeout_s:.0f}s")
 
 
-def wait_finished(urls: list[str], job_id: str, timeout_s: float = JOB_TIMEOUT_S) -> dict:
+def wait_finished(urls: list[str], key: str, job_id: str, timeout_s: float = JOB_TIMEOUT_S) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        job = job_view(urls, job_id)
+        job = job_view(urls, key, job_id)
         if job is not None and job["state"] in TERMINAL:
             return job
         time.sleep(0.3)
-    raise AssertionError(f"job {job_id} not finished after {timeout_s:.0f}s: {job_view(urls, job_id)}")
+    raise AssertionError(f"job {job_id} not finished after {timeout_s:.0f}s: {job_view(urls, key, job_id)}")
 
 
-def poses_of(urls: list[str], job: dict) -> dict:
+def poses_of(urls: list[str], key: str, job: dict) -> dict:
     link = next(a for a in job["links"]["artifacts"] if a["name"] == "poses.json")
     for url in urls:
         try:
-            resp = httpx.get(url + link["url"], timeout=60)
+            resp = httpx.get(url + link["url"], headers=bearer(key), timeout=60)
         except httpx.HTTPError:
             continue
         if resp.status_code == 200:
@@ -197,10 +198,10 @@ def resumed_after(store, job_id: str, stopped_owner: str, since: datetime, exite
 # -- the reference ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reference(stack):
-    job_id = submit(stack.gateway_url)
-    job = wait_finished(stack.gateway_urls, job_id)
+    job_id = submit(stack.gateway_url, stack.api_key)
+    job = wait_finished(stack.gateway_urls, stack.api_key, job_id)
     assert job["state"] == "succeeded", (job.get("error"), job.get("progress"))
-    doc = poses_of(stack.gateway_urls, job)
+    doc = poses_of(stack.gateway_urls, stack.api_key, job)
     assert len(doc["frames"]) == 24
     return doc
 
@@ -232,8 +233,8 @@ KILLS = {
 
 @pytest.mark.parametrize("part", list(KILLS))
 def test_kill_9_mid_job_gives_the_same_poses(stack, store, reference, part):
-    job_id = submit(stack.gateway_url)
-    at_kill = wait_until(stack.gateway_urls, job_id, KILLS[part])
+    job_id = submit(stack.gateway_url, stack.api_key)
+    at_kill = wait_until(stack.gateway_urls, stack.api_key, job_id, KILLS[part])
     name = manifest_owner(store, job_id) if part == "worker" else part
     assert name, f"job {job_id} has no owner when it is running: {at_kill}"
     proc = stack.process(name)
@@ -250,9 +251,9 @@ def test_kill_9_mid_job_gives_the_same_poses(stack, store, reference, part):
     while proc.restarts == restarts and time.monotonic() < deadline:
         time.sleep(0.1)
     assert proc.restarts == restarts + 1, f"{name} was not restarted by the supervisor"
-    job = wait_finished(stack.gateway_urls, job_id)
+    job = wait_finished(stack.gateway_urls, stack.api_key, job_id)
     assert job["state"] == "succeeded", f"after kill -9 of {name} at {at_kill['progress']}: {job}"
-    assert_same_poses(reference, poses_of(stack.gateway_urls, job))
+    assert_same_poses(reference, poses_of(stack.gateway_urls, stack.api_key, job))
     stack.wait_healthy(name)  # the next test starts with the whole stack up
 
 
@@ -279,8 +280,8 @@ def test_sigterm_to_the_owning_worker_hands_the_job_to_another_within_10_s(stack
 
 
 def test_the_job_rides_out_a_30_s_storage_outage(stack, reference):
-    job_id = submit(stack.gateway_url)
-    wait_until(stack.gateway_urls, job_id, _started("pose2d"))
+    job_id = submit(stack.gateway_url, stack.api_key)
+    wait_until(stack.gateway_urls, stack.api_key, job_id, _started("pose2d"))
     stack.hold("s3")
     try:
         time.sleep(30)
@@ -288,30 +289,31 @@ def test_the_job_rides_out_a_30_s_storage_outage(stack, reference):
         # the reason), and the job's run is still in a worker's hands: delivered, neither acknowledged
         # (finished, failed) nor handed back to the queue
         for url in stack.gateway_urls:
-            answer = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=30)
+            answer = httpx.get(f"{url}/v1/jobs/{job_id}", headers=bearer(stack.api_key), timeout=30)
             assert answer.status_code == 503 and "storage" in answer.json()["detail"], (url, answer.text)
         held = queued_run(stack.settings.nats_url)
         assert held == {"messages": 1, "ack_pending": 1, "waiting_to_be_delivered": 0}, held
     finally:
         stack.release("s3")
     stack.wait_healthy("s3")
-    job = wait_finished(stack.gateway_urls, job_id)
+    job = wait_finished(stack.gateway_urls, stack.api_key, job_id)
     assert job["state"] == "succeeded", (job.get("error"), job.get("progress"))
-    assert_same_poses(reference, poses_of(stack.gateway_urls, job))
+    assert_same_poses(reference, poses_of(stack.gateway_urls, stack.api_key, job))
 
 
 def test_delete_on_the_other_api_replica_stops_the_job_and_removes_its_objects(stack, store):
     first, other = stack.gateway_urls[:2]
-    job_id = submit(first)
-    wait_until([first], job_id, _started("pose2d"))
-    resp = httpx.delete(f"{other}/v1/jobs/{job_id}", timeout=30)
+    job_id = submit(first, stack.api_key)
+    wait_until([first], stack.api_key, job_id, _started("pose2d"))
+    resp = httpx.delete(f"{other}/v1/jobs/{job_id}", headers=bearer(stack.api_key), timeout=30)
     assert resp.status_code == 204, resp.text
     # The worker deletes the job's objects at once; what a stage call still in flight writes later is
     # removed by the workers' sweep of deleted jobs, every SWEEP_EVERY_S.
     deadline = time.monotonic() + SWEEP_EVERY_S + 30
     empty_since = None
     while time.monotonic() < deadline:
-        gone = all(httpx.get(f"{url}/v1/jobs/{job_id}", timeout=5).status_code == 404 for url in (first, other))
+        gone = all(httpx.get(f"{url}/v1/jobs/{job_id}", headers=bearer(stack.api_key), timeout=5).status_code == 404
+                   for url in (first, other))
         if gone and not store.list_keys(f"jobs/{job_id}/"):
             empty_since = empty_since or time.monotonic()
             if time.monotonic() - empty_since >= 5:  # and stays so: the job no longer runs anywhere
@@ -319,7 +321,7 @@ def test_delete_on_the_other_api_replica_stops_the_job_and_removes_its_objects(s
         else:
             empty_since = None
         time.sleep(0.5)
-    assert httpx.get(f"{first}/v1/jobs/{job_id}", timeout=5).status_code == 404
+    assert httpx.get(f"{first}/v1/jobs/{job_id}", headers=bearer(stack.api_key), timeout=5).status_code == 404
     assert store.list_keys(f"jobs/{job_id}/") == []
 
 
@@ -329,7 +331,7 @@ def test_twenty_jobs_at_once_all_succeed(stack, reference):
 
     def one(i: int) -> None:
         try:
-            ids.append(submit(stack.gateway_urls[i % len(stack.gateway_urls)]))
+            ids.append(submit(stack.gateway_urls[i % len(stack.gateway_urls)], stack.api_key))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
     threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
@@ -338,6 +340,35 @@ def test_twenty_jobs_at_once_all_succeed(stack, reference):
     for t in threads:
         t.join()
     assert not errors, errors
-    jobs = [wait_finished(stack.gateway_urls, job_id, timeout_s=600) for job_id in ids]
+    jobs = [wait_finished(stack.gateway_urls, stack.api_key, job_id, timeout_s=600) for job_id in ids]
     assert [job["state"] for job in jobs] == ["succeeded"] * 20, [(j["id"], j["state"], j.get("error")) for j in jobs]
-    assert_same_poses(reference, poses_of(stack.gateway_urls, jobs[-1]))
+    assert_same_poses(reference, poses_of(stack.gateway_urls, stack.api_key, jobs[-1]))
+
+
+def test_hpe3d_submit_rides_out_a_kill_9_of_its_api_replica(stack, tmp_path):
+    """The client follows its job on gateway-0, which is killed mid-job: it reconnects (Last-Event-ID,
+    retried reads) once the supervisor has restarted it, and exits 0 with the results downloaded."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "HPE3D_API_KEY": stack.api_key}
+    out = tmp_path / "out"
+    client = subprocess.Popen([sys.executable, "-m", "hpe3d_cli.cli", "submit", str(CLIP), "--url", stack.gateway_url,
+                               "-o", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = client.stdout.readline()
+        assert first.startswith("job ") and " accepted" in first, first
+        job_id = first.split()[1]
+        wait_until(stack.gateway_urls, stack.api_key, job_id, _started("pose2d"))
+        proc = stack.process("gateway-0")
+        restarts = proc.restarts
+        stack.kill("gateway-0", signal.SIGKILL)
+        output, _ = client.communicate(timeout=JOB_TIMEOUT_S)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert proc.restarts == restarts + 1
+    assert client.returncode == 0, first + output
+    assert f"job {job_id} succeeded" in output
+    assert (out / "poses.json").is_file() and (out / "render.mp4").is_file()
+    stack.wait_healthy("gateway-0")

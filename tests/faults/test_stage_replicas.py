@@ -20,7 +20,8 @@ def test_two_replicas_of_a_stage_both_serve_a_job(tmp_path):
     with LocalStack(workdir=tmp_path, replicas={"decoder": 2, "pose2d": 2}, startup_timeout_s=240,
                     settings_overrides={"segment_frames": 4, "stage_concurrency": 2}) as stack:
         assert stack.settings.pose2d_addr.count(",") == 1
-        job = wait_finished(stack.gateway_urls, submit(stack.gateway_url, TEST_DATA / "two_people_office_24f.mp4"))
+        job = wait_finished(stack.gateway_urls, stack.api_key,
+                            submit(stack.gateway_url, stack.api_key, TEST_DATA / "two_people_office_24f.mp4"))
         assert job["state"] == "succeeded", job.get("error")
         methods = {"decoder": "/hpe3d.v1.Decoder/Decode", "pose2d": "/hpe3d.v1.Pose2D/Estimate"}
         counts = {f"{part}-{i}": served(stack.process(f"{part}-{i}").spec.log_path.read_text(), method)

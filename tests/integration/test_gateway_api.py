@@ -15,6 +15,7 @@ from gateway.jobs import queue
 from gateway.jobs.manifest import JobError, JobManifest, JobState, StoredArtifact, new_job_id, tombstone_key
 from hpe3d_cli.local_stack import free_port
 from services.common.storage import ObjectStore
+from tests.conftest import bearer, make_api_key
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,14 @@ def wait_for_queue(client: TestClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def client(api_settings, store):
-    with TestClient(create_app(api_settings, store)) as c:
+def admin_key(store):
+    """The tests below write manifests of no owner straight into storage: an admin sees them."""
+    return make_api_key(store, "operator", admin=True)
+
+
+@pytest.fixture(scope="module")
+def client(api_settings, store, admin_key):
+    with TestClient(create_app(api_settings, store), headers=bearer(admin_key)) as c:
         wait_for_queue(c)
         yield c
 
@@ -109,6 +116,18 @@ def test_events_of_a_finished_job_end_with_done(client, store):
     assert blocks[0].startswith("event: progress") and blocks[-1].startswith("event: done")
     done = json.loads(blocks[-1].split("data: ", 1)[1])
     assert done["state"] == "failed" and done["error"]["stage"] == "decoder"
+
+
+def test_a_reconnecting_event_stream_is_not_told_again_what_it_saw(client, store):
+    job = JobManifest(id=new_job_id(), input_key="k", input_name="a.mp4", state=JobState.succeeded)
+    store.put_bytes(job.key, job.to_json())
+    first = client.get(f"/v1/jobs/{job.id}/events").text.rstrip().split("\n\n")
+    assert first[0].startswith("event: progress") and first[-1].startswith("event: done")
+    seen = next(line[len("id: "):] for line in first[0].splitlines() if line.startswith("id: "))
+    again = client.get(f"/v1/jobs/{job.id}/events", headers={"Last-Event-ID": seen}).text.rstrip().split("\n\n")
+    assert len(again) == 1 and again[0].startswith("event: done")
+    stale = client.get(f"/v1/jobs/{job.id}/events", headers={"Last-Event-ID": "2000-01-01T00:00:00+00:00"})
+    assert stale.text.startswith("event: progress")
 
 
 def test_retry_requeues_only_a_failed_job(client, store, nats_url):
@@ -219,9 +238,9 @@ def test_an_object_replaced_between_the_check_and_the_read_is_never_sent_under_t
         assert replacement[:90] not in answer.content
 
 
-def test_storage_down_is_503_with_the_reason(api_settings):
+def test_storage_down_is_503_with_the_reason(api_settings, admin_key):
     dead = ObjectStore(f"127.0.0.1:{free_port()}", "a", "b", "hpe3d", retries=0)
-    with TestClient(create_app(api_settings, dead)) as c:
+    with TestClient(create_app(api_settings, dead), headers=bearer(admin_key)) as c:
         wait_for_queue(c)
         for path in ("/v1/jobs", f"/v1/jobs/{new_job_id()}", f"/v1/jobs/{new_job_id()}/events"):
             r = c.get(path)
@@ -232,10 +251,10 @@ def test_storage_down_is_503_with_the_reason(api_settings):
         assert c.delete(f"/v1/jobs/{new_job_id()}").status_code == 503
 
 
-def test_queue_down_refuses_submissions_with_503(settings, store):
+def test_queue_down_refuses_submissions_with_503(settings, store, admin_key):
     s = dataclasses.replace(settings, nats_url=f"nats://127.0.0.1:{free_port()}",
                             decoder_addr=f"127.0.0.1:{free_port()}")
-    with TestClient(create_app(s, store)) as c:
+    with TestClient(create_app(s, store), headers=bearer(admin_key)) as c:
         r = c.post("/v1/jobs", files={"file": ("a.mp4", b"abc", "video/mp4")})
         assert r.status_code == 503 and "NATS" in r.json()["detail"]
         ready = c.get("/readyz").json()

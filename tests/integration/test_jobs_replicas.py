@@ -17,6 +17,7 @@ from gateway.api.app import create_app
 from gateway.jobs import queue
 from gateway.worker.worker import JobWorker
 from hpe3d_cli.local_stack import free_port
+from tests.conftest import bearer, make_api_key
 from tests.integration.test_jobs_pipeline import FakeClients, FakeStages, rpc_error
 from tests.integration.test_jobs_worker import stream  # noqa: F401 - fixture: a fresh job stream
 
@@ -57,7 +58,8 @@ def replicas(settings, store, stream):  # noqa: F811
     dead = {f"{s}_addr": f"127.0.0.1:{free_port()}" for s in ("decoder", "pose2d", "lifter3d", "renderer")}
     s = dataclasses.replace(settings, nats_url=stream, job_ack_wait_s=5.0, segment_frames=128, stage_concurrency=2,
                             max_duration_s=60, outage_budget_s=5, **dead)
-    with TestClient(create_app(s, store)) as a, TestClient(create_app(s, store)) as b:
+    key = bearer(make_api_key(store, "replica-tester"))
+    with TestClient(create_app(s, store), headers=key) as a, TestClient(create_app(s, store), headers=key) as b:
         for client in (a, b):
             deadline = time.monotonic() + 10
             while client.app.state.api.queue.current() is None and time.monotonic() < deadline:

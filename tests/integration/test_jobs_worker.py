@@ -99,7 +99,7 @@ class Harness:
     async def submit(self, job: JobManifest) -> None:
         await self.listen(job.id)
         await ManifestStore(self.store).save(job)
-        await queue.publish_job(self.js, queue.JobTicket(job.id, job.attempt))
+        await queue.publish_job(self.js, queue.JobTicket.for_job(job))
 
     async def wait_done(self, job_id: str, timeout_s: float = 60) -> JobEvent:
         for _ in range(int(timeout_s / 0.1)):
@@ -473,4 +473,29 @@ def test_an_unfinished_job_missing_from_the_queue_is_put_back(store, settings, s
             await h.start("w1", FakeStages(store))
             done = await h.wait_done(job.id)
             assert done.payload.state == JobState.succeeded
+    asyncio.run(scenario())
+
+
+def test_one_users_twenty_jobs_do_not_hold_back_anothers(store, settings, stream):
+    """Fair share: twenty jobs of one user wait on the queue before one job of another; a worker that
+    runs one job at a time takes the other user's job second, not twenty-first."""
+    async def scenario():
+        async with Harness(settings, store, stream) as h:
+            h.settings = dataclasses.replace(h.settings, worker_jobs=1)
+            busy = []
+            for _ in range(20):
+                job = new_job(store)
+                job.user = "key:busy"
+                busy.append(job)
+                await h.submit(job)
+            other = new_job(store)
+            other.user = "key:other"
+            await h.submit(other)
+            fake = FakeStages(store)
+            await h.start("w1", fake)
+            await h.wait_done(other.id)
+            taken = list(dict.fromkeys(job_id for method, job_id in fake.calls if method == "Probe"))
+            assert taken.index(other.id) <= 1, f"the other user's job was taken {taken.index(other.id) + 1}th"
+            for job in busy[:3]:
+                assert (await h.wait_done(job.id)).payload.state == JobState.succeeded
     asyncio.run(scenario())

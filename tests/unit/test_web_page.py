@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from gateway.api.authentication import Caller, require_caller
 from gateway.api.options import describe_options
 from gateway.api.web import REDOC_CDN_LOGO, STATIC, install_web
 from services.common.settings import Settings
@@ -25,6 +26,8 @@ JOB_ID = "0123456789abcdef0123456789abcdef"
 def client() -> TestClient:
     app = FastAPI(title="hpe3d gateway", docs_url=None, redoc_url=None)
     install_web(app, Settings(max_persons=3, working_size=512, max_upload_mb=50))
+    # no API state here: /v1/options is asked by a signed-in caller (authentication has its own tests)
+    app.dependency_overrides[require_caller] = lambda: Caller(user="key:tester", admin=False)
     return TestClient(app)
 
 

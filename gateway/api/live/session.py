@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from ...jobs.job_errors import JobFailed
 from ...jobs.manifest import JobManifest, JobOptions, input_key, new_job_id
 from .. import metrics
+from ..authentication import Caller
 from ..dependencies import ApiState
 from ..submission import start_job
 from ..views import API
@@ -42,9 +43,10 @@ _CLOSE_FOR = {grpc.StatusCode.INVALID_ARGUMENT: CLOSE_INVALID_DATA, grpc.StatusC
 
 
 class LiveSession:
-    def __init__(self, websocket: WebSocket, api: ApiState, options: LiveOptions):
+    def __init__(self, websocket: WebSocket, api: ApiState, options: LiveOptions, caller: Caller):
         self.websocket = websocket
         self.api = api
+        self.caller = caller
         self.options = options
         self.received = self.answered = self.dropped = self.refused = 0
         self._waiting: LiveFrame | None = None
@@ -241,10 +243,14 @@ class LiveSession:
         job_id = new_job_id()
         name = f"live-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}.mp4"
         key = input_key(job_id, name)
+        await api.quotas.check_jobs_in_flight(self.caller)      # the limits of an upload (QuotaExceeded)
+        await api.quotas.check_uploads_per_hour(self.caller)
+        await api.quotas.check_stored_bytes(self.caller, adding=len(video))
         await asyncio.to_thread(api.store.put_bytes, key, video, "video/mp4")
+        await api.quotas.record_upload(self.caller)
         metrics.UPLOAD_BYTES.inc(len(video))
         job = JobManifest(id=job_id, options=JobOptions(max_persons=self.options.max_persons), input_key=key,
-                          input_name=name, input_bytes=len(video))
+                          input_name=name, input_bytes=len(video), user=self.caller.user)
         try:
             await start_job(api, job)
         except JobFailed:

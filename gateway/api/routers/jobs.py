@@ -9,20 +9,22 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from services.common.storage import ObjectChanged, ObjectNotFound
 
 from ...jobs.job_errors import JobFailed
+from ...jobs.job_index import CURSOR
 from ...jobs.manifest import JobManifest, input_key, new_job_id, safe_filename
 from .. import metrics
+from ..authentication import Caller, require_caller
 from ..dependencies import ApiState, api_state, job_or_404
 from ..pose_models import check_pose_model
-from ..problems import STORAGE_DOWN, problem
+from ..problems import AUTH_ERRORS, QUOTA_ERRORS, STORAGE_DOWN, problem
 from ..ranges import RangeNotSatisfiable, parse_range
 from ..sse import job_event_stream
 from ..submission import start_job
 from ..upload import UPLOAD_BODY, receive_upload
 from ..views import API, JobList, JobView, Problem, UploadRefused
 
-router = APIRouter(prefix=f"{API}/jobs", tags=["jobs"])
+router = APIRouter(prefix=f"{API}/jobs", tags=["jobs"], responses=AUTH_ERRORS)
 
-NOT_FOUND = {404: {"model": Problem, "description": "no such job (or artefact)"}}
+NOT_FOUND = {404: {"model": Problem, "description": "no such job (or artefact), or a job of another owner"}}
 
 
 @router.post("", status_code=202, response_model=JobView,
@@ -32,13 +34,18 @@ NOT_FOUND = {404: {"model": Problem, "description": "no such job (or artefact)"}
                  413: {"model": Problem, "description": "upload over HPE3D_MAX_UPLOAD_MB"},
                  415: {"model": Problem, "description": "the body is not multipart/form-data"},
                  422: {"model": UploadRefused, "description": (
-                     "no file, an empty upload or invalid options; or a file that is not a video or photo, a "
-                     "truncated file whose index is missing, or a video over HPE3D_MAX_DURATION_S: for these the "
-                     "job exists, failed with the reason, and the body carries it as `job`")},
-                 **STORAGE_DOWN},
+                     "no file, an empty upload or invalid options (a pose_model that is not loaded now included); "
+                     "or a file that is not a video or photo, a truncated file whose index is missing, or a video "
+                     "over HPE3D_MAX_DURATION_S: for these the job exists, failed with the reason, and the body "
+                     "carries it as `job`")},
+                 **QUOTA_ERRORS, **STORAGE_DOWN},
              openapi_extra=UPLOAD_BODY)
-async def submit_job(request: Request, response: Response, api: ApiState = Depends(api_state)) -> JobView:
+async def submit_job(request: Request, response: Response, caller: Caller = Depends(require_caller),
+                     api: ApiState = Depends(api_state)) -> JobView:
     api.control.require_queue()
+    await api.quotas.check_jobs_in_flight(caller)
+    await api.quotas.check_uploads_per_hour(caller)
+    await api.quotas.check_stored_bytes(caller)
     upload = await receive_upload(request, api.settings.max_upload_mb * 1024 * 1024)
     await check_pose_model(upload.options.pose_model, api.clients)
     job_id = new_job_id()
@@ -48,37 +55,52 @@ async def submit_job(request: Request, response: Response, api: ApiState = Depen
         size = await asyncio.to_thread(api.store.put_stream, key, upload.file.file, upload.content_type)
     finally:
         await upload.file.close()
+    try:
+        await api.quotas.check_stored_bytes(caller, adding=size)
+    except Exception:
+        await api.manifests.delete_objects(job_id)
+        raise
+    await api.quotas.record_upload(caller)
     metrics.UPLOAD_BYTES.inc(size)
-    job = JobManifest(id=job_id, options=upload.options, input_key=key, input_name=name, input_bytes=size)
+    job = JobManifest(id=job_id, options=upload.options, input_key=key, input_name=name, input_bytes=size,
+                      user=caller.user)
     location = f"{API}/jobs/{job_id}"
     try:
         await start_job(api, job)
     except JobFailed as failed:
         return JSONResponse(status_code=422, headers={"Location": location}, content=UploadRefused(
-            detail=failed.error.message, job=JobView.of(job)).model_dump(mode="json"))
+            detail=failed.error.message, job=JobView.of(job, api.settings.retention_days)).model_dump(mode="json"))
     response.headers["Location"] = location
-    return JobView.of(job)
+    return JobView.of(job, api.settings.retention_days)
 
 
-@router.get("", response_model=JobList, summary="Recent jobs, newest first (the job history)",
+@router.get("", response_model=JobList, summary="The caller's jobs, newest first, a page at a time (an admin's: "
+                                                "everybody's)",
             responses=STORAGE_DOWN)
-async def list_jobs(limit: int = Query(50, ge=1, le=500, description="most jobs to list"),
-                    api: ApiState = Depends(api_state)) -> JobList:
-    return JobList(jobs=[JobView.of(j) for j in await api.manifests.load_all(limit)])
+async def list_jobs(limit: int = Query(50, ge=1, le=500, description="most jobs in this page"),
+                    cursor: str = Query("", pattern=CURSOR.pattern + "|^$", max_length=46,
+                                        description="next_cursor of the previous page; empty for the first page"),
+                    caller: Caller = Depends(require_caller), api: ApiState = Depends(api_state)) -> JobList:
+    jobs, next_cursor = await api.manifests.load_page(None if caller.admin else caller.user, limit, cursor)
+    return JobList(jobs=[JobView.of(j, api.settings.retention_days) for j in jobs], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobView,
             summary="A job's state, per-stage progress, error, warnings, video facts and artefact links",
             responses={**NOT_FOUND, **STORAGE_DOWN})
-async def get_job(job: JobManifest = Depends(job_or_404)) -> JobView:
-    return JobView.of(job)
+async def get_job(job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state)) -> JobView:
+    return JobView.of(job, api.settings.retention_days)
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse,
             summary="Progress as Server-Sent Events (event: progress ..., then event: done), on any replica",
             responses={200: {"content": {"text/event-stream": {}}}, **NOT_FOUND, **STORAGE_DOWN})
-async def job_events(job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state)) -> StreamingResponse:
-    return StreamingResponse(job_event_stream(job.id, api.manifests, api.queue.current()), media_type="text/event-stream",
+async def job_events(job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state),
+                     last_event_id: str | None = Header(None, alias="last-event-id", max_length=64,
+                                                        description="the id of the last event seen (reconnecting)")
+                     ) -> StreamingResponse:
+    return StreamingResponse(job_event_stream(job.id, api.manifests, api.queue.current(), last_event_id),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -128,18 +150,21 @@ async def get_artifact(name: str, job: JobManifest = Depends(job_or_404), api: A
 @router.post("/{job_id}/retry", status_code=202, response_model=JobView,
              summary="Run a failed job again; it resumes from where it stopped",
              responses={**NOT_FOUND, 409: {"model": Problem, "description": "the job has not failed"},
-                        **STORAGE_DOWN})
+                        **QUOTA_ERRORS, **STORAGE_DOWN})
 async def retry_job(response: Response, job: JobManifest = Depends(job_or_404),
-                    api: ApiState = Depends(api_state)) -> JobView:
+                    caller: Caller = Depends(require_caller), api: ApiState = Depends(api_state)) -> JobView:
+    if job.state == JobState.failed:
+        await api.quotas.check_jobs_in_flight(caller)
     job = await api.control.retry(job)
+    await api.manifests.mark_in_flight(job)
     response.headers["Location"] = f"{API}/jobs/{job.id}"
-    return JobView.of(job)
+    return JobView.of(job, api.settings.retention_days)
 
 
 @router.delete("/{job_id}", status_code=204, response_class=Response,
                summary="Cancel a job (its stage work stops) and delete all its objects",
                responses={**NOT_FOUND, **STORAGE_DOWN})
 async def delete_job(job: JobManifest = Depends(job_or_404), api: ApiState = Depends(api_state)) -> Response:
-    await api.control.delete(job.id)
+    await api.control.delete(job.id, finished=job.state.finished)
     return Response(status_code=204)
 

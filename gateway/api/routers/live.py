@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from services.common.live_limits import LIVE_STREAMS_PER_REPLICA
 
+from ..authentication import AuthUnavailable, NotAuthenticated, authenticate
 from ..dependencies import ApiState
 from ..live.protocol import CLOSE_POLICY, LiveOptions
 from ..live.session import LiveSession
@@ -21,6 +22,10 @@ router = APIRouter(tags=["live"])
 LIVE_PROTOCOL = f"""Open a WebSocket to `{API}/live?max_persons=1` (`ws://` or `wss://`; options as query
 parameters: `max_persons` 0..16, 0 = the server default; `focal_px` the camera's focal length in pixels
 of the frames sent, 0 = a 57.5 degree field of view across the longer side).
+
+**Sign-in**: the opening request carries the API key as every route takes it (`Authorization: Bearer
+<key>` or `X-API-Key`) or the page's session cookie; without one the server sends an `error` and closes
+with 1008. A recording becomes a job of that caller, under the same quotas as an upload.
 
 **Client to server.** Each frame is one *binary* message: 8 bytes of capture time in milliseconds on
 the client's own clock (little-endian IEEE-754 double, e.g. `performance.now()`), then the JPEG (640 px
@@ -56,6 +61,12 @@ def live_api_state(websocket: WebSocket) -> ApiState:
 @router.websocket(f"{API}/live")
 async def live(websocket: WebSocket, api: ApiState = Depends(live_api_state)) -> None:
     await websocket.accept()
+    try:   # the same sign-in as every route: a key in the opening request's headers, or the page's cookie
+        caller = await authenticate(websocket)
+    except (NotAuthenticated, AuthUnavailable) as exc:
+        await websocket.send_json({"type": "error", "detail": str(exc)})
+        await websocket.close(CLOSE_POLICY, "not signed in")
+        return
     try:
         options = LiveOptions.model_validate(dict(websocket.query_params))
     except ValidationError as exc:
@@ -63,7 +74,7 @@ async def live(websocket: WebSocket, api: ApiState = Depends(live_api_state)) ->
         await websocket.send_json({"type": "error", "detail": f"invalid options: {problems}"})
         await websocket.close(CLOSE_POLICY, "invalid options")
         return
-    await LiveSession(websocket, api, options).run()
+    await LiveSession(websocket, api, options, caller).run()
 
 
 @router.get(f"{API}/live", status_code=426, response_model=Problem,

@@ -4,12 +4,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from ..authentication import require_caller
 from ..dependencies import ApiState, api_state
 from ..pose_models import PoseModelList, PoseModelsUnavailable, list_pose_models
-from ..problems import problem
+from ..problems import AUTH_ERRORS, problem
 from ..views import API, Problem
 
-router = APIRouter(prefix=f"{API}/models", tags=["models"])
+router = APIRouter(prefix=f"{API}/models", tags=["models"], dependencies=[Depends(require_caller)],
+                   responses=AUTH_ERRORS)
 
 
 @router.get("", response_model=PoseModelList,

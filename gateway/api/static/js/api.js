@@ -1,6 +1,8 @@
 // The REST API as the page uses it. Every failure becomes an ApiError whose message is a sentence
 // a person can act on (the server's "detail" when it gives one).
 
+import { authHeaders, signedOutByServer } from "./auth.js";
+
 export const API = "/v1";
 
 export class ApiError extends Error {
@@ -13,9 +15,11 @@ export class ApiError extends Error {
 
 const STATUS_WORDS = {
   400: "The server could not read the request.",
+  401: "Your key was refused: sign in again.",
   404: "Not found: it may have been deleted.",
   405: "This server does not offer that action.",
   413: "The file is larger than this server accepts.",
+  429: "You have reached a limit of this server; try again later.",
   415: "The upload was not sent as a file.",
   422: "The server refused the input.",
   500: "The server failed; try again later.",
@@ -44,11 +48,12 @@ function detailOf(body) {
 export async function request(method, url, options = {}) {
   let resp;
   try {
-    resp = await fetch(url, { method, ...options });
+    resp = await fetch(url, { method, ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
   } catch (err) {
     throw new ApiError(0, `Could not reach the server (${err.message}). Check the connection and retry.`);
   }
   const body = resp.status === 204 ? null : await readBody(resp);
+  if (resp.status === 401) signedOutByServer();
   if (!resp.ok) {
     const words = detailOf(body) || STATUS_WORDS[resp.status] || `The server answered ${resp.status}.`;
     throw new ApiError(resp.status, words, body);
@@ -71,6 +76,7 @@ export function submitJob(form, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `${API}/jobs`);
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.responseType = "text";
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
     xhr.onerror = () => reject(new ApiError(0, "The upload was interrupted: the server closed the connection or is unreachable."));
@@ -78,6 +84,7 @@ export function submitJob(form, onProgress) {
       let body = null;
       try { body = JSON.parse(xhr.responseText); } catch { body = null; }
       if (xhr.status === 202) return resolve(body);
+      if (xhr.status === 401) signedOutByServer();
       const words = detailOf(body) || STATUS_WORDS[xhr.status] || `The server answered ${xhr.status}.`;
       reject(new ApiError(xhr.status, words, body));
     };

@@ -231,6 +231,7 @@ export class HomeView {
       : el("span", { className: `placeholder state-${job.state}`, textContent: job.video?.still_image ? "photo" : "video" });
     const facts = [formatDate(job.created_at)];
     if (job.video) facts.push(job.video.still_image ? "photo" : `${Number(job.video.duration_s).toFixed(1)} s`);
+    if (job.expires_at) facts.push(`kept until ${formatDate(job.expires_at)}`);
     const link = el("a", { href: `/jobs/${job.id}`, className: "job-link" },
       el("span", { className: "thumb" }, picture),
       el("span", { className: "job-text" },

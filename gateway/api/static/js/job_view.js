@@ -89,6 +89,7 @@ export class JobView {
     this.head.replaceChildren(
       el("h2", {}, el("span", { className: "input-name", textContent: job.input_name }), " ", stateBadge(job.state)),
       el("p", { className: "facts", textContent: [formatDate(job.created_at), videoFacts(job.video)].filter(Boolean).join(" · ") }),
+      job.expires_at ? el("p", { className: "facts expires", textContent: `Kept until ${formatDate(job.expires_at)}: then the job and all its files are deleted.` }) : null,
       el("p", { className: "facts options-used", textContent: optionsUsed(job.options) }),
       actions,
     );
