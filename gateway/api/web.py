@@ -70,8 +70,8 @@ def install_web(app: FastAPI, settings: Settings, api_prefix: str = "/v1") -> No
         return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     @app.get("/live", include_in_schema=False)
-    async def live_page() -> FileResponse:
-        return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
+    async def live_page() -> HTMLResponse:
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     @app.get("/jobs/{job_id}", include_in_schema=False)
     async def job_page(job_id: str) -> HTMLResponse:

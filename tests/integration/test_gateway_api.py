@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from gateway.api.app import create_app
 from gateway.jobs import queue
+from gateway.jobs import job_index
 from gateway.jobs.manifest import JobError, JobManifest, JobState, StoredArtifact, new_job_id, tombstone_key
 from hpe3d_cli.local_stack import free_port
 from services.common.storage import ObjectStore
@@ -156,6 +157,8 @@ def test_a_job_whose_manifest_fails_validation_reads_as_failed_with_the_reason(c
     stored = json.loads(job.to_json())
     stored["options"]["max_persons"] = 99
     store.put_bytes(job.key, json.dumps(stored).encode())
+    for key in (job_index.all_key(job), job_index.user_key(job)):   # listed as the API lists a new job
+        store.put_bytes(key, b"", "text/plain")
     r = client.get(f"/v1/jobs/{job.id}")
     assert r.status_code == 200, r.text
     view = r.json()

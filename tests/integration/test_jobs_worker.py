@@ -113,7 +113,10 @@ class Harness:
         return (await self.js.stream_info(queue.STREAM)).state.messages
 
     async def redeliveries(self) -> int:
-        return (await self.js.consumer_info(queue.STREAM, queue.CONSUMER)).num_redelivered
+        total = 0
+        for lane in await queue.lanes_with_messages(self.js):   # one consumer per user's lane
+            total += (await self.js.consumer_info(queue.STREAM, queue.lane_consumer(lane))).num_redelivered
+        return total
 
 
 def hanging(fake: FakeStages, method: str) -> asyncio.Event:

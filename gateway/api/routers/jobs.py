@@ -10,7 +10,7 @@ from services.common.storage import ObjectChanged, ObjectNotFound
 
 from ...jobs.job_errors import JobFailed
 from ...jobs.job_index import CURSOR
-from ...jobs.manifest import JobManifest, input_key, new_job_id, safe_filename
+from ...jobs.manifest import JobManifest, JobState, input_key, new_job_id, safe_filename
 from .. import metrics
 from ..authentication import Caller, require_caller
 from ..dependencies import ApiState, api_state, job_or_404

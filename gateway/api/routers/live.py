@@ -10,11 +10,11 @@ from pydantic import ValidationError
 
 from services.common.live_limits import LIVE_STREAMS_PER_REPLICA
 
-from ..authentication import AuthUnavailable, NotAuthenticated, authenticate
+from ..authentication import AuthUnavailable, NotAuthenticated, authenticate, require_caller
 from ..dependencies import ApiState
 from ..live.protocol import CLOSE_POLICY, LiveOptions
 from ..live.session import LiveSession
-from ..problems import problem
+from ..problems import AUTH_ERRORS, problem
 from ..views import API, Problem
 
 router = APIRouter(tags=["live"])
@@ -77,10 +77,10 @@ async def live(websocket: WebSocket, api: ApiState = Depends(live_api_state)) ->
     await LiveSession(websocket, api, options, caller).run()
 
 
-@router.get(f"{API}/live", status_code=426, response_model=Problem,
+@router.get(f"{API}/live", status_code=426, response_model=Problem, dependencies=[Depends(require_caller)],
             summary="Live 2D + 3D from a camera, over a WebSocket (this HTTP GET only says so)",
             description=LIVE_PROTOCOL,
-            responses={426: {"model": Problem, "description": "open a WebSocket on this path instead"}})
+            responses={426: {"model": Problem, "description": "open a WebSocket on this path instead"}, **AUTH_ERRORS})
 async def live_over_http() -> JSONResponse:
     return problem(426, f"{API}/live is a WebSocket: open it with a WebSocket client (see the description in /docs)",
                    {"Upgrade": "websocket", "Connection": "Upgrade"})
