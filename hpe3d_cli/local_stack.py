@@ -117,6 +117,7 @@ class LocalStack:
     settings: Settings = field(init=False)
     gateway_url: str = field(init=False, default="")
     gateway_urls: list[str] = field(init=False, default_factory=list)
+    operations_urls: list[str] = field(init=False, default_factory=list)   # each API replica's operations port
     api_key: str = field(init=False, default="", repr=False)  # an admin key of this run ("" with HPE3D_AUTH=off)
     supervisor: Supervisor = field(init=False)
 
@@ -145,6 +146,7 @@ class LocalStack:
             "triton_http": [free_port() for _ in range(n(TRITON))],
             "triton_metrics": [free_port() for _ in range(n(TRITON))],
             GATEWAY: [self.gateway_port or free_port()] + [free_port() for _ in range(n(GATEWAY) - 1)],
+            "gateway_operations": [free_port() for _ in range(n(GATEWAY))],
             **{stage: [free_port() for _ in range(n(stage))] for stage in STAGES},
         }
         addrs = {stage: ",".join(f"127.0.0.1:{p}" for p in self.ports[stage]) for stage in STAGES}
@@ -158,6 +160,7 @@ class LocalStack:
             self.settings = dataclasses.replace(self.settings, stage_token=secrets.token_hex(16))
         self.gateway_urls = [f"http://127.0.0.1:{p}" for p in self.ports[GATEWAY]]
         self.gateway_url = self.gateway_urls[0]
+        self.operations_urls = [f"http://127.0.0.1:{p}" for p in self.ports["gateway_operations"]]
 
     def count(self, part: str) -> int:
         """How many replicas of ``part`` run."""
@@ -211,7 +214,9 @@ class LocalStack:
             if GATEWAY in self.components:
                 say("starting the gateway" + self._times(GATEWAY))
                 self._make_api_key()
-                procs = [self._spawn(GATEWAY, i, ["-m", "gateway.api", "--host", "127.0.0.1", "--port", str(port)], {})
+                # each API replica's operations port (metrics, readiness detail), as in the pods
+                procs = [self._spawn(GATEWAY, i, ["-m", "gateway.api", "--host", "127.0.0.1", "--port", str(port)],
+                                     {"HPE3D_METRICS_PORT": str(self.ports["gateway_operations"][i])})
                          for i, port in enumerate(self.ports[GATEWAY])]
                 for proc, url in zip(procs, self.gateway_urls):
                     self._wait(proc, lambda u=url: _http_ok(u + "/readyz"))

@@ -41,9 +41,9 @@ def write_y4m(clip: Path, out: Path, fps: int = 30) -> Path:
 
 
 @pytest.fixture(scope="module")
-def base_url():
+def gateway():
     with LocalStack(startup_timeout_s=240) as stack:
-        yield stack.gateway_url
+        yield stack.gateway_url, stack.api_key
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,9 @@ def readout(page) -> dict:
     return page.evaluate("({...document.querySelector('#live-latency').dataset})")
 
 
-def test_live_view_draws_moving_skeletons_and_a_recording_becomes_a_job(camera_browser, base_url):
-    watch = PageWatch(camera_browser, WIDE, base_url)
+def test_live_view_draws_moving_skeletons_and_a_recording_becomes_a_job(camera_browser, gateway):
+    base_url, key = gateway
+    watch = PageWatch(camera_browser, WIDE, base_url, key)   # signed in through the page's form
     try:
         page = watch.page
         page.goto(base_url + "/")
@@ -124,7 +125,7 @@ def test_live_view_draws_moving_skeletons_and_a_recording_becomes_a_job(camera_b
     assert errors == [], errors
     assert off_machine == [], off_machine
 
-    with httpx.Client(base_url=base_url, timeout=60) as api:
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as api:
         deadline = time.monotonic() + JOB_TIMEOUT_S
         while (job := api.get(f"/v1/jobs/{job_id}").json())["state"] not in ("succeeded", "failed", "cancelled"):
             assert time.monotonic() < deadline, job

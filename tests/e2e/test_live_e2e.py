@@ -35,7 +35,8 @@ def stack():
 
 @pytest.fixture(scope="module")
 def api(stack):
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+    with httpx.Client(base_url=stack.gateway_url, headers={"Authorization": f"Bearer {stack.api_key}"},
+                      timeout=60) as client:
         yield client
 
 
@@ -55,7 +56,8 @@ class LiveClient:
 
     def __init__(self, stack, query: str = "max_persons=1"):
         url = stack.gateway_url.replace("http://", "ws://") + f"/v1/live?{query}"
-        self.ws = websockets_sync.connect(url, max_size=None, open_timeout=30)
+        self.ws = websockets_sync.connect(url, max_size=None, open_timeout=30,
+                                          additional_headers={"Authorization": f"Bearer {stack.api_key}"})
         self.ready = self.next("ready")
 
     def next(self, kind: str | None = None, timeout: float = 120) -> dict:
@@ -75,8 +77,8 @@ class LiveClient:
         self.ws.close()
 
 
-def metric(api: httpx.Client, name: str) -> float:
-    text = api.get("/metrics").text
+def metric(stack, name: str) -> float:
+    text = httpx.get(stack.operations_urls[0] + "/metrics", timeout=30).text   # the API's operations port
     found = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M)
     assert found, f"no metric {name}"
     return float(found.group(1))
@@ -151,16 +153,16 @@ def test_a_client_that_goes_away_frees_its_session_and_stage_streams(stack, api,
         for i in range(10):
             c.send_frame(jpegs[i], i * FRAME_MS)
         assert c.next("frame")["type"] == "frame"
-    assert metric(api, "hpe3d_gateway_live_sessions") == LIVE_STREAMS_PER_REPLICA
-    assert metric(api, "hpe3d_gateway_live_buffered_bytes") > 0
+    assert metric(stack, "hpe3d_gateway_live_sessions") == LIVE_STREAMS_PER_REPLICA
+    assert metric(stack, "hpe3d_gateway_live_buffered_bytes") > 0
     for c in clients:                               # gone mid-recording, frames still in flight
         c.ws.socket.close()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (metric(api, "hpe3d_gateway_live_sessions") > 0
-                                           or metric(api, "hpe3d_gateway_live_buffered_bytes") > 0):
+    while time.monotonic() < deadline and (metric(stack, "hpe3d_gateway_live_sessions") > 0
+                                           or metric(stack, "hpe3d_gateway_live_buffered_bytes") > 0):
         time.sleep(0.2)
-    assert metric(api, "hpe3d_gateway_live_sessions") == 0
-    assert metric(api, "hpe3d_gateway_live_buffered_bytes") == 0
+    assert metric(stack, "hpe3d_gateway_live_sessions") == 0
+    assert metric(stack, "hpe3d_gateway_live_buffered_bytes") == 0
     # the stages let go of the streams too: as many new sessions as a replica takes all get answers
     again = [LiveClient(stack) for _ in range(LIVE_STREAMS_PER_REPLICA)]
     try:
@@ -223,7 +225,8 @@ def test_bad_messages_are_refused_and_the_session_goes_on(stack, api, jpegs):
         assert client.next("frame")["type"] == "frame"
     finally:
         client.close()
-    bad = websockets_sync.connect(stack.gateway_url.replace("http://", "ws://") + "/v1/live?max_persons=99")
+    bad = websockets_sync.connect(stack.gateway_url.replace("http://", "ws://") + "/v1/live?max_persons=99",
+                                  additional_headers={"Authorization": f"Bearer {stack.api_key}"})
     try:
         assert "max_persons" in json.loads(bad.recv(timeout=30))["detail"]
         with pytest.raises(Exception):
@@ -231,3 +234,14 @@ def test_bad_messages_are_refused_and_the_session_goes_on(stack, api, jpegs):
         assert bad.close_code == 1008
     finally:
         bad.close()
+
+
+def test_a_socket_without_a_key_is_refused(stack):
+    anonymous = websockets_sync.connect(stack.gateway_url.replace("http://", "ws://") + "/v1/live")
+    try:
+        assert "API key" in json.loads(anonymous.recv(timeout=30))["detail"]
+        with pytest.raises(Exception):
+            anonymous.recv(timeout=30)
+        assert anonymous.close_code == 1008
+    finally:
+        anonymous.close()
