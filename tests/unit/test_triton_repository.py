@@ -25,7 +25,9 @@ def tensors(config_tensors):
 
 def test_repository_holds_exactly_the_served_models():
     models = sorted(p.name for p in REPOSITORY_DIR.iterdir() if p.is_dir() and p.name != "__pycache__")
-    assert models == sorted(MODEL_NAMES) == ["blazepose_detector", "blazepose_landmarks"]
+    # the BlazePose models (LiteRT) and the person detector (ONNX, tests/unit/test_pose2d_person_detector.py)
+    assert models == sorted([*MODEL_NAMES, "person_detector"]) == ["blazepose_detector", "blazepose_landmarks",
+                                                                    "person_detector"]
     for name in MODEL_NAMES:
         assert (REPOSITORY_DIR / name / "1" / "model.py").is_file()
         # one runner for both models and the PyTriton host: each model folder links to it
@@ -105,4 +107,4 @@ def test_gpu_repository_serves_the_onnx_conversion_under_the_same_tensors(spec):
     assert [g.kind for g in gpu.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
     link = GPU_REPOSITORY / spec.name / "1" / "model.onnx"
     assert link.is_symlink() and link.resolve() == spec.file.resolve().with_suffix(".onnx")
-    assert sorted(p.name for p in GPU_REPOSITORY.iterdir() if p.is_dir()) == sorted(MODEL_NAMES)
+    assert sorted(p.name for p in GPU_REPOSITORY.iterdir() if p.is_dir()) == sorted([*MODEL_NAMES, "person_detector"])
