@@ -74,38 +74,44 @@ def _state_to_box(z: np.ndarray) -> np.ndarray:
 
 
 class BoxKalman:
-    """Constant-velocity Kalman filter on (cx, cy, w, h); noise scaled by the box height, as in
-    DeepSORT, so that big and small people are followed alike."""
-
-    _F = np.eye(8) + np.eye(8, k=4)
-    _H = np.eye(4, 8)
+    """Constant-velocity Kalman filter on (cx, cy, w, h), noise scaled by the box height as in DeepSORT
+    (big and small people are followed alike). The four coordinates do not interact, so the filter is
+    four independent (position, velocity) filters, updated together without matrix inverses."""
 
     def __init__(self, box):
         z = _box_to_state(box)
-        self.x = np.concatenate([z, np.zeros(4)])
+        self.x = np.stack([z, np.zeros(4)], axis=1)              # [4, 2]: value, velocity per coordinate
         h = z[3]
-        self.P = np.diag(np.square([0.1 * h, 0.1 * h, 0.1 * h, 0.1 * h, 0.1 * h, 0.1 * h, 0.05 * h, 0.05 * h]))
+        self.P = np.zeros((4, 2, 2))
+        self.P[:, 0, 0] = (0.1 * h) ** 2
+        self.P[:, 1, 1] = np.square([0.1 * h, 0.1 * h, 0.05 * h, 0.05 * h])
 
     def predict(self) -> np.ndarray:
-        h = max(self.x[3], 1.0)
-        q = np.square([0.05 * h, 0.05 * h, 0.05 * h, 0.05 * h, 0.01 * h, 0.01 * h, 0.005 * h, 0.005 * h])
-        self.x = self._F @ self.x
-        self.x[2:4] = np.maximum(self.x[2:4], 1.0)
-        self.P = self._F @ self.P @ self._F.T + np.diag(q)
-        return _state_to_box(self.x)
+        h = max(self.x[3, 0], 1.0)
+        self.x[:, 0] += self.x[:, 1]
+        self.x[2:4, 0] = np.maximum(self.x[2:4, 0], 1.0)
+        p = self.P
+        p00 = p[:, 0, 0] + 2 * p[:, 0, 1] + p[:, 1, 1] + (0.05 * h) ** 2
+        p01 = p[:, 0, 1] + p[:, 1, 1]
+        p11 = p[:, 1, 1] + np.square([0.01 * h, 0.01 * h, 0.005 * h, 0.005 * h])
+        self.P = np.stack([np.stack([p00, p01], -1), np.stack([p01, p11], -1)], -2)
+        return self.box
 
     def update(self, box) -> None:
         z = _box_to_state(box)
-        h = max(z[3], 1.0)
-        r = np.diag(np.square([0.05 * h, 0.05 * h, 0.05 * h, 0.05 * h]))
-        s = self._H @ self.P @ self._H.T + r
-        k = self.P @ self._H.T @ np.linalg.inv(s)
-        self.x = self.x + k @ (z - self._H @ self.x)
-        self.P = (np.eye(8) - k @ self._H) @ self.P
+        r = (0.05 * max(z[3], 1.0)) ** 2
+        p = self.P
+        s = p[:, 0, 0] + r
+        k0, k1 = p[:, 0, 0] / s, p[:, 0, 1] / s
+        residual = z - self.x[:, 0]
+        self.x[:, 0] += k0 * residual
+        self.x[:, 1] += k1 * residual
+        p00, p01, p11 = (1 - k0) * p[:, 0, 0], (1 - k0) * p[:, 0, 1], p[:, 1, 1] - k1 * p[:, 0, 1]
+        self.P = np.stack([np.stack([p00, p01], -1), np.stack([p01, p11], -1)], -2)
 
     @property
     def box(self) -> np.ndarray:
-        return _state_to_box(self.x)
+        return _state_to_box(self.x[:, 0])
 
 
 @dataclass
@@ -155,6 +161,10 @@ class PersonTracker:
     @property
     def max_hidden_frames(self) -> int:
         return max(1, round(self.options.max_hidden_s * self.options.fps))
+
+    def last_boxes(self) -> dict[int, np.ndarray]:
+        """The last observed box of every track still alive (seen or hidden), by id."""
+        return {t.track_id: t.last_box for t in self._tracks}
 
     def _cost(self, track: _Track, predicted: np.ndarray, obs: Observation, hidden_frames: int) -> float:
         opts = self.options
