@@ -8,9 +8,8 @@ keypoints just found (so the detector need not run on every frame).
   time in the ROI the first landmarks give (rotated along the body), as BlazePose's own detector ->
   ROI -> landmarks chain would. Afterwards the ROI follows the auxiliary landmarks 33/34.
   The landmark model was made to find one prominent person in its crop: given a square around a
-  person half hidden behind another, it finds the one in front. So a new person's crops show only
-  their detector box (``KEEP_MARGIN`` around it; black elsewhere), and so do the crops of a followed
-  person whose box overlaps someone else's (their previous box, grown by the same margin): the
+  person half hidden behind another, it finds the one in front. So the crops of a person whose box
+  overlaps someone else's show only their box (``KEEP_MARGIN`` around it; black elsewhere): the
   caller passes those boxes.
 * ``TopDownFollower``: a top-down heatmap model (HRNet, SimpleBaseline): the box is cut out as the
   official code does (``topdown.crop_box``); the next frame's box is the confident joints' extent,

@@ -10,9 +10,8 @@
 2. **Keypoints** (``keypoint_followers``): each detected person not already followed gets a region
    from their box and the keypoint model (BlazePose landmarks, or a top-down model on the same
    boxes); between detections each person's region comes from their keypoints on the previous frame,
-   as BlazePose follows a person; all persons of a frame go to the model in one batched call. A new
-   person, and a followed one whose box overlaps another's, is shown to the model inside their box
-   only. A person whose keypoint model says nobody is there any more is no longer followed.
+   as BlazePose follows a person; all persons of a frame go to the model in one batched call. A
+   person whose box overlaps someone else's is shown to the model inside their box only. A person whose keypoint model says nobody is there any more is no longer followed.
 3. **Ids** (``person_tracking.PersonTracker``): every frame's persons are associated with the tracks
    by motion and keypoints, so ids survive occlusions of up to 2 s and crossings; ids count from 0
    in order of first appearance within the segment (the lifter links segments).
@@ -123,8 +122,10 @@ class PeopleFollower:
             room = opts.max_persons - len(people)
             boxes = [d.box for d in detections
                      if not any(box_iou(d.box, f.box) > opts.same_person_iou for f, _ in people)][:max(room, 0)]
+            others = [d.box for d in detections] + [f.box for f, _ in people]
+            crowded = [b if sum(box_iou(b, o) > 0 for o in others) > 1 else None for b in boxes]  # itself + another
             found = self.keypoints.find(frame, [self.keypoints.region_from_box(b) for b in boxes], new=True,
-                                        boxes=boxes)
+                                        boxes=crowded)
             people = self._without_duplicates(people + [(f, -1) for f in found if f.present])
         people = people[:opts.max_persons]
         ids = self.tracker.update([Observation(f.box, f.coco17, f.score, follows) for f, follows in people])
