@@ -1,8 +1,8 @@
 """Every person of a frame segment: ``estimate_segment_people(FrameSegment) -> Poses2D``.
 
-1. **Detector** (``person_detector``, NanoDet): runs on every ``detect_every_s`` of video (0.5 s: 15
-   frames at 30 frames/s, so a newcomer is picked up within half a second), all those frames of the
-   segment in batched calls that run in a thread beside the keypoint model; also on a frame where a
+1. **Detector** (``person_detector``, NanoDet): runs every ``detect_every_s`` of video (0.5 s: 15
+   frames at 30 frames/s, so a newcomer is picked up within half a second) while fewer than
+   ``max_persons`` are followed, in a thread beside the keypoint model; also on a frame where a
    followed person was just lost. A detection starts a person at ``min_detection_score``; a weaker
    one (down to ``min_rediscovery_score``) only finds again a person lost from view where they were
    last seen, as ByteTrack uses its low-score boxes. A still image (a one-frame segment) is also searched in square
@@ -158,34 +158,31 @@ class PeopleFollower:
         return similarity is not None and similarity > SAME_KEYPOINTS
 
 
-def _scheduled_detections(frames: list[np.ndarray], wanted: list[int], detector: PersonDetectorModel,
-                          options: PeopleOptions, tiles: bool, pool: ThreadPoolExecutor
-                          ) -> dict[int, tuple[Future, int]]:
-    """The detector on the ``wanted`` frames, in ``pool``: the first frame alone (the loop waits for
-    it), the others in batches of the model's limit. Per frame: the batch's future and its place in it."""
-    step = max(1, detector.info.max_batch_size)
-    chunks = [wanted[:1]] + [wanted[i:i + step] for i in range(1, len(wanted), step)]   # the first frame at once
-    scheduled: dict[int, tuple[Future, int]] = {}
-    for chunk in chunks:
-        batch = pool.submit(detect_persons, [frames[i] for i in chunk], detector, options.min_rediscovery_score, tiles)
-        scheduled.update((i, (batch, k)) for k, i in enumerate(chunk))
-    return scheduled
-
-
 def track_people(frames: list[np.ndarray], detector: PersonDetectorModel, keypoints: KeypointFollower,
                  options: PeopleOptions | None = None, fps: float = DEFAULT_FPS) -> list[list[FramePerson]]:
-    """The persons of every frame (BGR uint8, consecutive), with track ids."""
+    """The persons of every frame (BGR uint8, consecutive), with track ids.
+
+    The detector's run on the next scheduled frame is started in a thread as soon as the previous one
+    is passed, so it overlaps the keypoint model's work on the frames between; it is not started while
+    ``max_persons`` persons are followed (nobody new could be added)."""
     options = options or PeopleOptions()
     tiles = options.tiles if options.tiles is not None else len(frames) == 1
     follower = PeopleFollower(detector, keypoints, options, fps, tiles)
     wanted = detection_frames(len(frames), fps, options.detect_every_s)
     out = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector") as pool:
-        scheduled = _scheduled_detections(frames, wanted, detector, options, tiles, pool)
+        def start(i: int) -> Future:
+            follower.detector_frames += 1
+            return pool.submit(detect_persons, [frames[i]], detector, options.min_rediscovery_score, tiles)
+
+        pending: dict[int, Future] = {0: start(0)} if frames else {}
         for i, frame in enumerate(frames):
-            batch, k = scheduled.get(i, (None, 0))
-            out.append(follower.update(frame, batch.result()[k] if batch is not None else None))
-    follower.detector_frames += len(wanted)
+            future = pending.pop(i, None)
+            people = follower.update(frame, future.result()[0] if future is not None else None)
+            out.append(people)
+            upcoming = next((j for j in wanted if j > i), None)
+            if upcoming is not None and upcoming not in pending and len(people) < options.max_persons:
+                pending[upcoming] = start(upcoming)
     return out
 
 

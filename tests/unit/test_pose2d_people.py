@@ -110,6 +110,13 @@ def test_max_persons_caps_the_persons_of_a_frame():
     assert all(len(p) == 3 for p in out)
 
 
+def test_with_max_persons_followed_the_detector_rests():
+    frames = [blob_frame([(60 + f, 90, 16, 50)]) for f in range(60)]
+    out, detector, _ = run(frames, max_persons=1)
+    assert all(len(p) == 1 for p in out) and {p.track_id for people in out for p in people} == {0}
+    assert detector.frames == 1
+
+
 def test_nobody_in_black_frames():
     out, detector, models = run([np.zeros((180, 320, 3), np.uint8)] * 20)
     assert all(not p for p in out) and models.landmark_batches == []
