@@ -133,10 +133,11 @@ def test_finished_job_events_replay_and_delete(gateway: httpx.Client):
     assert gateway.get(f"/v1/jobs/{job_id}").status_code == 404
 
 
-def panned_photo_clip(path: Path, frames: int = 45, pan_px: int = 240) -> tuple[Path, list[list[float]], list[int]]:
-    """A 1280x720 clip made from tests/data/aic_three_persons.jpg (three annotated persons): the photo on
-    a grey canvas, moved right by ``pan_px`` over the clip as a panning camera would move it. Returns
-    the clip, the annotated boxes (x0, y0, x1, y1) and each frame's x offset."""
+def panned_photo_clip(path: Path, frames: int = 45, pan_px: int = 120,
+                      size: tuple[int, int] = (1100, 660)) -> tuple[Path, list[list[float]], list[int]]:
+    """A clip made from tests/data/aic_three_persons.jpg (950x641, three annotated persons): the photo
+    on a grey ``size`` canvas, moved right by ``pan_px`` over the clip as a panning camera would move
+    it. Returns the clip, the annotated boxes (x0, y0, x1, y1) and each frame's x offset."""
     import cv2
     import numpy as np
 
@@ -146,10 +147,10 @@ def panned_photo_clip(path: Path, frames: int = 45, pan_px: int = 240) -> tuple[
     photo = cv2.imread(str(TEST_DATA / meta["image"]))
     h, w = photo.shape[:2]
     offsets = [20 + round(pan_px * i / (frames - 1)) for i in range(frames)]
-    top = (720 - h) // 2
+    top = (size[1] - h) // 2
     video = []
     for x in offsets:
-        canvas = np.full((720, 1280, 3), 110, np.uint8)
+        canvas = np.full((size[1], size[0], 3), 110, np.uint8)
         canvas[top:top + h, x:x + w] = photo
         video.append(canvas)
     boxes = [[bx, by + top, bx + bw, by + bh + top] for bx, by, bw, bh in meta["person_boxes_xywh"]]
@@ -157,7 +158,7 @@ def panned_photo_clip(path: Path, frames: int = 45, pan_px: int = 240) -> tuple[
 
 
 def test_every_person_of_a_panned_group_photo_is_tracked(gateway: httpx.Client, tmp_path: Path):
-    """Three people (a football photo, tests/data/aic_three_persons.jpg) panned across a 720p frame
+    """Three people (a football photo, tests/data/aic_three_persons.jpg) panned across a 1100x660 frame
     over 1.5 s: with the defaults each is found, lifted and kept under one id through the clip."""
     import numpy as np
 
