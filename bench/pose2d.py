@@ -1,6 +1,6 @@
 """Pose2D throughput: frames/s of ``Pose2D.Estimate`` through Triton on a 720p clip.
 
-    .venv/bin/python bench/pose2d.py [--video PATH] [--size 1280x720] [--max-persons 1]
+    .venv/bin/python bench/pose2d.py [--video PATH] [--size 1280x720] [--max-persons 1 | --all-persons]
                                      [--concurrency 1] [--repeat 3] [--modes grpc,direct,local]
 
 The clip (default ../shared/data/video/two_people_office.avi, 1920x1080, 87 frames) is decoded and
@@ -10,8 +10,12 @@ at the 640 px working size, source size = ``--size``): none of that is timed. Ti
 * grpc    Estimate over gRPC to a real pose2d server process, reading the segment from SeaweedFS
           (S3), calling the PyTriton host and storing its result in S3 (a new key each call): what a job
           worker sees, S3 in and out.
-* direct  ``estimate_segment`` in this process against the same Triton host (no gRPC, no S3).
-* local   ``estimate_segment`` with the models in this process (LiteRT, no Triton): the floor.
+* direct  the stage's code (``people.estimate_segment_people``: person detector, BlazePose landmarks,
+          tracker) in this process against the same Triton host (no gRPC, no S3).
+* local   the same with the models in this process (ONNX Runtime, LiteRT; no Triton): the floor.
+
+``--all-persons`` follows every person of the clip (``max_persons`` 16, the limit); the default
+follows one. The output line says how many persons were followed per frame on average.
 
 With ``--concurrency N`` N segments run at once (a job worker keeps several in flight; Triton's
 dynamic batcher merges their requests). Prints frames/s per mode (best of ``--repeat``) and the CPU
@@ -103,6 +107,7 @@ def main() -> None:
     parser.add_argument("--working-size", type=int, default=640, help="long side of the segment's JPEGs")
     parser.add_argument("--frames", type=int, default=128)
     parser.add_argument("--max-persons", type=int, default=1)
+    parser.add_argument("--all-persons", action="store_true", help="every person of the clip (max_persons 16)")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default="grpc,direct,local")
@@ -112,10 +117,16 @@ def main() -> None:
     if not Path(args.video).exists():
         print(f"skipped: {args.video} is not present (development data beside the checkout)")
         return
-    from services.triton.repositories import missing_model_files
+    from services.triton.repositories import REPOSITORY_DIR, missing_model_files
     if missing_model_files():
         print(f"skipped: {missing_model_files()[0]} is missing; run `make models`")
         return
+    if not (REPOSITORY_DIR / "person_detector" / "1" / "model.onnx").is_file():
+        print("skipped: the person detector's model.onnx is missing; run `make detector`")
+        return
+    if args.all_persons:
+        from services.common.request_options import MAX_PERSONS_LIMIT
+        args.max_persons = MAX_PERSONS_LIMIT
     size = tuple(int(v) for v in args.size.lower().split("x"))
     segment = make_segment(args.video, size, args.working_size, args.frames)
     frames = len(segment.jpeg)
@@ -125,16 +136,22 @@ def main() -> None:
           f"max_persons={args.max_persons}, concurrency={args.concurrency}, heatmap={not args.no_heatmap}, "
           f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at start", flush=True)
 
-    from services.pose2d.estimator import EstimatorOptions
-    from services.pose2d.segment import estimate_segment
-    options = EstimatorOptions(max_persons=args.max_persons, refine_with_heatmap=not args.no_heatmap)
-    results = {}
+    from services.pose2d.keypoint_followers import BlazePoseFollower
+    from services.pose2d.people import PeopleOptions, estimate_segment_people
+    options = PeopleOptions(max_persons=args.max_persons)
+    warm = common_pb2.FrameSegment(start_frame=0, width=segment.width, height=segment.height, jpeg=segment.jpeg[:2])
+    results, persons = {}, {}
+
+    def estimate(detector, blazepose):
+        poses = estimate_segment_people(segment, detector, BlazePoseFollower(blazepose, not args.no_heatmap), options)
+        return sum(len(f.persons) for f in poses.frames)
+
     if "local" in modes:
-        from bench.local_models import LocalBlazePose
-        local = LocalBlazePose()
-        estimate_segment(common_pb2.FrameSegment(start_frame=0, width=segment.width, height=segment.height,
-                                                 jpeg=segment.jpeg[:2]), local, options)
-        results["local"] = timed(lambda: estimate_segment(segment, local, options), args.concurrency,
+        from bench.local_models import LocalBlazePose, LocalPersonDetector
+        local, local_detector = LocalBlazePose(), LocalPersonDetector()
+        estimate_segment_people(warm, local_detector, BlazePoseFollower(local), options)
+        persons["local"] = estimate(local_detector, local)
+        results["local"] = timed(lambda: estimate(local_detector, local), args.concurrency,
                                  args.concurrency, args.repeat, [os.getpid()])
     if "grpc" in modes or "direct" in modes:
         from hpe3d_cli.local_stack import LocalStack
@@ -145,10 +162,11 @@ def main() -> None:
             serving = [c.process.pid for c in stack.running if c.name in ("triton", "pose2d")]
             if "direct" in modes:
                 from services.pose2d.client import TritonBlazePose
-                triton = TritonBlazePose(stack.settings.triton_url)
-                estimate_segment(common_pb2.FrameSegment(start_frame=0, width=segment.width, height=segment.height,
-                                                         jpeg=segment.jpeg[:2]), triton, options)
-                results["direct"] = timed(lambda: estimate_segment(segment, triton, options), args.concurrency,
+                from services.pose2d.person_detector import TritonPersonDetector
+                triton, detector = TritonBlazePose(stack.settings.triton_url), TritonPersonDetector(stack.settings.triton_url)
+                estimate_segment_people(warm, detector, BlazePoseFollower(triton), options)
+                persons["direct"] = estimate(detector, triton)
+                results["direct"] = timed(lambda: estimate(detector, triton), args.concurrency,
                                           args.concurrency, args.repeat, [os.getpid()] + serving)
             if "grpc" in modes:
                 from hpe3d.v1 import pose2d_pb2, pose2d_pb2_grpc
@@ -164,7 +182,8 @@ def main() -> None:
                         output=store.ref(f"jobs/bench/poses2d/{next(calls):05d}.pb"), max_persons=args.max_persons)
                 with channel(stack.settings.pose2d_addr, stack.settings.stage_token) as ch:
                     stub = pose2d_pb2_grpc.Pose2DStub(ch)
-                    stub.Estimate(request(), timeout=600)  # warm-up (connections, first segment)
+                    reply = stub.Estimate(request(), timeout=600)  # warm-up (connections, first segment)
+                    persons["grpc"] = sum(len(f.persons) for f in reply.poses.frames)
                     results["grpc"] = timed(lambda: stub.Estimate(request(), timeout=600), args.concurrency,
                                             args.concurrency, args.repeat, [os.getpid()] + serving)
     total = frames * args.concurrency
@@ -172,7 +191,8 @@ def main() -> None:
         if mode in results:
             wall, cpu = results[mode]
             print(f"  {mode:6s} {total / wall:6.1f} frames/s  ({wall * 1000 / total:.1f} ms/frame wall, "
-                  f"{cpu * 1000 / total:.1f} ms/frame CPU over all its processes)")
+                  f"{cpu * 1000 / total:.1f} ms/frame CPU over all its processes; "
+                  f"{persons[mode] / frames:.2f} persons per frame)")
     if not args.no_anchor:
         from bench.anchor import mediapipe_frames_per_s, print_ratio
         anchor = mediapipe_frames_per_s(args.video, size, frames, args.repeat)

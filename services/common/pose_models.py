@@ -5,10 +5,13 @@ the gateway all import it. What a served model takes and gives (tensor names, sh
 here: each model's ``config.pbtxt`` in ``services/triton`` says it, and the pose2d stage learns it
 from the server.
 
-* ``blazepose`` (the default): BlazePose GHUM, Triton models ``blazepose_detector`` +
-  ``blazepose_landmarks``; its weights come from a registry package (``make models``).
+* ``blazepose`` (the default): BlazePose GHUM's landmark model ``blazepose_landmarks`` on every person
+  the ``person_detector`` (NanoDet) finds; the weights come from registry packages (``make models``,
+  ``make detector``). BlazePose's own detector ``blazepose_detector`` belongs to it too (the client
+  reads both BlazePose configs): the former single-person path that ``bench/eval_2d.py`` measures
+  beside the new one.
 * the top-down models (HRNet, SimpleBaseline): Triton model of the same name, plus
-  ``blazepose_detector`` for the person boxes. A top-down model sees one person at a time: an RGB
+  ``person_detector`` for the person boxes. A top-down model sees one person at a time: an RGB
   crop of ``height`` x ``width`` pixels (aspect 3:4), and gives one heatmap per COCO-17 joint at a
   quarter of that size. No weights ship: an operator supplies the official checkpoint (file names
   of deep-high-resolution-net.pytorch's model zoo) and exports it (``hpe3d models export NAME
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 BLAZEPOSE = "blazepose"
 BLAZEPOSE_DETECTOR = "blazepose_detector"     # Triton model names (folders of services/triton/repository*)
 BLAZEPOSE_LANDMARKS = "blazepose_landmarks"
+PERSON_DETECTOR = "person_detector"
 
 NUM_JOINTS = 17             # COCO-17 heatmaps of a top-down model
 HEATMAP_STRIDE = 4
@@ -57,12 +61,12 @@ class PoseModel:
 
 
 def _topdown(name: str, backbone: str, size: int, width: int, height: int, checkpoint: str) -> PoseModel:
-    return PoseModel(name, "topdown", (name, BLAZEPOSE_DETECTOR), backbone=backbone, backbone_size=size,
+    return PoseModel(name, "topdown", (name, PERSON_DETECTOR), backbone=backbone, backbone_size=size,
                      width=width, height=height, checkpoint=checkpoint)
 
 
 POSE_MODELS = {m.name: m for m in (
-    PoseModel(BLAZEPOSE, "blazepose", (BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS), default=True),
+    PoseModel(BLAZEPOSE, "blazepose", (PERSON_DETECTOR, BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS), default=True),
     _topdown("hrnet_w32", "hrnet", 32, 192, 256, "pose_hrnet_w32_256x192.pth"),
     _topdown("hrnet_w32_384", "hrnet", 32, 288, 384, "pose_hrnet_w32_384x288.pth"),
     _topdown("hrnet_w48", "hrnet", 48, 192, 256, "pose_hrnet_w48_256x192.pth"),

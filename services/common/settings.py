@@ -50,7 +50,7 @@ class Settings:
     working_size: int = 640                   # HPE3D_WORKING_SIZE, longer side of decoded frames
     max_upload_mb: int = 500                  # HPE3D_MAX_UPLOAD_MB
     max_duration_s: float = 600.0             # HPE3D_MAX_DURATION_S
-    max_persons: int = 2                      # HPE3D_MAX_PERSONS
+    max_persons: int = 8                      # HPE3D_MAX_PERSONS
     stage_concurrency: int = 4                # HPE3D_STAGE_CONCURRENCY, segments in flight per job
     stage_timeout_s: float = 600.0            # HPE3D_STAGE_TIMEOUT_S, deadline of one stage call
     outage_budget_s: float = 300.0            # HPE3D_OUTAGE_BUDGET_S, how long a job waits out a stage,

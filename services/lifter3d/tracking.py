@@ -5,8 +5,9 @@ detections are linked frame to frame over the whole video by greedy matching on 
 (mean joint distance of confident joints, relative to the person's size) between each detection and
 where the track is expected to be: its last pose moved on at the track's recent image velocity, so two
 people who cross while undetected (an occlusion, often right at a segment seam) are not swapped. Inside
-one segment the 2D stage's ids are a soft cue: the same id makes a match cheaper, a different id dearer;
-across segments they mean nothing.
+one segment the 2D stage's ids come from its own tracker (motion and keypoints, through occlusions of up
+to 2 s): the same id makes a match cheaper and is accepted farther from the prediction (which drifts
+while a person is hidden), a different id makes it dearer; across segments ids mean nothing.
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ from services.common.arrays import from_proto
 #: penalty (added) for a different id there, in person sizes.
 SAME_ID_BONUS = 0.1
 OTHER_ID_PENALTY = 0.25
+#: Largest pose distance (person sizes) accepted for a detection with the id the track had in the same segment:
+#: the 2D stage's tracker followed that person through an occlusion of up to 2 s, during which the prediction
+#: here drifts.
+SAME_ID_MAX_DISTANCE = 2.0
 #: Frames of a track's recent detections its image velocity is measured over.
 VELOCITY_FRAMES = 6
 
@@ -134,7 +139,8 @@ def link_tracks(detections: dict[int, list[Detection]], frame_count: int, max_ga
         for ti, t in enumerate(active):
             for di, d in enumerate(dets):
                 dist = pose_distance(predicted[ti], d.keypoints)
-                if dist > max_distance:
+                same_id = t.last_source == (d.segment, d.source_id)
+                if dist > (SAME_ID_MAX_DISTANCE if same_id else max_distance):
                     continue
                 if t.last_source[0] == d.segment:
                     dist += -SAME_ID_BONUS if t.last_source[1] == d.source_id else OTHER_ID_PENALTY

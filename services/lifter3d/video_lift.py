@@ -21,6 +21,31 @@ from .camera_path import STILL, CameraPath, video_camera
 from .world import CameraPose, PlacedTrack, TrackInput, place_in_world
 
 DEFAULT_MIN_TRACK_FRAMES = 5
+#: A person whose median 2D height (their confident joints' extent) is below this fraction of the frame
+#: height is given in 2D only: at a few dozen pixels the joints are too uncertain for the lifter.
+MIN_LIFT_HEIGHT = 1 / 20
+TOO_BRIEF, TOO_SMALL = "too_brief", "too_small"
+#: A person unseen for up to this long (hidden, or missed by the 2D stage) stays one track, as in the 2D stage.
+MAX_HIDDEN_S = 2.0
+
+
+def pixel_height(keypoints: np.ndarray, min_score: float = 0.3) -> float:
+    """Median over a track's detected frames of the vertical extent of the confident joints (pixels)."""
+    heights = []
+    for kp in keypoints:
+        seen = kp[kp[:, 2] >= min_score, 1]
+        if len(seen) >= 3:
+            heights.append(float(seen.max() - seen.min()))
+    return float(np.median(heights)) if heights else 0.0
+
+
+def why_not_lifted(track, min_frames: int, height: float) -> str:
+    """"" when the track is lifted; else ``TOO_BRIEF`` or ``TOO_SMALL``."""
+    if track.detected_frames < min_frames:
+        return TOO_BRIEF
+    if pixel_height(track.as_array()) < MIN_LIFT_HEIGHT * height:
+        return TOO_SMALL
+    return ""
 
 
 @dataclass
@@ -86,7 +111,9 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
         frames: 2D detections per frame (any order; frame indices may have holes).
         width, height: size of the frames the 2D coordinates refer to, in pixels.
         lifter: from ``load_service_lifter``.
-        min_track_frames: tracks with fewer detected frames are dropped (0 = default of 5).
+        min_track_frames: tracks with fewer detected frames are not lifted (0 = default of 5); they, and
+            tracks of persons less than ``MIN_LIFT_HEIGHT`` of the frame tall, come back as ``Track3D`` with
+            their 2D only and ``not_lifted`` saying why.
         progress: called with (tracks done, tracks total, message).
         focal_px: the camera's focal length in pixels of ``width`` x ``height``; 0 = the prior
             (:data:`services.lifter3d.camera.PRIOR_FOV_DEG`).
@@ -99,7 +126,7 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
 
     Raises:
         InvalidInput: frame size missing or coordinates malformed.
-        NoPersonFound: no track long enough to lift.
+        NoPersonFound: no track to lift (none long or tall enough).
     """
     if width <= 0 or height <= 0:
         raise InvalidInput(f"frame size must be positive, got {width}x{height}")
@@ -109,8 +136,9 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
     frame_count = max((f.frame_index for f in frames), default=-1) + 1
-    linked = link_tracks(detections, frame_count)
-    tracks = [t for t in linked if t.detected_frames >= min_frames]
+    linked = link_tracks(detections, frame_count, max_gap=round(MAX_HIDDEN_S * (fps or 30.0)))
+    reasons = {t.track_id: why_not_lifted(t, min_frames, height) for t in linked}
+    tracks = [t for t in linked if not reasons[t.track_id]]
     if not tracks:
         raise no_person_found(frame_count, len(detections), min_track_frames=min_frames,
                               longest_track=max((t.detected_frames for t in linked), default=0))
@@ -128,6 +156,11 @@ def lift_frames(frames: list[common_pb2.FramePoses2D], width: int, height: int, 
             root_relative=to_proto(r.world), grounded=to_proto(r.grounded),
             keypoints2d=to_proto(r.keypoints_2d), world=to_proto(p.world),
             foot_contacts=to_proto(p.contacts.astype("float32"))))
+    for track in linked:      # the persons given in 2D only, and why
+        if reasons[track.track_id]:
+            result.tracks.append(common_pb2.Track3D(
+                track_id=track.track_id, first_frame=track.first_frame, frame_count=track.frame_count,
+                keypoints2d=to_proto(track.as_array()), not_lifted=reasons[track.track_id]))
     if progress:
         progress(len(tracks), len(tracks), "lifted")
     return result

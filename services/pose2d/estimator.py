@@ -1,4 +1,7 @@
-"""Finds and follows up to ``max_persons`` people through consecutive frames, BlazePose-style.
+"""Finds and follows up to ``max_persons`` people through consecutive frames, BlazePose-style, with
+BlazePose's own detector: the former path of the stage, kept as MediaPipe's pose graph runs (checked
+against it) and measured beside the stage's detector path by ``bench/eval_2d.py``; the stage runs
+``people.py``.
 
 Per frame:
 

@@ -1,4 +1,6 @@
-"""One frame segment in, its 2D poses out: ``estimate_segment(FrameSegment) -> Poses2D``.
+"""One frame segment in, its 2D poses out by the former BlazePose-detector path:
+``estimate_segment(FrameSegment) -> Poses2D`` (``bench/eval_2d.py`` measures it beside the stage's
+``people.estimate_segment_people``); and what both share: JPEG decoding, the segment's start, boxes.
 
 The segment's JPEGs (working resolution) are decoded one frame ahead in a background thread while
 the models run, the people are tracked through the segment (``estimator.PoseTracker``), and their

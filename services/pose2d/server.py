@@ -1,6 +1,6 @@
-"""gRPC wiring of the pose2d stage: ``Pose2D.Estimate`` over the model catalog (BlazePose, or a
-top-down model chosen by ``pose_model``), ``Pose2D.ListModels`` and the live ``Pose2D.Stream``
-(``live.py``), models on Triton.
+"""gRPC wiring of the pose2d stage: ``Pose2D.Estimate`` over the model catalog (every person the
+person detector finds, with BlazePose or a top-down model chosen by ``pose_model``),
+``Pose2D.ListModels`` and the live ``Pose2D.Stream`` (``live.py``), models on Triton.
 
     python -m services.pose2d.server      # HPE3D_TRITON_URL, HPE3D_S3_*, HPE3D_GRPC_PORT, ...
 
@@ -32,6 +32,7 @@ from services.common.storage import ObjectStore
 from .catalog import PoseModelCatalog
 from .client import BlazePoseModels, TritonBlazePose
 from .live import LivePoseStream
+from .person_detector import TritonPersonDetector
 from .segment import frames_with_person
 from .topdown_client import TritonTopDown, ready_models
 
@@ -53,7 +54,8 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
         self.models = models or TritonBlazePose(settings.triton_url)
         self.catalog = catalog or PoseModelCatalog(
             self.models, lambda name: TritonTopDown(settings.triton_url, name),
-            lambda: ready_models(settings.triton_url, TRITON_MODELS), flip_test=settings.topdown_flip_test)
+            lambda: ready_models(settings.triton_url, TRITON_MODELS), flip_test=settings.topdown_flip_test,
+            detector_factory=lambda: TritonPersonDetector(settings.triton_url))
         self.live_streams = StreamSlots("live 2D streams", on_change=LIVE_STREAMS.set)
 
     def Estimate(self, request: pose2d_pb2.EstimateRequest, context) -> pose2d_pb2.EstimateReply:

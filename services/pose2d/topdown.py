@@ -9,14 +9,22 @@ back to the frame through the same box. With the flip test the mirrored crop run
 are mirrored back (left and right joints swapped), shifted one heatmap pixel right as the official
 code does, and averaged with the direct ones.
 
+``topdown_keypoints`` runs it for every person box of a batch of frames in one model call (the client
+splits it into requests of at most the model's ``max_batch_size``).
+
 Coordinates are pixels of the frame given, x right, y down; a box is (x0, y0, x1, y1).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from services.pose2d.topdown_client import HeatmapModel
 
 # COCO-17 left/right pairs (eyes, ears, shoulders, elbows, wrists, hips, knees, ankles)
 COCO17_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
@@ -112,3 +120,32 @@ def keypoints_in_frame(heatmaps: np.ndarray, regions: list[CropBox]) -> np.ndarr
         out[i, :, :2] = region.to_frame(coords[i], w, h)
     out[:, :, 2] = np.clip(scores, 0.0, 1.0)
     return out
+
+
+def crops_of(frames_bgr: list[np.ndarray], boxes: list[list[tuple[float, float, float, float]]], width: int,
+             height: int) -> tuple[np.ndarray, list[CropBox]]:
+    """All RGB crops ``[N, height, width, 3]`` of BGR frames and their regions, frame by frame, box by
+    box (only the crops are converted to RGB, not the frames)."""
+    regions = [crop_box(box, width / height) for frame_boxes in boxes for box in frame_boxes]
+    crops = np.empty((len(regions), height, width, 3), np.uint8)
+    k = 0
+    for frame, frame_boxes in zip(frames_bgr, boxes):
+        for _ in frame_boxes:
+            cut_crop(frame, regions[k], width, height, out=crops[k])
+            cv2.cvtColor(crops[k], cv2.COLOR_BGR2RGB, dst=crops[k])
+            k += 1
+    return crops, regions
+
+
+def topdown_keypoints(frames_bgr: list[np.ndarray], boxes: list[list[tuple[float, float, float, float]]],
+                      model: "HeatmapModel", flip_test: bool = True) -> list[np.ndarray]:
+    """COCO-17 ``[17, 3]`` (frame pixels, score) of every person box of every BGR frame, in order."""
+    info = model.info
+    crops, regions = crops_of(frames_bgr, boxes, info.width, info.height)
+    if not regions:
+        return []
+    batch = np.concatenate([crops, crops[:, :, ::-1]]) if flip_test else crops
+    heatmaps = model.heatmaps(batch)
+    if flip_test:
+        heatmaps = 0.5 * (heatmaps[:len(regions)] + flip_back(heatmaps[len(regions):]))
+    return list(keypoints_in_frame(heatmaps, regions))

@@ -17,7 +17,8 @@ it. Schema version 2.0 (``poses_schema.json`` is its single description)::
                               "keypoints_3d_world": [[x, y, z] * 17] | null,
                               "foot_contacts": {"left": bool, "right": bool} | null,
                               "angles_deg": {name: number | null},
-                              "angle_confidence": {name: 0..1}}]}]}
+                              "angle_confidence": {name: 0..1},
+                              "not_lifted": "too_brief" | "too_small" | null}]}]}
 """
 from __future__ import annotations
 
@@ -154,7 +155,8 @@ def _person_entry(p: PersonPose, angles: dict[str, float], confidence: dict[str,
             "keypoints_3d_world": _rows(p.world, 4),
             "foot_contacts": contacts,
             "angles_deg": {n: None if math.isnan(v) else round(v, 1) + 0.0 for n, v in angles.items()},
-            "angle_confidence": {n: round(v, 3) for n, v in confidence.items()}}
+            "angle_confidence": {n: round(v, 3) for n, v in confidence.items()},
+            "not_lifted": p.not_lifted or None}
 
 
 def poses_document(info: common_pb2.VideoInfo, timeline: PoseTimeline, warnings: list[str] = ()) -> dict:

@@ -2,8 +2,9 @@
 
 Per frame, the persons to draw and export are the 3D tracks that cover it (their ``track_id`` is
 the lifter's, stable over the whole video; their 2D keypoints are the lifter's gap-filled COCO-17
-input). A frame no 3D track covers falls back to the raw 2D detections of that frame (segment-local
-track ids, no 3D).
+input), and the persons the lifter gave in 2D only (``Track3D.not_lifted``: seen too briefly or too
+small), on the frames they were detected, with no 3D and the reason. A frame no track covers falls
+back to the raw 2D detections of that frame (segment-local track ids, no 3D).
 
 3D positions of a track: ``Track3D.world`` (metres, y up, floor at y = 0, one frame shared by all tracks of
 the video). A Poses3D without ``world`` (from a lifter that does not place people yet) falls back to
@@ -38,6 +39,17 @@ class PersonPose:
     world: np.ndarray | None = None
     foot_contacts: np.ndarray | None = None
     blazepose33: np.ndarray | None = None
+    not_lifted: str = ""       # why a person has no 3D ("too_brief", "too_small"); "" when lifted or raw 2D
+
+
+@dataclass(frozen=True)
+class Unlifted:
+    """A person given in 2D only: ``keypoints_2d`` [n, 17, 3] from ``first_frame`` (0 scores where unseen)."""
+
+    track_id: int
+    first_frame: int
+    keypoints_2d: np.ndarray
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -86,8 +98,13 @@ class PoseTimeline:
                                   from_proto(self.camera.focal_per_frame).astype(np.float64),
                                   np.asarray(self.camera.quality, np.int32))
         self.tracks: list[Track] = []
+        self.unlifted: list[Unlifted] = []
         sources = set()
         for t in (poses3d.tracks if poses3d is not None else []):
+            if t.not_lifted:
+                self.unlifted.append(Unlifted(t.track_id, t.first_frame, _array(t.keypoints2d, t.frame_count, (17, 3)),
+                                              t.not_lifted))
+                continue
             world = _array(t.world, -1, (17, 3))
             sources.add("world" if world is not None else "grounded")
             if world is None:
@@ -118,6 +135,10 @@ class PoseTimeline:
                 kp = t.keypoints_2d[i] if t.keypoints_2d is not None else self._raw_for(frame_index, t.track_id)
                 contacts = t.foot_contacts[i] if t.foot_contacts is not None else None
                 out.append(PersonPose(t.track_id, kp, t.root_relative[i], t.world[i], contacts))
+        for u in self.unlifted:
+            i = frame_index - u.first_frame
+            if u.keypoints_2d is not None and 0 <= i < len(u.keypoints_2d) and u.keypoints_2d[i, :, 2].max() > 0:
+                out.append(PersonPose(u.track_id, u.keypoints_2d[i], not_lifted=u.reason))
         return out or self.raw_2d.get(frame_index, [])
 
     def _raw_for(self, frame_index: int, track_id: int) -> np.ndarray | None:

@@ -80,10 +80,12 @@ def load_model(folder: Path, num_threads: int = 2) -> HostedModel:
     version_dir = folder / "1"
     if config.platform == "onnxruntime_onnx" or config.backend == "onnxruntime":
         from services.triton.onnx_runner import OnnxModel, OnnxModelMissing
+        model_file = version_dir / (config.default_model_filename or "model.onnx")
         try:
-            runner = OnnxModel(version_dir / (config.default_model_filename or "model.onnx"), num_threads)
+            runner = OnnxModel(model_file, num_threads)
         except OnnxModelMissing as exc:
-            raise ModelUnservable(str(exc)) from exc
+            made_by = parameters(config).get("model_file_made_by")   # a model the set-up converts
+            raise ModelUnservable(f"{model_file} is missing: run `{made_by}`" if made_by else str(exc)) from exc
     elif config.backend == "python" and "tflite_file" in parameters(config):
         from services.triton.litert_runner import (LiteRTModel, ModelFileMissing, bindings_from_config,
                                                    input_scaling, model_file)

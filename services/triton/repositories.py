@@ -1,12 +1,13 @@
 """The two model repositories of this folder, and the weight files their models need.
 
 * ``repository/`` -- what the PyTriton host serves on the CPU and the official image can serve too:
-  BlazePose's .tflite models in the Python backend (``litert_runner.py``).
+  BlazePose's .tflite models in the Python backend (``litert_runner.py``), and the person detector
+  (NanoDet, ``person_detector/1/model.onnx`` written by ``make detector``) with ONNX Runtime.
 * ``repository_gpu/`` -- the same model names and tensors for GPU nodes: BlazePose converted to ONNX
-  (``tflite_to_onnx.py``) for Triton's ONNX Runtime backend.
+  (``tflite_to_onnx.py``) and the same person detector file, for Triton's ONNX Runtime backend.
 
-Each model folder's ``config.pbtxt`` is the one description of the model; the weight files lie in
-``blazepose/`` (``make models``) and the folders link to them.
+Each model folder's ``config.pbtxt`` is the one description of the model; BlazePose's weight files lie
+in ``blazepose/`` (``make models``) and the folders link to them.
 """
 from __future__ import annotations
 

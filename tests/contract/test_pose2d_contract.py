@@ -23,7 +23,8 @@ from hpe3d_cli.local_stack import free_port
 from services.common import grpc_server
 from services.common.arrays import from_proto
 from services.pose2d.server import register
-from services.triton.repositories import REPOSITORY_DIR, missing_model_files, model_names
+from services.common.pose_models import BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS
+from services.triton.repositories import REPOSITORY_DIR, missing_model_files
 
 pytestmark = [pytest.mark.contract,
               pytest.mark.skipif(bool(missing_model_files()),
@@ -166,8 +167,8 @@ def test_triton_down_is_unavailable(store, settings, clip_frames):
 @pytest.fixture(scope="module")
 def repository_server(tmp_path_factory):
     """``tritonserver --model-repository=...`` (the binary PyTriton ships, with its Python backend)
-    over a copy of the repository made as Triton makes one from S3: each model folder on its own,
-    links followed."""
+    over a copy of the repository's BlazePose models made as Triton makes one from S3: each model
+    folder on its own, links followed."""
     import pytriton
     from pytriton.utils.distribution import get_libs_path, get_stub_path
 
@@ -178,7 +179,9 @@ def repository_server(tmp_path_factory):
     shutil.copy(get_stub_path(f"{sys.version_info[0]}.{sys.version_info[1]}"),
                 backends / "python" / "triton_python_backend_stub")
     repos = []
-    for name in model_names(REPOSITORY_DIR):
+    # the Python-backend (LiteRT) models: the binary PyTriton ships has no ONNX Runtime backend, so the
+    # ONNX person detector is served here by the PyTriton host only (tests/contract/test_person_detector.py)
+    for name in (BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS):
         repo = work / f"repo_{name}"
         shutil.copytree(REPOSITORY_DIR / name, repo / name, symlinks=False,
                         ignore=shutil.ignore_patterns("__pycache__"))

@@ -130,10 +130,12 @@ def put_segment(store, frames, index=0):
 
 
 def test_pose2d_runs_hrnet_w32_and_cannot_tell_the_server(pose2d, store, clip_frames, exported):
-    """pose_model=hrnet_w32 through the stage = the same pipeline in this process (LiteRT detector,
-    ONNX Runtime model), keypoints in original-frame pixels (the segment says 2x the JPEGs)."""
-    from bench.local_models import LocalBlazePose, LocalTopDown
-    from services.pose2d.topdown_segment import estimate_segment_topdown
+    """pose_model=hrnet_w32 through the stage = the same pipeline in this process (the person
+    detector and the model in ONNX Runtime), keypoints in original-frame pixels (the segment says
+    2x the JPEGs)."""
+    from bench.local_models import LocalPersonDetector, LocalTopDown
+    from services.pose2d.keypoint_followers import TopDownFollower
+    from services.pose2d.people import PeopleOptions, estimate_segment_people
 
     segment, ref = put_segment(store, clip_frames)
     reply = pose2d.Estimate(pose2d_pb2.EstimateRequest(segment=ref, max_persons=2, pose_model="hrnet_w32"),
@@ -141,7 +143,8 @@ def test_pose2d_runs_hrnet_w32_and_cannot_tell_the_server(pose2d, store, clip_fr
     poses = reply.poses
     assert (poses.start_frame, len(poses.frames)) == (40, len(clip_frames))
     assert reply.frames_with_person == len(clip_frames)
-    expected = estimate_segment_topdown(segment, LocalBlazePose(), LocalTopDown(exported[1] / "hrnet_w32"))
+    expected = estimate_segment_people(segment, LocalPersonDetector(),
+                                       TopDownFollower(LocalTopDown(exported[1] / "hrnet_w32")), PeopleOptions(max_persons=2))
     for got_frame, want_frame in zip(poses.frames, expected.frames):
         assert [p.track_id for p in got_frame.persons] == [p.track_id for p in want_frame.persons]
         for got, want in zip(got_frame.persons, want_frame.persons):
@@ -154,7 +157,7 @@ def test_pose2d_runs_hrnet_w32_and_cannot_tell_the_server(pose2d, store, clip_fr
             h = box.y_max - box.y_min
             assert np.all(coco[:, 1] > box.y_min - h) and np.all(coco[:, 1] < box.y_max + h)
             assert np.all((coco[:, 2] >= 0) & (coco[:, 2] <= 1))
-    # the person standing in the middle is where BlazePose finds them (original pixels)
+    # the person standing in the middle is where the detector finds them (original pixels)
     first = poses.frames[0].persons[0].box
     assert 400 < (first.x_min + first.x_max) / 2 < 840
 
@@ -166,7 +169,7 @@ def test_list_models_offers_what_triton_has(pose2d):
     assert offered["blazepose"].is_default and not offered["hrnet_w32"].is_default
     hrnet = offered["hrnet_w32"]
     assert (hrnet.kind, hrnet.input_width, hrnet.input_height) == ("top-down", 192, 256)
-    assert list(hrnet.triton_models) == ["hrnet_w32", "blazepose_detector"]
+    assert list(hrnet.triton_models) == ["hrnet_w32", "person_detector"]
     missing = {m.name: m for m in reply.not_loaded}
     assert "hrnet_w32" not in missing and missing["simplebaseline_r50"].checkpoint == "pose_resnet_50_256x192.pth.tar"
 

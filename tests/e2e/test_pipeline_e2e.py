@@ -137,3 +137,64 @@ def test_finished_job_events_replay_and_delete(gateway: httpx.Client):
     assert job_id in [j["id"] for j in gateway.get("/v1/jobs").json()["jobs"]]
     assert gateway.delete(f"/v1/jobs/{job_id}").status_code == 204
     assert gateway.get(f"/v1/jobs/{job_id}").status_code == 404
+
+
+def panned_photo_clip(path: Path, frames: int = 45, pan_px: int = 120,
+                      size: tuple[int, int] = (1100, 660)) -> tuple[Path, list[list[float]], list[int]]:
+    """A clip made from tests/data/aic_three_persons.jpg (950x641, three annotated persons): the photo
+    on a grey ``size`` canvas, moved right by ``pan_px`` over the clip as a panning camera would move
+    it. Returns the clip, the annotated boxes (x0, y0, x1, y1) and each frame's x offset."""
+    import cv2
+    import numpy as np
+
+    from tests.video_fixtures import encode_h264
+
+    meta = json.loads((TEST_DATA / "aic_three_persons.json").read_text())
+    photo = cv2.imread(str(TEST_DATA / meta["image"]))
+    h, w = photo.shape[:2]
+    offsets = [20 + round(pan_px * i / (frames - 1)) for i in range(frames)]
+    top = (size[1] - h) // 2
+    video = []
+    for x in offsets:
+        canvas = np.full((size[1], size[0], 3), 110, np.uint8)
+        canvas[top:top + h, x:x + w] = photo
+        video.append(canvas)
+    boxes = [[bx, by + top, bx + bw, by + bh + top] for bx, by, bw, bh in meta["person_boxes_xywh"]]
+    return encode_h264(path, video), boxes, offsets
+
+
+def test_every_person_of_a_panned_group_photo_is_tracked(gateway: httpx.Client, tmp_path: Path):
+    """Three people (a football photo, tests/data/aic_three_persons.jpg) panned across a 1100x660 frame
+    over 1.5 s: with the defaults each is found, lifted and kept under one id through the clip."""
+    import numpy as np
+
+    clip, boxes, offsets = panned_photo_clip(tmp_path / "panned_group.mp4")
+    job = submit(gateway, clip.name, clip.read_bytes())
+    assert job.status_code == 202, job.text
+    _, done = follow_to_done(gateway, job.json()["id"])
+    assert done["state"] == "succeeded", done
+    job = gateway.get(f"/v1/jobs/{job.json()['id']}").json()
+    artifacts = {a["name"]: a["url"] for a in job["links"]["artifacts"]}
+    poses = gateway.get(artifacts["poses.json"]).json()
+    frames = poses["frames"]
+    assert len(frames) == len(offsets)
+    for person, box in enumerate(boxes):
+        ids = []
+        for frame, dx in zip(frames, offsets):
+            x0, y0, x1, y1 = box[0] + dx, box[1], box[2] + dx, box[3]
+            best, best_inside = None, 0.0
+            for p in frame["persons"]:
+                kp = np.array(p["keypoints_2d"] or np.zeros((17, 3)))
+                seen = kp[kp[:, 2] > 0.5]
+                if len(seen) < 6:
+                    continue
+                inside = np.mean((seen[:, 0] >= x0) & (seen[:, 0] <= x1) & (seen[:, 1] >= y0) & (seen[:, 1] <= y1))
+                if inside > best_inside:
+                    best, best_inside = p, inside
+            if best is not None and best_inside >= 0.8:
+                assert best["keypoints_3d_world"] is not None, f"person {person} has no 3D"
+                ids.append(best["track_id"])
+        assert len(ids) >= 0.9 * len(frames), f"annotated person {person} found in {len(ids)} of {len(frames)} frames"
+        assert len(set(ids)) == 1, f"annotated person {person} changed id: {ids}"
+    assert len({p["track_id"] for f in frames for p in f["persons"] if p["keypoints_3d_world"]}) >= 3
+    assert sum(name.startswith("person_") and name.endswith(".bvh") for name in artifacts) >= 3

@@ -110,3 +110,26 @@ def test_ids_are_a_cue_within_a_segment_only():
     assert [d.segment for f in range(10) for d in dets[f]] == [1] * 5 + [2] * 5
     assert dets[0][0].source_id == 7
     assert len(link_tracks(dets, 10)) == 1
+
+
+def test_a_person_the_2d_stage_followed_through_a_2s_occlusion_stays_one_track():
+    """Within one segment the 2D stage's id holds across a 50-frame gap, after which the person is a
+    person size away from where the constant-velocity prediction puts them (they stopped while hidden)."""
+    walker, other = _pose(100, 200), _pose(600, 200)
+    per_frame = []
+    for i in range(90):
+        w = walker.copy()
+        w[:, 0] += min(i, 20) * 4
+        people = [(1, other)] + ([] if 20 < i <= 70 else [(0, w)])
+        frame = common_pb2.FramePoses2D(frame_index=i, timestamp_s=i / 30)
+        for tid, p in people:
+            frame.persons.append(common_pb2.Person2D(track_id=tid, score=0.9, coco17=to_proto(p)))
+        per_frame.append(frame)
+    dets = detections_from_frames(per_frame)
+    assert len(link_tracks(dets, 90, max_gap=60)) == 2
+    # without the 2D stage's id (another segment), the far reappearance is a new person
+    for frame in dets.values():
+        for d in frame:
+            if d.frame > 70:
+                d.segment = 1
+    assert len(link_tracks(dets, 90, max_gap=60)) == 3

@@ -1,5 +1,5 @@
-"""Top-down crops, heatmap decoding, flip test and box tracks (services/pose2d/topdown.py,
-person_boxes.py, catalog.py), with a stand-in heatmap model: no weights, no server."""
+"""Top-down crops, heatmap decoding, flip test (services/pose2d/topdown.py), the top-down follower
+(keypoint_followers.py) and the catalog, with a stand-in heatmap model: no weights, no server."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -11,12 +11,10 @@ import pytest
 from bench.local_models import repository_blazepose_info
 from services.common.errors import InvalidInput, WeightsMissing
 from services.pose2d.catalog import PoseModelCatalog
-from services.pose2d.person_boxes import PersonBox, assign_tracks, body_box
-from services.pose2d.blazepose import Detection
+from services.pose2d.keypoint_followers import TopDownFollower, box_of_joints
 from services.pose2d.topdown import (COCO17_FLIP_PAIRS, crop_box, cut_crop, decode_heatmaps, flip_back,
-                                     keypoints_in_frame)
+                                     keypoints_in_frame, topdown_keypoints)
 from services.pose2d.topdown_client import HeatmapModelInfo, model_input
-from services.pose2d.topdown_segment import topdown_keypoints
 
 INFO = HeatmapModelInfo("stand_in", "image", "uint8", 192, 256, 17, 48, 64, 8)
 
@@ -104,11 +102,11 @@ def test_a_perfect_model_gives_the_joints_back_in_frame_pixels(flip):
     grid = np.array([(275 + 30 * (j % 4), 60 + 50 * (j // 4)) for j in range(17)], np.float64)
     points = grid + rng.uniform(-8, 8, grid.shape)          # dots 14+ pixels apart
     frame = frame_with_joints(points)
-    people = [[PersonBox((260.0, 50.0, 380.0, 330.0), 0.9, 0)]]
-    (kp,) = topdown_keypoints([frame], people, DotFinder(mirrored_second_half=flip), flip_test=flip)
+    boxes = [[(260.0, 50.0, 380.0, 330.0)]]
+    (kp,) = topdown_keypoints([frame], boxes, DotFinder(mirrored_second_half=flip), flip_test=flip)
     assert kp.shape == (17, 3)
     # the official heatmap grid puts a joint up to ~1.5 crop pixels off (heatmap pixel k = crop pixel 4k)
-    scale = crop_box(people[0][0].box, 0.75).width / 192
+    scale = crop_box(boxes[0][0], 0.75).width / 192
     err = np.hypot(*(kp[:, :2] - points).T)
     assert np.median(err) < 2.5 * scale and err.max() < 5 * scale, err
     assert np.all(kp[:, 2] > 0.5)
@@ -122,19 +120,30 @@ def test_keypoints_in_frame_uses_each_region():
     assert np.allclose(kp[0, :, :2], [37.5, 50.0]) and np.allclose(kp[1, :, :2], [237.5, 150.0])
 
 
-def test_body_box_follows_the_detector_alignment():
-    det = Detection(0.9, (0, 0, 1, 1), np.array([[100, 200], [100, 100], [0, 0], [0, 0]], np.float32))
-    x0, y0, x1, y1 = body_box(det)
-    assert (y0, y1) == (100, 300) and (x0, x1) == (50, 150)
+def test_the_top_down_follower_finds_the_joints_and_boxes_them_for_the_next_frame():
+    rng = np.random.default_rng(1)
+    grid = np.array([(275 + 30 * (j % 4), 60 + 50 * (j // 4)) for j in range(17)], np.float64)
+    points = grid + rng.uniform(-8, 8, grid.shape)
+    follower = TopDownFollower(DotFinder(mirrored_second_half=True), flip_test=True)
+    detector_box = (250.0, 40.0, 390.0, 340.0)
+    (found,) = follower.find(frame_with_joints(points), [follower.region_from_box(detector_box)], new=True)
+    assert found.present and found.blazepose33 is None and follower.crops == 2
+    assert np.median(np.hypot(*(found.coco17[:, :2] - points).T)) < 3
+    x0, y0, x1, y1 = found.box
+    (px0, py0), (px1, py1) = points.min(axis=0), points.max(axis=0)
+    assert x0 < px0 and y0 < py0 and x1 > px1 and y1 > py1          # every joint inside, with room for the head
+    assert found.next_region == found.box
+    (nobody,) = follower.find(np.zeros((360, 640, 3), np.uint8), [detector_box])
+    assert not nobody.present
 
 
-def test_tracks_follow_overlapping_boxes():
-    a, b = (0.0, 0.0, 100.0, 200.0), (300.0, 0.0, 400.0, 200.0)
-    frames = [[PersonBox(a, 0.9)], [PersonBox(b, 0.9), PersonBox(a, 0.8)], [PersonBox(b, 0.9)], [],
-              [PersonBox(a, 0.9)]]
-    tracked = assign_tracks(frames)
-    assert [[(p.box, p.track_id) for p in f] for f in tracked] == [
-        [(a, 0)], [(a, 0), (b, 1)], [(b, 1)], [], [(a, 2)]]
+def test_box_of_joints_needs_three_confident_joints():
+    kp = np.zeros((17, 3))
+    kp[:2] = [[10, 10, 0.9], [20, 50, 0.9]]
+    assert box_of_joints(kp, (0, 0, 1, 1)) == (0, 0, 1, 1)
+    kp[2] = [30, 110, 0.9]
+    x0, y0, x1, y1 = box_of_joints(kp, (0, 0, 1, 1))
+    assert (x0, x1) == pytest.approx((8, 32)) and y0 == pytest.approx(10 - 0.15 * 100) and y1 == pytest.approx(115)
 
 
 def test_float_input_is_normalised_channels_first():
@@ -169,7 +178,7 @@ def test_catalog_refuses_unknown_and_absent_models():
         catalog.estimate(segment, "simplebaseline_r101", 2)
     assert catalog.offered() == []
     blazepose = SimpleNamespace(info=repository_blazepose_info())    # the sizes Triton would report
-    ready = PoseModelCatalog(blazepose, lambda name: DotFinder(), lambda: {"blazepose_detector", "blazepose_landmarks",
-                                                                          "hrnet_w32"})
+    ready = PoseModelCatalog(blazepose, lambda name: DotFinder(), lambda: {"person_detector", "blazepose_detector",
+                                                                          "blazepose_landmarks", "hrnet_w32"})
     assert [(m.name, m.kind, m.input_width) for m in ready.offered()] == [("blazepose", "landmarks", 256),
                                                                           ("hrnet_w32", "top-down", 192)]

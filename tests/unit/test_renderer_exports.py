@@ -80,6 +80,41 @@ def test_poses_json_2_follows_the_schema():
     assert doc["frames"][5]["persons"] == []
 
 
+def test_persons_the_lifter_gave_in_2d_only_are_exported_and_named():
+    info, _ = make_inputs()
+    kp = np.full((3, 17, 3), 0.8, np.float32)
+    kp[1, :, 2] = 0                        # not detected on that frame
+    brief = common_pb2.Track3D(track_id=4, first_frame=2, frame_count=3, keypoints2d=to_proto(kp), not_lifted="too_brief")
+    small = common_pb2.Track3D(track_id=5, first_frame=0, frame_count=1, keypoints2d=to_proto(kp[:1]),
+                               not_lifted="too_small")
+    raw = common_pb2.Poses2D(start_frame=0, frame_count=6)
+    for i in range(6):
+        raw.frames.add(frame_index=i, timestamp_s=i / 30)
+    p3 = common_pb2.Poses3D(tracks=[brief, small])
+    p3.camera.CopyFrom(common_pb2.CameraEstimate(focal_px=500.0, pitch_deg=8.0, height_m=1.5))
+    timeline = PoseTimeline([raw], p3)
+    doc = json.loads(poses_json(info, timeline))
+    VALIDATOR.validate(doc)
+    persons = {f["index"]: [(p["track_id"], p["not_lifted"]) for p in f["persons"]] for f in doc["frames"]}
+    assert persons == {0: [(5, "too_small")], 1: [], 2: [(4, "too_brief")], 3: [], 4: [(4, "too_brief")], 5: []}
+    entry = doc["frames"][2]["persons"][0]
+    assert entry["keypoints_2d"][0] == [0.8, 0.8, 0.8] and entry["keypoints_3d_world"] is None
+    assert all(v is None for v in entry["angles_deg"].values())
+    # beside a lifted person: both in the frame, the lifted one with no reason
+    doc = json.loads(poses_json(info, PoseTimeline([raw], common_pb2.Poses3D(
+        tracks=[*lifted_tracks(), brief], camera=p3.camera))))
+    VALIDATOR.validate(doc)
+    assert [(p["track_id"], p["not_lifted"]) for p in doc["frames"][2]["persons"]] == [(1, None), (4, "too_brief")]
+    assert [name for name, _ in bvh_files(info, timeline)] == []
+
+
+def lifted_tracks():
+    n = 4
+    w = np.repeat(standing()[None], n, axis=0)
+    return [common_pb2.Track3D(track_id=1, first_frame=1, frame_count=n, world=to_proto(w),
+                               root_relative=to_proto(w - w[:, :1]), keypoints2d=to_proto(np.ones((n, 17, 3), np.float32)))]
+
+
 def test_schema_rejects_a_broken_document():
     info, timeline = make_inputs()
     doc = poses_document(info, timeline)

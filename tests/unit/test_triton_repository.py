@@ -11,13 +11,13 @@ import pytest
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
-from services.common.pose_models import BLAZEPOSE, BLAZEPOSE_DETECTOR, POSE_MODELS
+from services.common.pose_models import BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS, PERSON_DETECTOR
 from services.pose2d.client import BlazePoseInfo
 from services.triton import litert_runner
 from services.triton.blazepose.fetch_blazepose import WHEEL_MEMBERS
 from services.triton.repositories import GPU_REPOSITORY_DIR, REPOSITORY_DIR, load_runner, missing_model_files
 
-MODEL_NAMES = POSE_MODELS[BLAZEPOSE].triton_models
+MODEL_NAMES = (BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS)   # the LiteRT models; the ONNX person detector beside them
 
 
 def parse(name: str, repository: Path = REPOSITORY_DIR) -> model_config_pb2.ModelConfig:
@@ -35,7 +35,9 @@ def tensors(config_tensors):
 
 def test_repository_holds_exactly_the_served_models():
     models = sorted(p.name for p in REPOSITORY_DIR.iterdir() if p.is_dir() and p.name != "__pycache__")
-    assert models == sorted(MODEL_NAMES) == ["blazepose_detector", "blazepose_landmarks"]
+    # the BlazePose models (LiteRT) and the person detector (ONNX, tests/unit/test_pose2d_person_detector.py)
+    assert models == sorted([*MODEL_NAMES, PERSON_DETECTOR]) == ["blazepose_detector", "blazepose_landmarks",
+                                                                    "person_detector"]
     for name in MODEL_NAMES:
         assert (REPOSITORY_DIR / name / "1" / "model.py").is_file()
         # one runner for both models and the PyTriton host: each model folder links to it
@@ -110,7 +112,7 @@ def test_gpu_repository_serves_the_onnx_conversion_under_the_same_tensors(name):
     link = GPU_REPOSITORY_DIR / name / "1" / "model.onnx"
     tflite = (REPOSITORY_DIR / name / "1" / cpu.parameters["tflite_file"].string_value).resolve()
     assert link.is_symlink() and link.resolve() == tflite.with_suffix(".onnx")
-    assert sorted(p.name for p in GPU_REPOSITORY_DIR.iterdir() if p.is_dir()) == sorted(MODEL_NAMES)
+    assert sorted(p.name for p in GPU_REPOSITORY_DIR.iterdir() if p.is_dir()) == sorted([*MODEL_NAMES, PERSON_DETECTOR])
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
