@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from services.common.errors import DependencyUnavailable
-from services.pose2d.client import _as_domain_error as as_domain_error   # outage or permanent error, as BlazePose
+from services.pose2d.triton_errors import triton_error   # outage or permanent error, as every Triton client
 
 MODEL_NAME = "person_detector"
 MIN_SCORE = 0.35            # person score a box needs (bench/eval_detector.py measures the choice)
@@ -353,5 +353,5 @@ class TritonPersonDetector:
         try:
             reply = self._client.infer(self.info.name, [tensor], outputs=wanted, client_timeout=self.timeout_s)
         except InferenceServerException as exc:
-            raise as_domain_error(exc, self.url, self.info.name) from exc
+            raise triton_error(exc, self.url, self.info.name, served_before=True) from exc
         return levels_joined(self.info, {n: reply.as_numpy(n) for n in names})
