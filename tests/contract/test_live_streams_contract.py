@@ -18,6 +18,8 @@ import grpc
 import numpy as np
 import pytest
 
+from services.pose2d.estimator import EstimatorOptions
+from services.pose2d.segment import estimate_segment
 from hpe3d.v1 import common_pb2, lifter3d_pb2, lifter3d_pb2_grpc, pose2d_pb2, pose2d_pb2_grpc
 from services.common.arrays import from_proto, to_proto
 from services.common.grpc_server import channel, start_server
@@ -96,8 +98,8 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
 
 
 # -- Pose2D.Stream ------------------------------------------------------------------------------
-def test_pose2d_stream_answers_each_frame_in_order_as_estimate_does(pose2d, store, clip_jpegs):
-    stub, _ = pose2d
+def test_pose2d_stream_answers_each_frame_in_order_as_blazepose_segments_do(pose2d, clip_jpegs):
+    stub, servicer = pose2d
     replies = list(stub.Stream(stream_frames(clip_jpegs), timeout=300))
     assert [r.poses.frame_index for r in replies] == [1000 + i for i in range(len(clip_jpegs))]
     assert [r.poses.timestamp_s for r in replies] == pytest.approx([i / 30 for i in range(len(clip_jpegs))])
@@ -105,14 +107,12 @@ def test_pose2d_stream_answers_each_frame_in_order_as_estimate_does(pose2d, stor
     assert sum(1 for r in replies if r.poses.persons) >= 20
     # the main person keeps one track id through the stream
     assert {r.poses.persons[0].track_id for r in replies if r.poses.persons} == {0}
-    # the same tracker as Estimate: a segment of the same JPEGs (no scaling) gives the same people
+    # the same tracker as BlazePose's segment path (``segment.estimate_segment``: the landmarks followed
+    # frame to frame, the detector run when someone is missing) on the same JPEGs, through the same Triton
     segment = common_pb2.FrameSegment(start_frame=1000, width=640, height=360, source_width=640, source_height=360,
                                       timestamps_s=[i / 30 for i in range(len(clip_jpegs))], jpeg=clip_jpegs)
-    ref = store.put_message("jobs/live-contract/segments/00000.pb", segment)
-    estimate = stub.Estimate(pose2d_pb2.EstimateRequest(
-        segment=common_pb2.SegmentRef(job_id="live-contract", start_frame=1000, frame_count=len(clip_jpegs),
-                                      frames=ref), max_persons=2), timeout=300).poses
-    for live, batch in zip(replies, estimate.frames):
+    batch_poses = estimate_segment(segment, servicer.catalog.blazepose, EstimatorOptions(max_persons=2))
+    for live, batch in zip(replies, batch_poses.frames):
         assert [p.track_id for p in live.poses.persons] == [p.track_id for p in batch.persons]
         for a, b in zip(live.poses.persons, batch.persons):
             assert np.allclose(from_proto(a.coco17), from_proto(b.coco17), atol=1e-3)
