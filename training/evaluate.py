@@ -49,6 +49,13 @@ def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return scale * (pred - mu_p) @ r + mu_g
 
 
+def scale_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``pred [N, J, 3]`` (root-aligned) times the per-frame scale that best fits ``gt`` (least squares): the
+    alignment of N-MPJPE (Rhodin et al. 2018), which forgives a wrong overall size and nothing else."""
+    scale = (pred * gt).sum(axis=(1, 2)) / np.maximum((pred * pred).sum(axis=(1, 2)), 1e-12)
+    return pred * scale[:, None, None]
+
+
 def mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Per-frame mean joint error ``[N]`` in the input unit."""
     return np.linalg.norm(pred - gt, axis=-1).mean(axis=-1)
@@ -86,7 +93,7 @@ def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | Non
     (per clip) instead of the raw network output.
     """
     takes = data.takes(validation=True) if takes is None else takes
-    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0.0])
     for i in takes:
         n = int(data.lengths[i])
         for c, start in enumerate(range(0, n, clip)):
@@ -105,12 +112,15 @@ def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | Non
             gt = batch.targets[0]
             e = mpjpe(pred, gt) * 1000
             pe = mpjpe(procrustes_align(pred, gt), gt) * 1000
+            ne = mpjpe(scale_align(pred, gt), gt) * 1000
             action = f"{data.datasets[i]}/{data.actions[i]}"
             for key in (action, "overall"):
                 sums[key][0] += e.sum()
                 sums[key][1] += pe.sum()
                 sums[key][2] += len(e)
-    table = {k: {"mpjpe": v[0] / v[2], "p_mpjpe": v[1] / v[2], "frames": v[2]} for k, v in sums.items()}
+                sums[key][3] += ne.sum()
+    table = {k: {"mpjpe": v[0] / v[2], "p_mpjpe": v[1] / v[2], "n_mpjpe": v[3] / v[2], "frames": v[2]}
+             for k, v in sums.items()}
     overall = table.pop("overall")
     return {"overall": overall, "per_action": dict(sorted(table.items()))}
 
