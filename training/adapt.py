@@ -3,7 +3,7 @@
 Starting from a lifter's weights (by default the shipped supervised file), the network is fine-tuned on windows
 of the user's 2D tracks with the 2D-only losses of :mod:`training.unsupervised_losses` (reprojection, rotation
 cycle, 2D pose prior, bone symmetry and constancy) plus two terms that keep what the supervised training taught
-where the 2D says nothing:
+where the 2D says nothing (BatchNorm statistics stay frozen at the starting ones throughout):
 
 * **anchor**: the squared Euclidean distance of the weights from the starting weights (the L2-SP pull towards
   the start of Li et al. 2018, "Explicit inductive bias for transfer learning");
@@ -220,7 +220,9 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
                 1 + math.cos(math.pi * step / max(1, settings.steps)))
             for group in opt.param_groups:
                 group["lr"] = lr
-            model.train()
+            # BatchNorm keeps the starting statistics and dropout stays off: with a few small batches of a new
+            # domain, batch statistics would move every output (and the original domain's) before any weight did
+            model.eval()
             x = torch.from_numpy(drawer.draw(rng, settings.batch))
             terms = self_supervised_losses(model, x, gen, settings.losses, prior, limb_length=limb)
             with torch.no_grad():

@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
             r = results[n]["overall"] if a == "OVERALL" else results[n]["per_action"][a]
             row += f" | {r['mpjpe']:13.1f} / {r['p_mpjpe']:5.1f}"
         print(row)
+    print("N-MPJPE (root-aligned, then one scale per frame): " + ", ".join(
+        f"{n.split('|')[0]} {n.split('|')[1]} {results[n]['overall']['n_mpjpe']:.1f}" for n in names))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -134,3 +134,13 @@ def test_the_objective_on_a_small_gastnet_is_finite_and_trains_every_weight():
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match="too short"):
         self_supervised_losses(model, x[:, :40], torch.Generator(), LossWeights())
+
+
+def test_n_mpjpe_alignment_forgives_the_size_and_nothing_else():
+    from training.evaluate import mpjpe, procrustes_align, scale_align
+    gt = _pose()[0].double().numpy()
+    assert mpjpe(scale_align(gt * 1.2, gt), gt).max() < 1e-9  # a 2D-only lifter cannot know the size
+    turned = gt @ rotation_matrices(torch.tensor(0.3), torch.tensor(0.0)).double().numpy().T * 1.2
+    n = mpjpe(scale_align(turned, gt), gt)
+    assert (n > 0.01).all()  # a wrong pose stays wrong
+    assert (mpjpe(procrustes_align(turned, gt), gt) <= n + 1e-9).all() and (n <= mpjpe(turned, gt) + 1e-9).all()
