@@ -181,6 +181,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     given = {k: getattr(args, k) for k in ("steps", "batch", "lr", "anchor", "distill", "seed")}
     settings = AdaptSettings(**{k: v for k, v in given.items() if v is not None})
+    if args.prior_weight is not None:
+        settings.losses.prior = args.prior_weight
     say(f"adapting {args.weights or DEFAULT_WEIGHTS} on {len(tracks)} tracks, "
         f"{sum(len(t.screen) for t in tracks)} frames")
     try:
@@ -249,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--lr", type=float, help="initial learning rate")
     adapt.add_argument("--anchor", type=float, help="weight of the pull towards the starting weights")
     adapt.add_argument("--distill", type=float, help="weight of the distillation from the starting network")
+    adapt.add_argument("--prior-weight", type=float, help="weight of the 2D pose prior term (0: left out)")
     adapt.add_argument("--seed", type=int, help="random seed")
     adapt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     adapt.set_defaults(func=cmd_adapt)

@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-dir", type=Path, required=True, help="resume state, log and snapshots")
     p.add_argument("--out", type=Path, default=None, help="weights file written at the end (mean of snapshots)")
     p.add_argument("--prior", type=Path, default=DEFAULT_PRIOR, help="2D pose flow (training.pose_flow)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from these 2D-only weights (e.g. an earlier run's snapshot); ignored when resuming")
     p.add_argument("--channels", type=int, default=32, help="GAST-Net width (the shipped 27-frame file: 32)")
     p.add_argument("--steps", type=int, default=3000, help="optimiser steps in total (resumed runs count on)")
     p.add_argument("--batch", type=int, default=16, help="windows per step")
@@ -136,6 +138,12 @@ def main(argv: list[str] | None = None) -> None:
         gen.set_state(state["torch_gen"])
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {last} at step {step}", flush=True)
+    elif args.init is not None:
+        init = torch.load(args.init, map_location="cpu", weights_only=True)
+        if init.get("training") != "2d-only":
+            raise ValueError(f"{args.init} was not trained from 2D alone (no 'training': '2d-only' mark)")
+        model.load_state_dict(init["model"])
+        print(f"initialised from {args.init}", flush=True)
 
     data = MocapData.load()
     rf, off = model.receptive_field(), model.output_offset()

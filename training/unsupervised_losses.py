@@ -9,8 +9,9 @@ code is ours. For a window of normalised 2D poses ``x`` (GAST-Net screen coordin
 2. **reprojection**: the root translation ``T`` that best places ``P`` on ``x`` is solved in closed form
    (perspective camera with the service's focal-length prior, :data:`K_PRIOR`), and ``P + T`` projected must land
    on ``x`` (error relative to the 2D pose's own size);
-3. **virtual rotation**: ``Q = R P`` with ``R`` a random turn about the camera's vertical axis (any azimuth) and
-   a small elevation, placed at the same ``T`` and projected: ``x'``, what a camera elsewhere would have seen;
+3. **virtual rotation**: ``Q = R P`` with ``R`` a random turn about the person's own vertical axis as the camera
+   sees it (any azimuth; the axis carries the camera's pitch, as ElePose's elevation does) and a small tilt,
+   placed at the same ``T`` and projected: ``x'``, what a camera elsewhere at the same height would have seen;
 4. **lift again**: ``P' = lifter(x')`` must equal ``Q`` (3D consistency), and ``R^-1 P'`` placed at ``T`` and
    projected must give back ``x`` (2D consistency);
 5. **pose prior**: ``x'`` must look like real 2D: its negative log-likelihood under a normalising flow trained
@@ -119,6 +120,36 @@ def random_rotations(batch: int, generator: torch.Generator, max_elevation_deg: 
     return rotation_matrices(az, el).to(device)
 
 
+def axis_rotations(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, 3]`` rotations by ``angle [B]`` radians about unit vectors ``axis [B, 3]`` (Rodrigues)."""
+    k = axis / torch.linalg.vector_norm(axis, dim=-1, keepdim=True).clamp(min=1e-9)
+    zero = torch.zeros_like(k[:, 0])
+    kx = torch.stack([torch.stack([zero, -k[:, 2], k[:, 1]], -1), torch.stack([k[:, 2], zero, -k[:, 0]], -1),
+                      torch.stack([-k[:, 1], k[:, 0], zero], -1)], -2)
+    s, c = angle.sin()[:, None, None], angle.cos()[:, None, None]
+    return torch.eye(3, dtype=k.dtype, device=k.device) + s * kx + (1 - c) * kx @ kx
+
+
+def body_up(rel: torch.Tensor) -> torch.Tensor:
+    """``[B, 3]`` unit "up" direction of each sequence of root-relative poses ``[B, T, 17, 3]`` in camera
+    coordinates: from the ankles' midpoint to the thorax, averaged over the frames (people stand upright on
+    average, so this is the world's vertical as the camera sees it, pitch included)."""
+    ankles = rel[..., [H36M17.index("left_ankle"), H36M17.index("right_ankle")], :].mean(-2)
+    up = (rel[..., H36M17.index("thorax"), :] - ankles).mean(1)
+    return up / torch.linalg.vector_norm(up, dim=-1, keepdim=True).clamp(min=1e-9)
+
+
+def random_turns_about(up: torch.Tensor, generator: torch.Generator,
+                       max_elevation_deg: float = 10.0) -> torch.Tensor:
+    """``[B, 3, 3]`` rotations: a turn by a uniform azimuth about each sequence's own vertical ``up [B, 3]`` (what
+    a camera elsewhere at the same height would see), then a tilt within +-``max_elevation_deg`` about the
+    camera's x axis."""
+    b = up.shape[0]
+    az = ((torch.rand(b, generator=generator) * 2 - 1) * math.pi).to(up)
+    el = ((torch.rand(b, generator=generator) * 2 - 1) * math.radians(max_elevation_deg)).to(up)
+    return rotation_matrices(torch.zeros_like(el), el) @ axis_rotations(up, az)
+
+
 def rotate(rel: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """Root-relative poses ``[B, T, J, 3]`` turned by one rotation ``r [B, 3, 3]`` per sequence."""
     return torch.einsum("bij,btkj->btki", r, rel)
@@ -191,7 +222,7 @@ class LossWeights:
 
 def self_supervised_losses(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator,
                            weights: LossWeights, prior=None, limb_length: float = LIMB_LENGTH_M,
-                           k: float = K_PRIOR) -> dict[str, torch.Tensor]:
+                           k: float = K_PRIOR, turn_about_body: bool = True) -> dict[str, torch.Tensor]:
     """Every term for one batch of 2D windows ``x [B, T, 17, 2]``; ``"total"`` is their weighted sum.
 
     The first lift yields ``T - rf + 1`` frames; the rotated projections of all of them are lifted again, which
@@ -199,7 +230,10 @@ def self_supervised_losses(model: torch.nn.Module, x: torch.Tensor, generator: t
     ``prior`` is a 2D pose density with ``nll(uv [..., 17, 2]) -> [...]`` (e.g. :class:`training.pose_flow.PoseFlow`);
     without it the prior term is left out. ``limb_length`` (metres) is the mean limb length the scale term holds
     and the unit of the 3D consistency. Also returns ``"lifted"``: the first lift's root-relative output
-    ``[B, T - rf + 1, 17, 3]`` (attached to the graph, for extra terms and monitoring).
+    ``[B, T - rf + 1, 17, 3]`` (attached to the graph, for extra terms and monitoring). The virtual rotation
+    turns each sequence about its own vertical (:func:`body_up`, :func:`random_turns_about`); with
+    ``turn_about_body=False`` about the camera's y axis instead (:func:`random_rotations`), which teaches no
+    camera pitch: a person seen from above turns into a rolled view that no camera of the data gives.
     """
     rf = model.receptive_field()
     off = model.output_offset()
@@ -211,7 +245,8 @@ def self_supervised_losses(model: torch.nn.Module, x: torch.Tensor, generator: t
     p = model(x)
     p = p - p[:, :, :1]
     reproj, trans = reprojection_error(p, uv1, k)
-    r = random_rotations(b, generator, device=x.device)
+    r = random_turns_about(body_up(p.detach()), generator) if turn_about_body else \
+        random_rotations(b, generator, device=x.device)
     q = rotate(p, r)
     uv_rot = project(q + trans[..., None, :], k)
     p2 = model(uv_rot)

@@ -11,8 +11,8 @@ from services.common.skeletons import H36M17
 from services.lifter3d.model import build_model
 from tests.unit.test_lifter_dataset import _standing_person
 from training.pose_flow import PoseFlow, canonical_2d, load_flow
-from training.unsupervised_losses import (K_PRIOR, LIMB_BONES, LIMB_LENGTH_M, LossWeights, bone_lengths,
-                                          bone_variation, consistency_2d_error, consistency_3d_error, project,
+from training.unsupervised_losses import (K_PRIOR, LIMB_BONES, LIMB_LENGTH_M, LossWeights, body_up, bone_lengths,
+                                          bone_variation, random_turns_about, consistency_2d_error, consistency_3d_error, project,
                                           random_rotations, reprojection_error, rotate, rotation_matrices,
                                           scale_error, self_supervised_losses, solve_root_translation,
                                           symmetry_error)
@@ -144,3 +144,17 @@ def test_n_mpjpe_alignment_forgives_the_size_and_nothing_else():
     n = mpjpe(scale_align(turned, gt), gt)
     assert (n > 0.01).all()  # a wrong pose stays wrong
     assert (mpjpe(procrustes_align(turned, gt), gt) <= n + 1e-9).all() and (n <= mpjpe(turned, gt) + 1e-9).all()
+
+
+def test_turns_about_the_body_keep_its_vertical_and_a_tilted_body_stays_tilted():
+    p = _pose()
+    pitch = rotation_matrices(torch.tensor([0.0]), torch.tensor([0.4]))  # seen from above: the body leans
+    tilted = rotate(p, pitch)
+    up = body_up(tilted)
+    assert torch.allclose(up, body_up(p) @ pitch[0].T, atol=1e-6)
+    gen = torch.Generator().manual_seed(3)
+    r = random_turns_about(up.expand(4, 3), gen, max_elevation_deg=0.0)
+    turned = rotate(tilted.expand(4, -1, -1, -1), r)
+    assert torch.allclose(body_up(turned), up.expand(4, 3), atol=1e-5)  # same camera pitch after the turn
+    assert torch.allclose(torch.linalg.det(r), torch.ones(4), atol=1e-6)
+    assert consistency_3d_error(turned, tilted.expand(4, -1, -1, -1)).item() > 0.05  # it did turn
