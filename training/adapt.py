@@ -1,8 +1,9 @@
 """Adapt a trained lifter to a user's own motions from their 2D keypoints alone (the engine of ``hpe3d adapt``).
 
 Starting from a lifter's weights (by default the shipped supervised file), the network is fine-tuned on windows
-of the user's 2D tracks with the 2D-only losses of :mod:`training.unsupervised_losses` (reprojection, rotation
-cycle, 2D pose prior, bone symmetry and constancy) plus two terms that keep what the supervised training taught
+of the user's 2D tracks with the 2D-only losses of :mod:`training.unsupervised_losses` (reprojection, the
+rotation cycle turning each track about its own vertical, bone symmetry and constancy; the 2D pose prior is
+available with a weight but off by default) plus two terms that keep what the supervised training taught
 where the 2D says nothing (BatchNorm statistics stay frozen at the starting ones throughout):
 
 * **anchor**: the squared Euclidean distance of the weights from the starting weights (the L2-SP pull towards
@@ -25,7 +26,6 @@ import copy
 import hashlib
 import json
 import math
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,11 +38,11 @@ from services.common.skeletons import H36M17, coco17_to_h36m17
 from services.lifter3d.keypoints2d import fill_low_confidence, normalize_screen, smooth_time
 from services.lifter3d.lift import load_lifter
 from services.lifter3d.model import TemporalLifterBase
-from training.pose_flow import load_flow
+from training.interrupt import restore, save_on_signal
+from training.pose_flow import DEFAULT_FLOW, load_flow
 from training.unsupervised_losses import (LIMB_BONES, LossWeights, bone_lengths, bone_variation,
                                           reprojection_error, self_supervised_losses, symmetry_error)
 
-DEFAULT_PRIOR = Path(__file__).resolve().parent / "weights" / "pose_flow_2d.pt"
 MIN_TRACK_FRAMES = 27  # shorter tracks are left out (less than one receptive field of motion)
 
 
@@ -69,14 +69,16 @@ def track_from_pixels(source: str, track_id: int, keypoints_coco17: np.ndarray, 
 class AdaptSettings:
     """Everything that shapes an adaptation run (recorded in the card; a resume needs the same)."""
 
-    steps: int = 400
+    steps: int = 200
     batch: int = 16
     frames_out: int = 8
-    lr: float = 1e-4
+    lr: float = 3e-5
     lr_final: float = 1e-5
     anchor: float = 0.01
-    distill: float = 0.3
-    losses: LossWeights = field(default_factory=LossWeights)
+    distill: float = 1.5
+    # no 2D prior by default: the flow learnt the training data's 2D proportions, which a new domain need not share
+    losses: LossWeights = field(default_factory=lambda: LossWeights(prior=0.0))
+    turn_about_body: bool = True
     seed: int = 0
 
 
@@ -153,7 +155,7 @@ def _fingerprint(start: Path, tracks: list[Track2D], settings: AdaptSettings) ->
 
 
 def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: AdaptSettings = AdaptSettings(),
-          prior_path: Path = DEFAULT_PRIOR, progress: Callable[[str], None] = print, checkpoint_s: float = 120.0,
+          prior_path: Path = DEFAULT_FLOW, progress: Callable[[str], None] = print, checkpoint_s: float = 120.0,
           threads: int = 1) -> AdaptReport:
     """Fine-tune ``start_weights`` on ``tracks`` and write ``out`` plus its card; see the module doc.
 
@@ -175,7 +177,7 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
     for p in teacher.parameters():
         p.requires_grad_(False)
     start_params = [p.detach().clone() for p in model.parameters()]
-    prior = load_flow(prior_path)
+    prior = load_flow(prior_path) if settings.losses.prior > 0 else None
     before = measure_2d(model, tracks)
     limb = before["limb_length_m"]
     rf = model.receptive_field()
@@ -206,12 +208,8 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
                     "fingerprint": fingerprint}, tmp)
         tmp.replace(state_path)
 
-    def on_signal(signum, frame):  # noqa: ARG001
-        save_state()
-        progress(f"stopped at step {step}; the next run with the same arguments resumes from {state_path}")
-        raise SystemExit(130)
-
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old_handlers = save_on_signal(save_state, lambda signum: progress(
+        f"stopped at step {step}; the next run with the same arguments resumes from {state_path}"))
     last: dict[str, float] = {}
     try:
         t_ckpt = time.time()
@@ -224,7 +222,8 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
             # domain, batch statistics would move every output (and the original domain's) before any weight did
             model.eval()
             x = torch.from_numpy(drawer.draw(rng, settings.batch))
-            terms = self_supervised_losses(model, x, gen, settings.losses, prior, limb_length=limb)
+            terms = self_supervised_losses(model, x, gen, settings.losses, prior, limb_length=limb,
+                                           turn_about_body=settings.turn_about_body)
             with torch.no_grad():
                 teacher_out = teacher(x)
                 teacher_out = teacher_out - teacher_out[:, :, :1]
@@ -247,8 +246,7 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
                 t_ckpt = time.time()
         save_state()
     finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
+        restore(old_handlers)
     after = measure_2d(model, tracks)
     torch.save({"model": model.state_dict(), "config": config, "format": "hpe3d-lifter-v1",
                 "adapted_from": str(start_weights), "adapt_settings": json.loads(json.dumps(asdict(settings)))}, out)
@@ -267,15 +265,16 @@ def card_path(weights: Path) -> Path:
 def write_card(report: AdaptReport, path: Path) -> None:
     """The adapted weights' model card (Markdown)."""
     s = report.settings
+    turns = "each track's own vertical" if s["turn_about_body"] else "the camera's y axis"
     rows = "\n".join(f"| {k} | {report.before[k]:.4f} | {report.after[k]:.4f} |" for k in report.before)
     sources = "\n".join(f"* `{src}`" for src in report.sources)
     path.write_text(f"""# Adapted lifter: {Path(report.out).name}
 
 Made by `hpe3d adapt` (engine: `training/adapt.py`): the lifter `{report.start_weights}` fine-tuned on the 2D
 keypoints listed below with no 3D label -- the 2D-only losses of `training/unsupervised_losses.py`
-(reprojection, rotate-project-lift-again consistency, the 2D pose prior `training/weights/pose_flow_2d.pt`,
-bone symmetry and constancy) plus an L2 pull towards the starting weights and distillation from the starting
-network on the same windows. Loads with `hpe3d lift --weights {Path(report.out).name}`.
+(reprojection, rotate-project-lift-again consistency, bone symmetry and constancy, and the 2D pose prior
+`training/weights/pose_flow_2d.pt` at the weight given below) plus an L2 pull towards the starting weights and
+distillation from the starting network on the same windows. Loads with `hpe3d lift --weights {Path(report.out).name}`.
 
 ## Adapted on
 
@@ -287,9 +286,9 @@ network on the same windows. Loads with `hpe3d lift --weights {Path(report.out).
 
 {s['steps']} steps of {s['batch']} windows ({s['frames_out']} + 52 frames each), learning rate {s['lr']:g} -> \
 {s['lr_final']:g} (cosine), anchor weight {s['anchor']:g}, distillation weight {s['distill']:g}, loss weights \
-{json.dumps(s['losses'])}, seed {s['seed']}. Steps done: {report.steps_done}; {report.seconds:.0f} s on this machine. \
-Mean limb length held at {report.limb_length_m * 100:.1f} cm (the starting network's on these tracks: 2D cannot
-tell a person's size).
+{json.dumps(s['losses'])}, virtual turns about {turns}, seed {s['seed']}. Steps done: {report.steps_done}; \
+{report.seconds:.0f} s on this machine. Mean limb length held at {report.limb_length_m * 100:.1f} cm (the starting
+network's on these tracks: 2D cannot tell a person's size).
 
 ## Measured on the same tracks (2D only: there is no 3D truth for them)
 

@@ -83,14 +83,15 @@ def predict(model: TemporalLifterBase, inputs: np.ndarray, device: str = "cpu", 
 
 def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | None = None, noisy: bool = False,
              seed: int = EVAL_SEED, device: str = "cpu", clip: int = CLIP_FRAMES, fix_bones: bool = False) -> dict:
-    """MPJPE / P-MPJPE (mm) of ``model`` on ``takes`` (default: all validation takes).
+    """MPJPE / P-MPJPE / N-MPJPE (mm) of ``model`` on ``takes`` (default: all validation takes).
 
     Each take is cut into consecutive clips of ``clip`` frames (the last one may be shorter; a take shorter
     than ``clip`` is one clip); every clip is a separate "video" with its own virtual camera framing the person
     (drawn like in training, from a generator seeded by ``seed``, the take and the clip), so every frame of
-    every take counts once. The clean and the noisy run see the same cameras. Returns ``{"overall": {"mpjpe", "p_mpjpe", "frames"}, "per_action": {...}}``;
-    frames weight the means. ``fix_bones`` scores the output of :func:`services.lifter3d.lift.fix_bone_lengths`
-    (per clip) instead of the raw network output.
+    every take counts once. The clean and the noisy run see the same cameras. Returns
+    ``{"overall": {"mpjpe", "p_mpjpe", "n_mpjpe", "frames"}, "per_action": {...}}`` (``n_mpjpe``: after one
+    scale per frame, :func:`scale_align`); frames weight the means. ``fix_bones`` scores the output of
+    :func:`services.lifter3d.lift.fix_bone_lengths` (per clip) instead of the raw network output.
     """
     takes = data.takes(validation=True) if takes is None else takes
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0.0])

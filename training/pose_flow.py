@@ -5,9 +5,9 @@ the origin, divided by its RMS joint distance from the root) and reduced to the 
 independently (:data:`FREE_JOINTS`: the H36M pelvis, left hip, spine and thorax of 2D input are midpoints of
 COCO joints, so they carry no information of their own and would make the density singular), 26 numbers,
 standardised with the training data's mean and spread, and mapped by affine coupling layers to a standard normal.
-Training adds a little gaussian noise (:data:`TRAIN_NOISE`) to the canonical poses so the density stays smooth. ``nll`` is the
-negative log-likelihood per dimension; the lifter's 2D-only training asks the projections of its rotated poses
-to score well under it (:mod:`training.unsupervised_losses`).
+Training adds a little gaussian noise (:data:`TRAIN_NOISE`) to the canonical poses so the density stays smooth.
+``nll`` is the negative log-likelihood per dimension; the lifter's 2D-only training asks the projections of its
+rotated poses to score well under it (:mod:`training.unsupervised_losses`).
 
 Train it (2D poses only: the Bandai training takes projected by random virtual cameras, clean and with
 detector-like noise, :mod:`training.dataset`):
@@ -33,6 +33,8 @@ FREE_JOINTS = tuple(H36M17.index(j) for j in (
     "right_hip", "right_knee", "right_ankle", "left_knee", "left_ankle", "neck_nose", "head_top",
     "left_shoulder", "left_elbow", "left_wrist", "right_shoulder", "right_elbow", "right_wrist"))
 DIMS = 2 * len(FREE_JOINTS)
+#: The trained prior that ships (2D only, Bandai training takes; non-commercial like its data).
+DEFAULT_FLOW = Path(__file__).resolve().parent / "weights" / "pose_flow_2d.pt"
 TRAIN_NOISE = 0.01  # sigma of the noise added to canonical poses in training (units of the pose's RMS size)
 
 

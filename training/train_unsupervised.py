@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import signal
 import time
 from pathlib import Path
 
@@ -35,10 +34,10 @@ import torch
 from services.lifter3d.model import build_model
 from training.dataset import MocapData, NoiseConfig, WindowSampler, make_batch
 from training.evaluate import evaluate
-from training.pose_flow import load_flow
+from training.interrupt import save_on_signal
+from training.pose_flow import DEFAULT_FLOW, load_flow
 from training.unsupervised_losses import LossWeights, self_supervised_losses
 
-DEFAULT_PRIOR = Path(__file__).resolve().parent / "weights" / "pose_flow_2d.pt"
 
 
 def add_loss_arguments(p: argparse.ArgumentParser, defaults: LossWeights = LossWeights()) -> None:
@@ -71,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", type=Path, required=True, help="resume state, log and snapshots")
     p.add_argument("--out", type=Path, default=None, help="weights file written at the end (mean of snapshots)")
-    p.add_argument("--prior", type=Path, default=DEFAULT_PRIOR, help="2D pose flow (training.pose_flow)")
+    p.add_argument("--prior", type=Path, default=DEFAULT_FLOW, help="2D pose flow (training.pose_flow)")
     p.add_argument("--init", type=Path, default=None,
                    help="start from these 2D-only weights (e.g. an earlier run's snapshot); ignored when resuming")
     p.add_argument("--channels", type=int, default=32, help="GAST-Net width (the shipped 27-frame file: 32)")
@@ -93,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, default=800,
                    help="steps with only the reprojection and skeleton terms; the consistency and prior terms then "
                         "ramp up linearly over as many steps again (0: all terms from the start)")
+    p.add_argument("--turn-about-body", action="store_true",
+                   help="turn each sequence about its own vertical instead of the camera's y axis")
     p.add_argument("--checkpoint-minutes", type=float, default=3.0, help="minutes between resume states")
     add_loss_arguments(p)
     return p.parse_args(argv)
@@ -160,13 +161,8 @@ def main(argv: list[str] | None = None) -> None:
                     "config": config, "args": {k: str(v) for k, v in vars(args).items()}}, tmp)
         tmp.replace(last)
 
-    def on_signal(signum, frame):  # noqa: ARG001
-        print(f"signal {signum}: saving {last} at step {step} and stopping", flush=True)
-        save_last()
-        raise SystemExit(130)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    save_on_signal(save_last, lambda signum: print(f"signal {signum}: saved {last} at step {step} and stopping",
+                                                   flush=True))
 
     def log(record: dict) -> None:
         record = json.loads(json.dumps(record))
@@ -184,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         coco, h36 = sampler.sample(rng, args.batch)
         batch = make_batch(rng, coco, h36, noisy=rng.random() < args.noisy_frac, augment=True, noise=NoiseConfig())
         x = torch.from_numpy(batch.inputs)
-        terms = self_supervised_losses(model, x, gen, ramped_weights(weights, step, args.warmup_steps), prior)
+        terms = self_supervised_losses(model, x, gen, ramped_weights(weights, step, args.warmup_steps), prior,
+                                       turn_about_body=args.turn_about_body)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -9,9 +9,10 @@ code is ours. For a window of normalised 2D poses ``x`` (GAST-Net screen coordin
 2. **reprojection**: the root translation ``T`` that best places ``P`` on ``x`` is solved in closed form
    (perspective camera with the service's focal-length prior, :data:`K_PRIOR`), and ``P + T`` projected must land
    on ``x`` (error relative to the 2D pose's own size);
-3. **virtual rotation**: ``Q = R P`` with ``R`` a random turn about the person's own vertical axis as the camera
-   sees it (any azimuth; the axis carries the camera's pitch, as ElePose's elevation does) and a small tilt,
-   placed at the same ``T`` and projected: ``x'``, what a camera elsewhere at the same height would have seen;
+3. **virtual rotation**: ``Q = R P`` with ``R`` a random turn (any azimuth) about the camera's vertical axis, or
+   about the person's own vertical as the camera sees it (the axis then carries the camera's pitch, as ElePose's
+   elevation does), and a small tilt, placed at the same ``T`` and projected: ``x'``, what a camera elsewhere
+   would have seen;
 4. **lift again**: ``P' = lifter(x')`` must equal ``Q`` (3D consistency), and ``R^-1 P'`` placed at ``T`` and
    projected must give back ``x`` (2D consistency);
 5. **pose prior**: ``x'`` must look like real 2D: its negative log-likelihood under a normalising flow trained
@@ -222,7 +223,7 @@ class LossWeights:
 
 def self_supervised_losses(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator,
                            weights: LossWeights, prior=None, limb_length: float = LIMB_LENGTH_M,
-                           k: float = K_PRIOR, turn_about_body: bool = True) -> dict[str, torch.Tensor]:
+                           k: float = K_PRIOR, turn_about_body: bool = False) -> dict[str, torch.Tensor]:
     """Every term for one batch of 2D windows ``x [B, T, 17, 2]``; ``"total"`` is their weighted sum.
 
     The first lift yields ``T - rf + 1`` frames; the rotated projections of all of them are lifted again, which
@@ -231,9 +232,10 @@ def self_supervised_losses(model: torch.nn.Module, x: torch.Tensor, generator: t
     without it the prior term is left out. ``limb_length`` (metres) is the mean limb length the scale term holds
     and the unit of the 3D consistency. Also returns ``"lifted"``: the first lift's root-relative output
     ``[B, T - rf + 1, 17, 3]`` (attached to the graph, for extra terms and monitoring). The virtual rotation
-    turns each sequence about its own vertical (:func:`body_up`, :func:`random_turns_about`); with
-    ``turn_about_body=False`` about the camera's y axis instead (:func:`random_rotations`), which teaches no
-    camera pitch: a person seen from above turns into a rolled view that no camera of the data gives.
+    turns about the camera's y axis (:func:`random_rotations`), or with ``turn_about_body`` about each sequence's
+    own vertical (:func:`body_up`, :func:`random_turns_about`), which keeps the camera's pitch in the new view.
+    Measured (``services/lifter3d/weights/MODEL_CARD_2d_only.md``): the body turn helps adaptation of a trained
+    lifter and hurt training from scratch, where the network met it with a consistent but wrong pose.
     """
     rf = model.receptive_field()
     off = model.output_offset()

@@ -12,8 +12,9 @@ from services.lifter3d.model import build_model
 from tests.unit.test_lifter_dataset import _standing_person
 from training.pose_flow import PoseFlow, canonical_2d, load_flow
 from training.unsupervised_losses import (K_PRIOR, LIMB_BONES, LIMB_LENGTH_M, LossWeights, body_up, bone_lengths,
-                                          bone_variation, random_turns_about, consistency_2d_error, consistency_3d_error, project,
-                                          random_rotations, reprojection_error, rotate, rotation_matrices,
+                                          bone_variation, consistency_2d_error, consistency_3d_error, project,
+                                          random_rotations, random_turns_about, reprojection_error, rotate,
+                                          rotation_matrices,
                                           scale_error, self_supervised_losses, solve_root_translation,
                                           symmetry_error)
 
