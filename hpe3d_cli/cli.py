@@ -1,5 +1,6 @@
 """``hpe3d``: run the pipeline on a video locally, serve the local stack, submit to a running
-gateway, manage its API keys, or lift a 2D keypoint file to 3D without any server."""
+gateway, manage its API keys, lift a 2D keypoint file to 3D without any server, or adapt the lifter to a user's
+own 2D."""
 from __future__ import annotations
 
 import argparse
@@ -200,6 +201,32 @@ def cmd_lift(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from hpe3d_cli.adapt_inputs import AdaptInputError, load_tracks
+    from services.lifter3d.lift import DEFAULT_WEIGHTS
+    from training.adapt import AdaptSettings, adapt, card_path
+    try:
+        tracks = load_tracks(args.inputs, args.url)
+    except AdaptInputError as exc:
+        say(f"error: {exc}")
+        return EXIT_USAGE
+    given = {k: getattr(args, k) for k in ("steps", "batch", "lr", "anchor", "distill", "seed")}
+    settings = AdaptSettings(**{k: v for k, v in given.items() if v is not None})
+    if args.prior_weight is not None:
+        settings.losses.prior = args.prior_weight
+    say(f"adapting {args.weights or DEFAULT_WEIGHTS} on {len(tracks)} tracks, "
+        f"{sum(len(t.screen) for t in tracks)} frames")
+    try:
+        report = adapt(args.weights or DEFAULT_WEIGHTS, tracks, args.output, settings, progress=say,
+                       threads=args.threads)
+    except (FileNotFoundError, ValueError) as exc:
+        say(f"error: {exc}")
+        return EXIT_USAGE
+    say(f"wrote {report.out} and {card_path(args.output)}: reprojection error "
+        f"{report.before['reprojection']:.4f} -> {report.after['reprojection']:.4f} on the inputs")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpe3d", description="Monocular video to 3D human motion.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -252,6 +279,24 @@ def build_parser() -> argparse.ArgumentParser:
     lift.add_argument("--fps", type=float, help="frame rate of the keypoints (default: the file's, else 30)")
     lift.add_argument("--focal-px", type=float, help="camera focal length in pixels (default: a prior)")
     lift.set_defaults(func=cmd_lift)
+
+    adapt = sub.add_parser("adapt", help="fine-tune the lifter on your own 2D (poses.json files or job ids), "
+                                         "no 3D needed; writes weights for `lift --weights` and a card beside them")
+    adapt.add_argument("inputs", nargs="+", metavar="JOB_OR_FILE",
+                       help="poses.json files (ours) or GAST-Net keypoint JSON, or ids of finished jobs (with --url)")
+    adapt.add_argument("-o", "--output", type=Path, required=True, help="adapted weights file to write")
+    adapt.add_argument("--url", help="gateway base URL for job ids, e.g. http://127.0.0.1:8080")
+    adapt.add_argument("--weights", type=Path, help="weights to start from (default: the shipped supervised ones)")
+    # unset options take training.adapt.AdaptSettings' defaults
+    adapt.add_argument("--steps", type=int, help="optimiser steps")
+    adapt.add_argument("--batch", type=int, help="windows per step")
+    adapt.add_argument("--lr", type=float, help="initial learning rate")
+    adapt.add_argument("--anchor", type=float, help="weight of the pull towards the starting weights")
+    adapt.add_argument("--distill", type=float, help="weight of the distillation from the starting network")
+    adapt.add_argument("--prior-weight", type=float, help="weight of the 2D pose prior term (0: left out)")
+    adapt.add_argument("--seed", type=int, help="random seed")
+    adapt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    adapt.set_defaults(func=cmd_adapt)
 
     models = sub.add_parser("models", help="2D pose models for Triton").add_subparsers(dest="models_command",
                                                                                       required=True)

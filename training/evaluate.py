@@ -49,6 +49,13 @@ def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return scale * (pred - mu_p) @ r + mu_g
 
 
+def scale_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``pred [N, J, 3]`` (root-aligned) times the per-frame scale that best fits ``gt`` (least squares): the
+    alignment of N-MPJPE (Rhodin et al. 2018), which forgives a wrong overall size and nothing else."""
+    scale = (pred * gt).sum(axis=(1, 2)) / np.maximum((pred * pred).sum(axis=(1, 2)), 1e-12)
+    return pred * scale[:, None, None]
+
+
 def mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Per-frame mean joint error ``[N]`` in the input unit."""
     return np.linalg.norm(pred - gt, axis=-1).mean(axis=-1)
@@ -75,29 +82,31 @@ def predict(model: TemporalLifterBase, inputs: np.ndarray, device: str = "cpu", 
 
 
 def clip_errors(model: TemporalLifterBase, inputs: np.ndarray, targets: np.ndarray, device: str = "cpu",
-                fix_bones: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame MPJPE and P-MPJPE (mm) of ``model`` on one clip: ``inputs [1, F, 17, 2]`` (normalised
-    2D, as ``make_batch`` gives them), ``targets [F, 17, 3]`` (root-relative, metres)."""
+                fix_bones: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame MPJPE, P-MPJPE and N-MPJPE (mm) of ``model`` on one clip: ``inputs [1, F, 17, 2]``
+    (normalised 2D, as ``make_batch`` gives them), ``targets [F, 17, 3]`` (root-relative, metres)."""
     pred = predict(model, inputs, device)[0]
     pred = pred - pred[:, :1]
     if fix_bones:
         pred = fix_bone_lengths(pred)
-    return mpjpe(pred, targets) * 1000, mpjpe(procrustes_align(pred, targets), targets) * 1000
+    return (mpjpe(pred, targets) * 1000, mpjpe(procrustes_align(pred, targets), targets) * 1000,
+            mpjpe(scale_align(pred, targets), targets) * 1000)
 
 
 def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | None = None, noisy: bool = False,
              seed: int = EVAL_SEED, device: str = "cpu", clip: int = CLIP_FRAMES, fix_bones: bool = False) -> dict:
-    """MPJPE / P-MPJPE (mm) of ``model`` on ``takes`` (default: all validation takes).
+    """MPJPE / P-MPJPE / N-MPJPE (mm) of ``model`` on ``takes`` (default: all validation takes).
 
     Each take is cut into consecutive clips of ``clip`` frames (the last one may be shorter; a take shorter
     than ``clip`` is one clip); every clip is a separate "video" with its own virtual camera framing the person
     (drawn like in training, from a generator seeded by ``seed``, the take and the clip), so every frame of
-    every take counts once. The clean and the noisy run see the same cameras. Returns ``{"overall": {"mpjpe", "p_mpjpe", "frames"}, "per_action": {...}}``;
-    frames weight the means. ``fix_bones`` scores the output of :func:`services.lifter3d.lift.fix_bone_lengths`
-    (per clip) instead of the raw network output.
+    every take counts once. The clean and the noisy run see the same cameras. Returns
+    ``{"overall": {"mpjpe", "p_mpjpe", "n_mpjpe", "frames"}, "per_action": {...}}`` (``n_mpjpe``: after one
+    scale per frame, :func:`scale_align`); frames weight the means. ``fix_bones`` scores the output of
+    :func:`services.lifter3d.lift.fix_bone_lengths` (per clip) instead of the raw network output.
     """
     takes = data.takes(validation=True) if takes is None else takes
-    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0.0])
     for i in takes:
         n = int(data.lengths[i])
         for c, start in enumerate(range(0, n, clip)):
@@ -109,13 +118,15 @@ def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | Non
             cams = sample_cameras(np.random.default_rng([seed, int(i), c]), points)
             rng = np.random.default_rng([seed, int(i), c, 1])
             batch = make_batch(rng, coco, h36, noisy=noisy, augment=False, cams=cams)
-            e, pe = clip_errors(model, batch.inputs, batch.targets[0], device, fix_bones)
+            e, pe, ne = clip_errors(model, batch.inputs, batch.targets[0], device, fix_bones)
             action = f"{data.datasets[i]}/{data.actions[i]}"
             for key in (action, "overall"):
                 sums[key][0] += e.sum()
                 sums[key][1] += pe.sum()
                 sums[key][2] += len(e)
-    table = {k: {"mpjpe": v[0] / v[2], "p_mpjpe": v[1] / v[2], "frames": v[2]} for k, v in sums.items()}
+                sums[key][3] += ne.sum()
+    table = {k: {"mpjpe": v[0] / v[2], "p_mpjpe": v[1] / v[2], "n_mpjpe": v[3] / v[2], "frames": v[2]}
+             for k, v in sums.items()}
     overall = table.pop("overall")
     return {"overall": overall, "per_action": dict(sorted(table.items()))}
 
@@ -149,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
             r = results[n]["overall"] if a == "OVERALL" else results[n]["per_action"][a]
             row += f" | {r['mpjpe']:13.1f} / {r['p_mpjpe']:5.1f}"
         print(row)
+    print("N-MPJPE (root-aligned, then one scale per frame): " + ", ".join(
+        f"{n.split('|')[0]} {n.split('|')[1]} {results[n]['overall']['n_mpjpe']:.1f}" for n in names))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

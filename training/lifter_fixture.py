@@ -95,8 +95,8 @@ def fixture_errors(weights: Path = SHIPPED, fixture: Path = FIXTURE) -> dict[str
     for kind in ("clean", "noisy"):
         errors = [clip_errors(model, x[None, :n], y[:n])
                   for x, y, n in zip(data[f"inputs_{kind}"], data["targets"], data["lengths"])]
-        out[kind] = (float(np.concatenate([e for e, _ in errors]).mean()),
-                     float(np.concatenate([p for _, p in errors]).mean()))
+        out[kind] = (float(np.concatenate([e for e, _, _ in errors]).mean()),
+                     float(np.concatenate([p for _, p, _ in errors]).mean()))
     return out
 
 

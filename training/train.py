@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import signal
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from services.common.skeletons import H36M17
 from training.dataset import MocapData, NoiseConfig, WindowSampler, make_batch
 from training.evaluate import evaluate
+from training.interrupt import save_on_signal
 from services.lifter3d.model import build_model
 
 
@@ -107,13 +107,8 @@ def main(argv: list[str] | None = None) -> None:
                    tmp)
         tmp.replace(last)
 
-    def on_signal(signum, frame):  # noqa: ARG001
-        print(f"signal {signum}: saving {last} (epoch {epoch_box['epoch']} complete epochs) and stopping", flush=True)
-        save_last()
-        raise SystemExit(130)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    save_on_signal(save_last, lambda signum: print(
+        f"signal {signum}: saved {last} ({epoch_box['epoch']} complete epochs) and stopping", flush=True))
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     for epoch in range(start_epoch, args.epochs):
