@@ -6,6 +6,7 @@
 set -eu
 image=${1:?usage: $0 IMAGE [MIRROR]}
 mirror=${2:-http://deb.debian.org/debian}
+started=$(date +%s)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rootfs=$work/rootfs
@@ -29,3 +30,4 @@ tar -C "$rootfs" --numeric-owner -c . | podman import \
   --change 'CMD ["python3"]' \
   --message "debootstrap --variant=minbase bookworm + python3 (hpe3d deploy/podman/base_image.sh)" \
   - "$image"
+echo "built $image in $(( $(date +%s) - started )) s"

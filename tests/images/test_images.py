@@ -235,7 +235,7 @@ def _poses(url: str, job: dict) -> dict:
 
 
 def test_every_probe_of_the_manifests_answers(system):
-    failures = []
+    failures, checked = [], 0
     for obj in system["objects"]:
         if obj["kind"] not in ("Deployment", "StatefulSet"):
             continue
@@ -243,12 +243,30 @@ def test_every_probe_of_the_manifests_answers(system):
         for c in obj["spec"]["template"]["spec"]["containers"]:
             ports = {p["name"]: p["containerPort"] for p in c.get("ports", []) if "name" in p}
             ip = _pod_ip(pod, c["name"])
+            if not {"readinessProbe", "livenessProbe"} <= set(c):
+                failures.append(f"{pod}/{c['name']} lacks a readiness or liveness probe")
             for kind in kube_play.PROBES:
                 if kind in c:
+                    checked += 1
                     got = _probe_ok(ip, ports, c[kind])
                     if got:
                         failures.append(f"{pod}/{c['name']} {kind}: {got}")
     assert not failures, "\n".join(failures)
+    assert checked >= 18, f"only {checked} probes found in the manifests"
+
+
+def test_storage_takes_only_the_secrets_credentials(system):
+    """S3 (SeaweedFS in MinIO's place) is guarded by the hpe3d-s3 Secret, as MinIO's root user is."""
+    import base64
+
+    from minio import Minio
+    from minio.error import S3Error
+    secret = next(o for o in system["objects"] if o["kind"] == "Secret" and o["metadata"]["name"].startswith("hpe3d-s3"))
+    key, password = (base64.b64decode(secret["data"][k]).decode() for k in ("access-key", "secret-key"))
+    endpoint = f"{_pod_ip('minio', 'minio')}:9000"
+    assert "hpe3d" in {b.name for b in Minio(endpoint, key, password, secure=False).list_buckets()}
+    with pytest.raises(S3Error):
+        Minio(endpoint, key, "not-the-secret", secure=False).list_buckets()
 
 
 def test_a_clip_through_the_api_container_gives_the_process_stacks_poses(system, reference, tmp_path):
@@ -286,6 +304,7 @@ def test_a_killed_stage_container_is_restarted_and_the_job_finishes(system, refe
 
     job = _run_job(system["url"], JOB_TIMEOUT_S, kill_once_decoded)
     assert killed, f"the job finished before it was decoded: {job}"
+    print(f"lifter3d killed at progress {killed['at']}")
     assert job["state"] == "succeeded", f"after killing lifter3d at {killed['at']}: {job}\n{_logs(system['objects'])}"
     after = int(podman("inspect", "--format", "{{.RestartCount}}", name).strip() or 0)
     assert after == restarts + 1, f"{name} restarted {after - restarts} times, not once"
