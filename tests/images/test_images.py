@@ -40,9 +40,20 @@ ATOL = 1e-6  # the fault tests' tolerance: identical up to float noise of JSON r
 TERMINAL = ("succeeded", "failed", "cancelled")
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "deploy" / "podman" / "containers.conf"))
 
-sys.path.insert(0, str(ROOT / "deploy" / "podman"))
-import images as image_builds  # noqa: E402  (deploy/podman/images.py)
-import kube_play  # noqa: E402  (deploy/podman/kube_play.py)
+
+
+def _load(name: str):
+    """A script of deploy/podman/ as a module (the folder is not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"deploy_podman_{name}", ROOT / "deploy" / "podman" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+image_builds = _load("images")
+kube_play = _load("kube_play")
 
 # what each hpe3d image may hold under /app: its own service, the shared code and the generated stubs
 SHARED = ("proto/", "services/__init__.py", "services/common/")
