@@ -25,7 +25,6 @@ Standard library only; run it with any Python 3.11. ``CONTAINERS_CONF`` should n
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -179,7 +178,7 @@ def sizes(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("build", "sizes"))
-    parser.add_argument("--engine", default=os.environ.get("CONTAINER_ENGINE", "podman"))
+    parser.add_argument("--engine", default="podman", help="the container engine's command (tried: podman)")
     parser.add_argument("--registry", default="hpe3d", help="image name prefix (the manifests use hpe3d)")
     parser.add_argument("--tag", default="0.1.0", help="tag of the hpe3d images (the manifests use 0.1.0)")
     parser.add_argument("--base", default=None, help="BASE_IMAGE for every build (default: see above)")
