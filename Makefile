@@ -10,9 +10,9 @@ TAG      ?= 0.1.0
 MODELS := services/triton/blazepose/pose_detection.tflite services/triton/blazepose/pose_landmark_full.tflite
 ONNX_MODELS := $(MODELS:.tflite=.onnx)
 
-.PHONY: setup run serve proto models detector detector-candidates chromium blender test test-unit test-integration test-e2e test-browser test-faults bench mediapipe-venv clean kubectl deploy-check images
+.PHONY: setup run serve proto models detector detector-candidates chromium blender podman test test-unit test-integration test-e2e test-browser test-faults bench mediapipe-venv clean kubectl deploy-check images base-image image-sizes test-images gpu-triton-image
 
-setup: $(VENV)/.installed proto models detector chromium blender
+setup: $(VENV)/.installed proto models detector chromium blender podman
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -127,9 +127,42 @@ $(KUBECTL): $(VENV)/.installed
 deploy-check: setup $(KUBECTL)
 	$(PY) -m pytest -q tests/deploy/test_deploy_manifests.py tests/deploy/test_deploy_dockerfiles.py tests/deploy/test_deploy_tools.py
 
-images:
-	for s in decoder pose2d lifter3d renderer; do docker build -f services/$$s/Dockerfile -t $(REGISTRY)/$$s:$(TAG) . || exit 1; done
-	docker build -f services/triton/Dockerfile -t $(REGISTRY)/pose2d-triton:$(TAG) .
-	docker build -f gateway/Dockerfile -t $(REGISTRY)/gateway:$(TAG) .
-	docker build -f gateway/Dockerfile --target worker -t $(REGISTRY)/worker:$(TAG) .
-	docker build -t $(REGISTRY)/tritonserver:25.08-py3 deploy/triton
+# -- container images, built and run with podman (no Docker daemon needed) -------------------------------
+# The settings podman needs on these machines (runc, lower ulimits); every podman call of the targets and
+# tests uses them.
+CONTAINERS_CONF ?= $(CURDIR)/deploy/podman/containers.conf
+export CONTAINERS_CONF
+# Every image builds FROM $(BASE_IMAGE); empty = python:3.11-slim-bookworm when a registry answers, else
+# the local stand-in $(LOCAL_BASE_IMAGE) (`make base-image`: debootstrap + Debian's Python 3.11).
+BASE_IMAGE ?=
+LOCAL_BASE_IMAGE ?= localhost/hpe3d-base:bookworm
+
+# Debian's podman, buildah, runc and debootstrap, installed like chromium; otherwise tests/images skips and says why.
+podman:
+	@if command -v podman >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman buildah runc \
+	     fuse-overlayfs slirp4netns uidmap debootstrap >/dev/null) \
+	  || echo "could not install podman with apt-get: the image tests (tests/images) will skip"; \
+	else echo "podman is missing and this is not root: the image tests (tests/images) will skip"; fi
+
+base-image: podman
+	deploy/podman/base_image.sh $(LOCAL_BASE_IMAGE)
+
+# the seven deployables' images and the overlay's SeaweedFS and nats-server stand-ins; prints build times
+images: podman $(VENV)/.installed
+	$(PY) deploy/podman/images.py build --registry $(REGISTRY) --tag $(TAG) --local-base $(LOCAL_BASE_IMAGE) \
+	  $(if $(BASE_IMAGE),--base $(BASE_IMAGE))
+
+# the table of image sizes in deploy/README.md
+image-sizes:
+	$(PY) deploy/podman/images.py sizes --registry $(REGISTRY) --tag $(TAG)
+
+# the images built (as `images` does; cached layers make a rebuild quick) and run from the manifests
+# (deploy/k8s/overlays/podman, podman kube play): a clip end to end, a stage container killed mid-job
+test-images: setup $(KUBECTL)
+	$(PY) -m pytest -q tests/images
+
+# the GPU Triton image: FROM NVIDIA's tritonserver, so only where nvcr.io answers (not built by `images`)
+gpu-triton-image: podman
+	podman build -t $(REGISTRY)/tritonserver:25.08-py3 deploy/triton

