@@ -166,9 +166,9 @@ def reference(built, tmp_path_factory):
     """The test clip through the local process stack: the poses the containers must give."""
     from hpe3d_cli.local_stack import LocalStack
     with LocalStack(workdir=tmp_path_factory.mktemp("process-stack"), startup_timeout_s=240) as stack:
-        job = _run_job(stack.gateway_url, JOB_TIMEOUT_S)
+        job = _run_job(stack.gateway_url, stack.api_key, JOB_TIMEOUT_S)
         assert job["state"] == "succeeded", job
-        return _poses(stack.gateway_url, job)
+        return _poses(stack.gateway_url, stack.api_key, job)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +191,10 @@ def system(built, reference):
             time.sleep(2)
         else:
             raise AssertionError(f"/readyz not 200 after {READY_TIMEOUT_S} s: {last}\n{_logs(objects)}")
-        yield {"url": url, "objects": objects}
+        # the first admin key, made in the API container as an operator does (deploy/README.md)
+        made = podman("exec", _container("gateway", "gateway"), "python", "-m", "gateway.api.api_keys", "create",
+                      "--name", "images-test", "--admin")
+        yield {"url": url, "objects": objects, "key": made.strip().splitlines()[-1]}
     finally:
         kube_play.down(NETWORK, quiet=True)
 
@@ -220,15 +223,16 @@ def _probe_ok(pod_ip: str, ports: dict, probe: dict) -> str | None:
     return f"a probe this test cannot run: {probe}"
 
 
-def _run_job(url: str, timeout_s: float, on_progress=None) -> dict:
+def _run_job(url: str, key: str, timeout_s: float, on_progress=None) -> dict:
+    auth = {"Authorization": f"Bearer {key}"}
     with open(CLIP, "rb") as f:
-        resp = httpx.post(f"{url}/v1/jobs", files={"file": (CLIP.name, f, "video/mp4")}, timeout=120)
+        resp = httpx.post(f"{url}/v1/jobs", files={"file": (CLIP.name, f, "video/mp4")}, headers=auth, timeout=120)
     assert resp.status_code == 202, resp.text
     job_id = resp.json()["id"]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            job = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+            job = httpx.get(f"{url}/v1/jobs/{job_id}", headers=auth, timeout=10).json()
         except httpx.HTTPError:
             time.sleep(0.5)
             continue
@@ -240,9 +244,9 @@ def _run_job(url: str, timeout_s: float, on_progress=None) -> dict:
     raise AssertionError(f"job {job_id} not finished after {timeout_s:.0f} s")
 
 
-def _poses(url: str, job: dict) -> dict:
+def _poses(url: str, key: str, job: dict) -> dict:
     link = next(a for a in job["links"]["artifacts"] if a["name"] == "poses.json")
-    return httpx.get(url + link["url"], timeout=60).json()
+    return httpx.get(url + link["url"], headers={"Authorization": f"Bearer {key}"}, timeout=60).json()
 
 
 def test_every_probe_of_the_manifests_answers(system):
@@ -284,7 +288,7 @@ def test_a_clip_through_the_api_container_gives_the_process_stacks_poses(system,
     from tests.faults.test_kill_parts import assert_same_poses
     out = tmp_path / "out"
     run = subprocess.run([sys.executable, "-m", "hpe3d_cli.cli", "submit", str(CLIP), "--url", system["url"],
-                          "-o", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+                          "--key", system["key"], "-o", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
     assert run.returncode == 0, f"hpe3d submit: {run.stdout[-2000:]}{run.stderr[-2000:]}\n{_logs(system['objects'])}"
     names = {p.name for p in out.iterdir()}
     for expected in ("poses.json", "render.mp4", "thumbnail.jpg", "joints3d.csv", "joint_angles.csv"):
@@ -313,14 +317,14 @@ def test_a_killed_stage_container_is_restarted_and_the_job_finishes(system, refe
             os.kill(pid, signal.SIGKILL)
             killed["at"] = job["progress"]
 
-    job = _run_job(system["url"], JOB_TIMEOUT_S, kill_once_decoded)
+    job = _run_job(system["url"], system["key"], JOB_TIMEOUT_S, kill_once_decoded)
     assert killed, f"the job finished before it was decoded: {job}"
     print(f"lifter3d killed at progress {killed['at']}")
     assert job["state"] == "succeeded", f"after killing lifter3d at {killed['at']}: {job}\n{_logs(system['objects'])}"
     after = int(podman("inspect", "--format", "{{.RestartCount}}", name).strip() or 0)
     assert after == restarts + 1, f"{name} restarted {after - restarts} times, not once"
     assert podman("inspect", "--format", "{{.State.Status}}", name).strip() == "running"
-    assert_same_poses(reference, _poses(system["url"], job))
+    assert_same_poses(reference, _poses(system["url"], system["key"], job))
 
 
 def test_manifests_played_are_the_rendered_overlay():
