@@ -7,7 +7,7 @@ import torch
 
 from hpe3d_cli.cli import main
 from services.lifter3d.lift import DEFAULT_WEIGHTS, lift_sequence, load_lifter
-from tests.unit.test_adapt_cli import _poses_json
+from tests.cli.test_adapt_cli import _poses_json
 
 TWO_D_ONLY = DEFAULT_WEIGHTS.with_name("gastnet_2d_only_27f.pt")
 

@@ -9,7 +9,7 @@ import torch
 
 from services.common.skeletons import H36M17
 from services.lifter3d.model import build_model
-from tests.unit.test_lifter_dataset import _standing_person
+from tests.training.test_lifter_dataset import _standing_person
 from training.pose_flow import PoseFlow, canonical_2d, load_flow
 from training.unsupervised_losses import (K_PRIOR, LIMB_BONES, LIMB_LENGTH_M, LossWeights, body_up, bone_lengths,
                                           bone_variation, consistency_2d_error, consistency_3d_error, project,

@@ -11,7 +11,7 @@ import torch
 
 from hpe3d_cli.cli import main
 from services.lifter3d.lift import DEFAULT_WEIGHTS, load_lifter
-from tests.unit.test_lifter_dataset import _standing_person
+from tests.training.test_lifter_dataset import _standing_person
 from training.adapt import AdaptSettings, adapt, card_path, track_from_pixels
 from training.dataset import sample_cameras
 
