@@ -21,6 +21,8 @@ description of the system; this turns them into what podman 4.3 can play, mechan
   restarts the container when it fails, and no image has curl (nor does ``kube play`` know ``grpc``
   probes). Whoever plays the system checks readiness itself (``tests/images`` asks the API's ``/readyz``
   and runs every probe of the manifests against the running pods);
+- container ports are left out: podman 4.3 would publish each on the host, where the API's and the
+  workers' operations port :9464 collide; pods reach each other on the podman network;
 - ConfigMaps are kept; what podman has no use for on one host (Namespace, ServiceAccount, Service,
   PodDisruptionBudget, HorizontalPodAutoscaler, Ingress, NetworkPolicy) is left out and listed.
 
@@ -99,6 +101,10 @@ def _pod(workload: dict) -> dict:
     for container in spec.get("initContainers", []) + spec["containers"]:
         for probe in PROBES:
             container.pop(probe, None)
+        # podman 4.3 publishes every containerPort on the host (as if hostPort were set), so two pods
+        # with the same port (the API's and the workers' :9464) collide; the pods reach each other on
+        # the podman network by name and address, so nothing is published
+        container.pop("ports", None)
         # podman gives every container a tmpfs /dev/shm, which is what a Memory emptyDir there gives on
         # Kubernetes; kube play would mount a root-owned directory on disk over it instead
         mounts = container.get("volumeMounts", [])
