@@ -100,42 +100,30 @@ class StageInterceptor(grpc.ServerInterceptor):
                 unary, request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
 
+        def streamed(inner):
+            """``inner`` (a server-streaming or bidirectional handler) with the job id logged and its
+            errors mapped, as ``unary`` above."""
+            def run(request_or_iterator, context):
+                token = job_id_var.set(metadata_job_id(context))
+                finish = guard(context, time.perf_counter())
+                try:
+                    yield from inner(request_or_iterator, context)
+                    finish(grpc.StatusCode.OK)
+                except Exception as exc:  # noqa: BLE001
+                    if isinstance(exc, grpc.RpcError) or context.code() not in (None, grpc.StatusCode.OK):
+                        raise
+                    fail(exc, context, finish)
+                finally:
+                    job_id_var.reset(token)
+            return run
+
         if handler.unary_stream:
-            inner_stream = handler.unary_stream
-
-            def stream(request, context):
-                token = job_id_var.set(metadata_job_id(context))
-                finish = guard(context, time.perf_counter())
-                try:
-                    yield from inner_stream(request, context)
-                    finish(grpc.StatusCode.OK)
-                except Exception as exc:  # noqa: BLE001
-                    if isinstance(exc, grpc.RpcError) or context.code() not in (None, grpc.StatusCode.OK):
-                        raise
-                    fail(exc, context, finish)
-                finally:
-                    job_id_var.reset(token)
             return grpc.unary_stream_rpc_method_handler(
-                stream, request_deserializer=handler.request_deserializer,
+                streamed(handler.unary_stream), request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
-
         if handler.stream_stream:
-            inner_bidi = handler.stream_stream
-
-            def bidi(request_iterator, context):
-                token = job_id_var.set(metadata_job_id(context))
-                finish = guard(context, time.perf_counter())
-                try:
-                    yield from inner_bidi(request_iterator, context)
-                    finish(grpc.StatusCode.OK)
-                except Exception as exc:  # noqa: BLE001
-                    if isinstance(exc, grpc.RpcError) or context.code() not in (None, grpc.StatusCode.OK):
-                        raise
-                    fail(exc, context, finish)
-                finally:
-                    job_id_var.reset(token)
             return grpc.stream_stream_rpc_method_handler(
-                bidi, request_deserializer=handler.request_deserializer,
+                streamed(handler.stream_stream), request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
         return handler
 
