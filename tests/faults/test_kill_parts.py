@@ -258,8 +258,8 @@ def test_kill_9_mid_job_gives_the_same_poses(stack, store, reference, part):
 
 
 def test_sigterm_to_the_owning_worker_hands_the_job_to_another_within_10_s(stack, store, reference):
-    job_id = submit(stack.gateway_url)
-    at_stop = wait_until(stack.gateway_urls, job_id, _started("pose2d"))
+    job_id = submit(stack.gateway_url, stack.api_key)
+    at_stop = wait_until(stack.gateway_urls, stack.api_key, job_id, _started("pose2d"))
     name = manifest_owner(store, job_id)
     assert name, f"job {job_id} has no owner when it is running: {at_stop}"
     proc = stack.process(name)
@@ -270,9 +270,9 @@ def test_sigterm_to_the_owning_worker_hands_the_job_to_another_within_10_s(stack
                               timeout_s=OVERRIDES["job_ack_wait_s"] * 4)
     print(f"SIGTERM to worker {name} at {at_stop['progress']['pose2d']}: resumed after {resumed_s:.1f} s")
     assert resumed_s <= SIGTERM_RESUME_S, f"resumed {resumed_s:.1f} s after SIGTERM to {name}"
-    job = wait_finished(stack.gateway_urls, job_id)
+    job = wait_finished(stack.gateway_urls, stack.api_key, job_id)
     assert job["state"] == "succeeded", f"after SIGTERM to {name}: {job}"
-    assert_same_poses(reference, poses_of(stack.gateway_urls, job))
+    assert_same_poses(reference, poses_of(stack.gateway_urls, stack.api_key, job))
     deadline = time.monotonic() + 60
     while proc.restarts == restarts and time.monotonic() < deadline:
         time.sleep(0.1)
