@@ -3,7 +3,10 @@
 * a video becomes an H.264 MP4 (:func:`render_video`). Frames stream through: one decoded frame in, one
   encoded frame out; the whole video is never held in memory. The output has exactly the input's frame
   count; constant-rate input keeps its average rate, variable-rate input keeps its frame times (pts in
-  1/90000 s);
+  1/90000 s). Each picture is drawn into one reused canvas (frame on the left, 3D panel on the right) and
+  handed to the encoder as YUV 4:2:0 converted by OpenCV (a third of the CPU of FFmpeg's own
+  conversion, and closer to the drawn colours); the encoder settings are :data:`ENCODER`, chosen with
+  ``bench/renderer.py --encoder-settings``;
 * a still image becomes a PNG (:func:`render_still`);
 * every job gets a small JPEG thumbnail (:func:`thumbnail_jpeg`, longer side :data:`THUMBNAIL_SIDE` px) of
   the picture at :func:`thumbnail_frame`.
@@ -11,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -27,6 +31,20 @@ MAX_HEIGHT = 720
 VFR_TIME_BASE = Fraction(1, 90000)
 THUMBNAIL_SIDE = 320
 THUMBNAIL_QUALITY = 85
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """libx264 settings of the rendered video: ``preset`` and ``crf`` as x264 names them, ``threads`` 0 = x264's
+    own choice."""
+
+    preset: str = "ultrafast"
+    crf: int = 23
+    threads: int = 0
+
+
+#: Chosen by ``bench/renderer.py --encoder-settings`` (CPU ms per frame against file size; see the README).
+ENCODER = EncoderSettings()
 
 
 def output_layout(width: int, height: int, max_height: int = MAX_HEIGHT) -> tuple[int, int, int]:
@@ -50,15 +68,26 @@ def build_view(info: common_pb2.VideoInfo, timeline: PoseTimeline, panel: int) -
 def compose_frame(frame_bgr: np.ndarray, index: int, timeline: PoseTimeline, view: View3D,
                   scale: float) -> np.ndarray:
     """The output picture of frame ``index``: ``frame_bgr`` (already scaled by ``scale`` from original
-    pixels) with every person's 2D skeleton, then the 3D panel to its right. Draws on ``frame_bgr`` in
-    place."""
+    pixels) with every person's 2D skeleton, then the 3D panel to its right, as a new array."""
+    height, width = frame_bgr.shape[:2]
+    canvas = np.empty((height, width + view.size, 3), np.uint8)
+    canvas[:, :width] = frame_bgr
+    return compose_into(canvas, width, index, timeline, view, scale)
+
+
+def compose_into(canvas: np.ndarray, width: int, index: int, timeline: PoseTimeline, view: View3D,
+                 scale: float) -> np.ndarray:
+    """Draw frame ``index``'s output picture in place on ``canvas`` ``[H, width + panel, 3]``, whose left
+    ``width`` columns already hold the frame (scaled by ``scale`` from original pixels): every person's 2D
+    skeleton on the frame, the 3D panel over the right columns. Returns ``canvas``."""
+    picture = canvas[:, :width]
     persons = timeline.persons(index)
     for p in persons:
         if p.keypoints_2d is not None:
-            draw_skeleton_2d(frame_bgr, p.keypoints_2d, p.track_id, scale)
-    panel = view.render(index, [(p.track_id, p.world) for p in persons if p.world is not None],
-                        timeline.pelvis_trails(index, view.trail_frames))
-    return np.hstack([frame_bgr, panel])
+            draw_skeleton_2d(picture, p.keypoints_2d, p.track_id, scale)
+    view.render(index, [(p.track_id, p.world) for p in persons if p.world is not None],
+                timeline.pelvis_trails(index, view.trail_frames), out=canvas[:, width:])
+    return canvas
 
 
 def thumbnail_frame(info: common_pb2.VideoInfo, timeline: PoseTimeline) -> int:
@@ -115,7 +144,7 @@ def render_still(image_path: str, info: common_pb2.VideoInfo, timeline: PoseTime
 
 
 def render_video(video_path: str, info: common_pb2.VideoInfo, timeline: PoseTimeline, out_path: str,
-                 preset: str = "ultrafast", crf: int = 23, every: int = 25,
+                 encoder_settings: EncoderSettings = ENCODER, every: int = 25,
                  thumbnail: list | None = None) -> Iterator[int]:
     """Write the rendered H.264 MP4 to ``out_path``; yields the number of frames done every
     ``every`` frames and once at the end. When ``thumbnail`` is a list, the JPEG bytes of the
@@ -127,28 +156,27 @@ def render_video(video_path: str, info: common_pb2.VideoInfo, timeline: PoseTime
     times = list(info.timestamps_s)
     vfr = info.variable_frame_rate and len(times) == info.frame_count
     rate = Fraction(info.fps).limit_denominator(1001) if info.fps > 0 else Fraction(30)
+    canvas = np.empty((height, width + panel, 3), np.uint8)
     with av.open(out_path, "w", options={"movflags": "+faststart"}) as out:
-        encoder = out.add_stream("libx264", rate=rate)
-        encoder.width, encoder.height, encoder.pix_fmt = width + panel, height, "yuv420p"
-        encoder.options = {"preset": preset, "crf": str(crf)}
-        encoder.thread_type = "AUTO"
+        encoder = open_encoder(out, rate, width + panel, height, encoder_settings)
         if vfr:
             encoder.codec_context.time_base = VFR_TIME_BASE
         done, last = 0, None
         for frame in _upright_frames(video_path, width, height):
             if done >= info.frame_count:
                 break
-            picture = compose_frame(frame, done, timeline, view, scale)
+            canvas[:, :width] = frame
+            compose_into(canvas, width, done, timeline, view, scale)
             if done == thumb_at:
-                thumbnail.append(thumbnail_jpeg(picture))
-            _encode(out, encoder, picture, done, times, vfr)
-            last = picture
+                thumbnail.append(thumbnail_jpeg(canvas))
+            last = yuv420(canvas)
+            _encode(out, encoder, last, done, times, vfr)
             done += 1
             if done % every == 0:
                 yield done
         while done < info.frame_count and last is not None:  # never fewer frames than probed
             if done == thumb_at:
-                thumbnail.append(thumbnail_jpeg(last))
+                thumbnail.append(thumbnail_jpeg(canvas))
             _encode(out, encoder, last, done, times, vfr)
             done += 1
         for packet in encoder.encode():
@@ -156,8 +184,26 @@ def render_video(video_path: str, info: common_pb2.VideoInfo, timeline: PoseTime
     yield done
 
 
-def _encode(out, encoder, picture: np.ndarray, index: int, times: list[float], vfr: bool) -> None:
-    frame = av.VideoFrame.from_ndarray(picture, format="bgr24")
+def open_encoder(out: av.container.OutputContainer, rate: Fraction, width: int, height: int,
+                 settings: EncoderSettings = ENCODER) -> av.video.stream.VideoStream:
+    """An H.264 (libx264, yuv420p) stream of ``width`` x ``height`` at ``rate`` in ``out``."""
+    encoder = out.add_stream("libx264", rate=rate)
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.options = {"preset": settings.preset, "crf": str(settings.crf)}
+    if settings.threads:
+        encoder.codec_context.thread_count = settings.threads
+    encoder.thread_type = "AUTO"
+    return encoder
+
+
+def yuv420(picture_bgr: np.ndarray) -> np.ndarray:
+    """``picture_bgr`` [H, W, 3] (even H and W) as planar YUV 4:2:0 ``[H * 3 / 2, W]`` (BT.601, limited range,
+    as the encoder's own conversion)."""
+    return cv2.cvtColor(picture_bgr, cv2.COLOR_BGR2YUV_I420)
+
+
+def _encode(out, encoder, planes: np.ndarray, index: int, times: list[float], vfr: bool) -> None:
+    frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
     if vfr:
         frame.pts = int(round((times[index] - times[0]) / VFR_TIME_BASE))
         frame.time_base = VFR_TIME_BASE
