@@ -1,6 +1,10 @@
 """Running one job through the four stages: probe, decode + 2D per segment, camera motion per segment, lift,
 render.
 
+Segments run concurrently (up to ``stage_concurrency`` stage calls in flight per job), and the camera motion
+of a segment starts as soon as the 2D of that segment and of the one before it are stored, while later
+segments are still being decoded and estimated; the lift waits for every segment's 2D and camera motion.
+
 Every stage call names its job in the call metadata (``job_scope.job_metadata``) and is skipped when
 its output object already exists, so a resumed job (redelivered to another worker, or retried) only
 redoes what is missing.
@@ -119,16 +123,26 @@ class JobPipeline:
         await self.reporter.save(job, DECODER, f"{len(plans)} segments")
         limit = asyncio.Semaphore(max(1, self.settings.stage_concurrency))
         found: dict[int, int] = {}  # segment index -> frames with a person, for segments estimated now
+        stored = [asyncio.Event() for _ in plans]  # set once segment i's 2D is stored
+        track_camera = _tracks_camera(info)
 
         async def one(plan: SegmentPlan) -> str:
             async with limit:
                 self._step_boundary(f"segment {plan.index}")
-                return await self._segment(job, info, plan, found)
+                key = await self._segment(job, info, plan, found)
+            stored[plan.index].set()
+            if track_camera:  # needs this segment's 2D and the previous one's
+                if plan.index:
+                    await stored[plan.index - 1].wait()
+                await self._camera(job, plan.index, limit)
+            return key
 
         tasks = [asyncio.create_task(one(p)) for p in plans]
         try:
             keys = await _all_or_first_error(tasks)
-        except JobHandedBack:  # the segments in flight finish; the others stop before they start
+        except JobHandedBack:  # the calls in flight finish; the others stop before they start
+            for event in stored:  # a camera step waiting for a segment that will not come stops at its boundary
+                event.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
@@ -174,28 +188,12 @@ class JobPipeline:
         return poses_key
 
     async def _cameras(self, job: JobManifest, info: common_pb2.VideoInfo, segments: int) -> None:
-        """The camera motion of every segment (``Decoder.TrackCamera``: after the 2D, which keeps the people
-        out of it; each segment anchored to the previous one's last frame), skipped when stored; none for a
-        photo or a one-frame video."""
-        if info.still_image or info.frame_count < 2:
+        """The camera motion of every segment not stored yet (most were made while the segments ran); none for
+        a photo or a one-frame video."""
+        if not _tracks_camera(info):
             return
         limit = asyncio.Semaphore(max(1, self.settings.stage_concurrency))
-
-        async def one(index: int) -> None:
-            key = segment_camera_key(job.id, index)
-            if await self._exists(key):
-                return
-            frames, poses = segment_keys(job.id, index)
-            request = decoder_pb2.TrackCameraRequest(job_id=job.id, frames=self.store.ref(frames),
-                                                     poses2d=self.store.ref(poses), output=self.store.ref(key))
-            if index:
-                frames, poses = segment_keys(job.id, index - 1)
-                request.previous_frames.CopyFrom(self.store.ref(frames))
-                request.previous_poses2d.CopyFrom(self.store.ref(poses))
-            async with limit:
-                await self._unary(DECODER, "TrackCamera", self.clients.decoder.TrackCamera, request, job.id)
-
-        tasks = [asyncio.create_task(one(i)) for i in range(segments)]
+        tasks = [asyncio.create_task(self._camera(job, i, limit)) for i in range(segments)]
         try:
             await _all_or_first_error(tasks)
         finally:
@@ -203,6 +201,24 @@ class JobPipeline:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.reporter.save(job, DECODER, "camera motion of every segment")
+
+    async def _camera(self, job: JobManifest, index: int, limit: asyncio.Semaphore) -> None:
+        """The camera motion of segment ``index`` (``Decoder.TrackCamera``: after the 2D, which keeps the people
+        out of it; anchored to the previous segment's last frame, whose frames and 2D must be stored), skipped
+        when stored."""
+        key = segment_camera_key(job.id, index)
+        if await self._exists(key):
+            return
+        frames, poses = segment_keys(job.id, index)
+        request = decoder_pb2.TrackCameraRequest(job_id=job.id, frames=self.store.ref(frames),
+                                                 poses2d=self.store.ref(poses), output=self.store.ref(key))
+        if index:
+            frames, poses = segment_keys(job.id, index - 1)
+            request.previous_frames.CopyFrom(self.store.ref(frames))
+            request.previous_poses2d.CopyFrom(self.store.ref(poses))
+        async with limit:
+            self._step_boundary(f"the camera motion of segment {index}")
+            await self._unary(DECODER, "TrackCamera", self.clients.decoder.TrackCamera, request, job.id)
 
     async def _lift(self, job: JobManifest, info: common_pb2.VideoInfo, poses2d: list[common_pb2.ObjectRef]) -> None:
         """Lift every person; a photo or a 1-frame video keeps tracks of a single frame."""
@@ -289,6 +305,11 @@ class JobPipeline:
             return result
 
         return await self._call(stage, method, attempt)
+
+
+def _tracks_camera(info: common_pb2.VideoInfo) -> bool:
+    """Whether a job estimates camera motion: a video of at least two frames (not a photo)."""
+    return not info.still_image and info.frame_count >= 2
 
 
 async def _all_or_first_error(tasks: list[asyncio.Task]) -> list:

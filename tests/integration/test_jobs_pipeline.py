@@ -35,6 +35,11 @@ class FakeStages:
     decoded: list[int] = field(default_factory=list)
     tracked: list[tuple[str, str, str]] = field(default_factory=list)  # TrackCamera: frames, previous frames, 2D
     lifted_cameras: list[str] = field(default_factory=list)  # the camera motions the lifter was given
+    estimated: set[int] = field(default_factory=set)  # segments whose 2D the fake has stored
+    #: per TrackCamera call: (segment index, the segments whose 2D was stored at that moment)
+    estimated_before_tracking: list[tuple[int, set[int]]] = field(default_factory=list)
+    #: when set: the Estimate of segment ``hold_estimate[0]`` waits (up to 5 s) for this event
+    hold_estimate: tuple[int, asyncio.Event] | None = None
 
     def _enter(self, method: str, metadata) -> None:
         self.calls.append((method, dict(metadata).get("x-job-id", "")))
@@ -59,6 +64,8 @@ class FakeStages:
         self._enter("TrackCamera", metadata)
         assert self.store.exists(request.poses2d)   # after the segment's 2D
         self.tracked.append((request.frames.key, request.previous_frames.key, request.previous_poses2d.key))
+        index = int(request.frames.key.split("/")[-2])
+        self.estimated_before_tracking.append((index, set(self.estimated)))
         self.store.put_message(request.output.key, common_pb2.CameraMotion())
         return request.output
 
@@ -66,6 +73,9 @@ class FakeStages:
     async def Estimate(self, request, metadata=(), timeout=None):
         self._enter("Estimate", metadata)
         assert self.store.exists(request.segment.frames)
+        if self.hold_estimate and self.hold_estimate[0] == request.segment.index:
+            await asyncio.wait_for(self.hold_estimate[1].wait(), 5.0)
+        self.estimated.add(request.segment.index)
         poses = common_pb2.Poses2D(start_frame=request.segment.start_frame, frame_count=request.segment.frame_count)
         self.store.put_message(request.output.key, poses)
         return pose2d_pb2.EstimateReply(poses=poses, stored=request.output,
@@ -159,7 +169,10 @@ def test_camera_motion_follows_the_2d_and_reaches_the_lifter(store, settings):
     assert result.state == JobState.succeeded, result.error
     methods = [m for m, _ in fake.calls]
     assert methods.count("TrackCamera") == 3
-    assert max(i for i, m in enumerate(methods) if m == "Estimate") < methods.index("TrackCamera")
+    # each segment's camera motion is tracked once its own 2D and the previous segment's 2D are stored (the fake
+    # checks the first; the order of the stored 2D records the second)
+    assert [index for index, _ in fake.estimated_before_tracking] and all(
+        {index, max(0, index - 1)} <= done for index, done in fake.estimated_before_tracking)
     assert methods.index("Lift") > max(i for i, m in enumerate(methods) if m == "TrackCamera")
     frames = [segment_keys(job.id, i)[0] for i in range(3)]
     poses = [segment_keys(job.id, i)[1] for i in range(3)]
@@ -172,6 +185,28 @@ def test_camera_motion_follows_the_2d_and_reaches_the_lifter(store, settings):
     store.delete_prefix(job.poses3d_key)
     asyncio.run(make_pipeline(settings, store, fake).run(job))
     assert "TrackCamera" not in [m for m, _ in fake.calls]
+
+
+def test_camera_motion_of_early_segments_overlaps_the_2d_of_later_ones(store, settings):
+    """The last segment's 2D is held until the first segment's camera motion has been asked for: a pipeline
+    that tracked cameras only after every segment's 2D would wait here and fail the job."""
+    fake = FakeStages(store, frame_count=640)  # 5 segments
+    tracked_first = asyncio.Event()
+    fake.hold_estimate = (4, tracked_first)
+    original = fake.TrackCamera
+
+    async def track_camera(request, metadata=(), timeout=None):
+        reply = await original(request, metadata, timeout)
+        if request.frames.key.endswith("/00000/frames.pb"):
+            tracked_first.set()
+        return reply
+
+    fake.TrackCamera = track_camera
+    job = new_job(store)
+    result = asyncio.run(make_pipeline(settings, store, fake).run(job))
+    assert result.state == JobState.succeeded, result.error
+    assert 4 not in next(done for index, done in fake.estimated_before_tracking if index == 0)
+    assert sorted(index for index, _ in fake.estimated_before_tracking) == [0, 1, 2, 3, 4]
 
 
 def test_running_job_is_owned_with_a_lease(store, settings):
