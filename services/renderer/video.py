@@ -6,7 +6,8 @@
   1/90000 s). Each picture is drawn into one reused canvas (frame on the left, 3D panel on the right) and
   handed to the encoder as YUV 4:2:0 converted by OpenCV (a third of the CPU of FFmpeg's own
   conversion, and closer to the drawn colours); the encoder settings are :data:`ENCODER`, chosen with
-  ``bench/renderer.py --encoder-settings``;
+  ``bench/renderer.py --encoder-settings``. Decoding runs on a thread a few frames ahead of the drawing and
+  encoding on a thread a few frames behind it (:mod:`.threaded`), so the three use both cores;
 * a still image becomes a PNG (:func:`render_still`);
 * every job gets a small JPEG thumbnail (:func:`thumbnail_jpeg`, longer side :data:`THUMBNAIL_SIDE` px) of
   the picture at :func:`thumbnail_frame`.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -26,6 +28,7 @@ from services.common.video_reader import decoded_frames, frame_rotation_cw, open
 
 from .draw import View3D, draw_skeleton_2d
 from .pose_data import PoseTimeline
+from .threaded import Behind, read_ahead
 
 MAX_HEIGHT = 720
 VFR_TIME_BASE = Fraction(1, 90000)
@@ -162,23 +165,29 @@ def render_video(video_path: str, info: common_pb2.VideoInfo, timeline: PoseTime
         if vfr:
             encoder.codec_context.time_base = VFR_TIME_BASE
         done, last = 0, None
-        for frame in _upright_frames(video_path, width, height):
-            if done >= info.frame_count:
-                break
-            canvas[:, :width] = frame
-            compose_into(canvas, width, done, timeline, view, scale)
-            if done == thumb_at:
-                thumbnail.append(thumbnail_jpeg(canvas))
-            last = yuv420(canvas)
-            _encode(out, encoder, last, done, times, vfr)
-            done += 1
-            if done % every == 0:
-                yield done
-        while done < info.frame_count and last is not None:  # never fewer frames than probed
-            if done == thumb_at:
-                thumbnail.append(thumbnail_jpeg(canvas))
-            _encode(out, encoder, last, done, times, vfr)
-            done += 1
+        with ExitStack() as stack:
+            encoding = stack.enter_context(Behind(lambda item: _encode(out, encoder, item[0], item[1], times, vfr),
+                                                  name="render-encode"))
+            frames = stack.enter_context(closing(read_ahead(_upright_frames(video_path, width, height),
+                                                            name="render-decode")))
+            for frame in frames:
+                if done >= info.frame_count:
+                    break
+                canvas[:, :width] = frame
+                compose_into(canvas, width, done, timeline, view, scale)
+                if done == thumb_at:
+                    thumbnail.append(thumbnail_jpeg(canvas))
+                last = yuv420(canvas)
+                encoding.put((last, done))
+                done += 1
+                if done % every == 0:
+                    yield done
+            while done < info.frame_count and last is not None:  # never fewer frames than probed
+                if done == thumb_at:
+                    thumbnail.append(thumbnail_jpeg(canvas))
+                encoding.put((last, done))
+                done += 1
+            encoding.finish()
         for packet in encoder.encode():
             out.mux(packet)
     yield done
