@@ -109,6 +109,10 @@ def bench_end_to_end(stack: LocalStack, video: Path, frames: int) -> float:
     return frames / elapsed
 
 
+def _load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1, 5, 15 min)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", nargs="?", type=Path, default=DEFAULT_CLIP)
@@ -118,7 +122,8 @@ def main() -> None:
     args = parser.parse_args()
     if not args.video.exists():
         raise SystemExit(f"{args.video} not found: pass a 720p or 1080p clip")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}; "
+          f"load average before: {_load_average()}")
     overrides = {"max_persons": args.max_persons} if args.max_persons else {}
     with LocalStack(settings_overrides=overrides) as stack:
         stages = bench_stages(stack, args.video)
@@ -127,6 +132,7 @@ def main() -> None:
     for name in ("decode", "pose2d", "lift3d", "render"):
         print(f"{name:>10}: {stages[name]:7.1f} frames/s")
     print(f"{'end-to-end':>10}: {e2e:7.1f} frames/s (REST upload to artefacts ready)")
+    print(f"load average after the stack's runs: {_load_average()} (other work on the machine slows every figure)")
     if not args.no_anchor:
         from bench.anchor import mediapipe_frames_per_s, print_ratio
         anchor = mediapipe_frames_per_s(args.video, frames=int(stages["frames"]))
