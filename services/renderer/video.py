@@ -34,6 +34,9 @@ MAX_HEIGHT = 720
 VFR_TIME_BASE = Fraction(1, 90000)
 THUMBNAIL_SIDE = 320
 THUMBNAIL_QUALITY = 85
+#: Frames the decoding thread may run ahead of the drawing, and the encoding thread lag behind it (memory:
+#: this many decoded frames and this many YUV pictures per render in flight)
+RENDER_QUEUE_DEPTH = 2
 
 
 @dataclass(frozen=True)
@@ -167,9 +170,9 @@ def render_video(video_path: str, info: common_pb2.VideoInfo, timeline: PoseTime
         done, last = 0, None
         with ExitStack() as stack:
             encoding = stack.enter_context(Behind(lambda item: _encode(out, encoder, item[0], item[1], times, vfr),
-                                                  name="render-encode"))
+                                                  depth=RENDER_QUEUE_DEPTH, name="render-encode"))
             frames = stack.enter_context(closing(read_ahead(_upright_frames(video_path, width, height),
-                                                            name="render-decode")))
+                                                            depth=RENDER_QUEUE_DEPTH, name="render-decode")))
             for frame in frames:
                 if done >= info.frame_count:
                     break
