@@ -4,9 +4,11 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 from services.decoder.probe import probe_video
+from services.renderer import video
 from services.renderer.threaded import Behind, read_ahead
 from services.renderer.video import render_video
 
@@ -86,3 +88,39 @@ def test_a_render_stopped_early_leaves_no_thread(tmp_path):
     assert next(progress) == 5
     progress.close()     # what a cancelled Render call does to the generator
     assert not _threads("render-")
+
+
+class _Inline:
+    """``Behind`` without a thread: each item consumed when it is put."""
+
+    def __init__(self, consume, depth=0, name=""):
+        self.consume = consume
+
+    def put(self, item):
+        self.consume(item)
+
+    def finish(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+
+def _packets(path: str) -> list[bytes]:
+    with av.open(path) as c:
+        return [bytes(p) for p in c.demux(video=0) if p.size]
+
+
+def test_threads_give_the_same_stream_as_one_thread(tmp_path, monkeypatch):
+    path = str(DATA / "two_people_office_24f.mp4")
+    info = probe_video(path).to_proto()
+    timeline = walking_timeline(20, first=2)
+    list(render_video(path, info, timeline, str(tmp_path / "threads.mp4")))
+    monkeypatch.setattr(video, "read_ahead", lambda items, depth=0, name="": items)
+    monkeypatch.setattr(video, "Behind", _Inline)
+    list(video.render_video(path, info, timeline, str(tmp_path / "inline.mp4")))
+    threaded, inline = _packets(str(tmp_path / "threads.mp4")), _packets(str(tmp_path / "inline.mp4"))
+    assert len(threaded) == info.frame_count and threaded == inline
