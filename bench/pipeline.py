@@ -6,7 +6,10 @@ Starts the local stack (SeaweedFS, Triton host, the four stages, the gateway), t
 1. calls each stage directly over gRPC, one stage after the other, and prints its frames/s
    (decode and pose2d run segment by segment, as the gateway does, but sequentially);
 2. submits the same clip through the REST gateway and prints end-to-end frames/s (upload to
-   artefacts ready, stages overlapping as a job worker runs them);
+   artefacts ready, stages overlapping as a job worker runs them) and the CPU the whole stack spent on the
+   job per frame (user + system time of every process the stack runs, read from /proc before and after:
+   on a 2-core machine this sum, not the overlap, sets the speed, and it moves far less with the load
+   that other work puts on the machine than wall-clock figures do);
 3. runs MediaPipe's own Pose on the same frames (``bench/mediapipe_anchor.py`` in ``.venv-mediapipe``,
    ``make mediapipe-venv``; ``--no-anchor`` skips it) and prints the end-to-end and pose2d ratios to it.
 The default clip is ../shared/data/video/two_people_office.avi (1920x1080, 30 fps, 87 frames).
@@ -92,7 +95,40 @@ def bench_stages(stack: LocalStack, video: Path) -> dict[str, float]:
     return timings
 
 
-def bench_end_to_end(stack: LocalStack, video: Path, frames: int) -> float:
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parent = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def stack_cpu_s() -> float:
+    """User + system CPU seconds used so far by every process below this one (the local stack)."""
+    total = 0
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def bench_end_to_end(stack: LocalStack, video: Path, frames: int) -> tuple[float, float]:
+    """(end-to-end frames/s, the stack's CPU ms per frame over that job)."""
+    cpu = stack_cpu_s()
     with httpx.Client(base_url=stack.gateway_url, timeout=600,
                       headers={"Authorization": f"Bearer {stack.api_key}"}) as http:
         t = time.perf_counter()
@@ -104,9 +140,10 @@ def bench_end_to_end(stack: LocalStack, video: Path, frames: int) -> float:
                 break
             time.sleep(0.2)
         elapsed = time.perf_counter() - t
+    cpu = stack_cpu_s() - cpu
     if state["state"] != "succeeded":
         raise SystemExit(f"end-to-end job ended {state['state']}: {state.get('error')}")
-    return frames / elapsed
+    return frames / elapsed, cpu / frames * 1e3
 
 
 def _load_average() -> str:
@@ -127,11 +164,12 @@ def main() -> None:
     overrides = {"max_persons": args.max_persons} if args.max_persons else {}
     with LocalStack(settings_overrides=overrides) as stack:
         stages = bench_stages(stack, args.video)
-        e2e = bench_end_to_end(stack, args.video, int(stages["frames"]))
+        e2e, cpu_ms = bench_end_to_end(stack, args.video, int(stages["frames"]))
     print(f"clip: {args.video.name}, {int(stages['frames'])} frames, max_persons={stack.settings.max_persons}")
     for name in ("decode", "pose2d", "lift3d", "render"):
         print(f"{name:>10}: {stages[name]:7.1f} frames/s")
-    print(f"{'end-to-end':>10}: {e2e:7.1f} frames/s (REST upload to artefacts ready)")
+    print(f"{'end-to-end':>10}: {e2e:7.1f} frames/s (REST upload to artefacts ready); "
+          f"{cpu_ms:.1f} ms of CPU per frame over all the stack's processes")
     print(f"load average after the stack's runs: {_load_average()} (other work on the machine slows every figure)")
     if not args.no_anchor:
         from bench.anchor import mediapipe_frames_per_s, print_ratio
