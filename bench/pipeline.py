@@ -1,6 +1,6 @@
 """Per-stage and end-to-end frames per second of the whole local stack on one clip.
 
-    .venv/bin/python bench/pipeline.py [VIDEO] [--max-persons N]
+    .venv/bin/python bench/pipeline.py [VIDEO] [--max-persons N] [--size 1280x720]
 
 Starts the local stack (SeaweedFS, Triton host, the four stages, the gateway), then
 1. calls each stage directly over gRPC, one stage after the other, and prints its frames/s
@@ -12,7 +12,8 @@ Starts the local stack (SeaweedFS, Triton host, the four stages, the gateway), t
    that other work puts on the machine than wall-clock figures do);
 3. runs MediaPipe's own Pose on the same frames (``bench/mediapipe_anchor.py`` in ``.venv-mediapipe``,
    ``make mediapipe-venv``; ``--no-anchor`` skips it) and prints the end-to-end and pose2d ratios to it.
-The default clip is ../shared/data/video/two_people_office.avi (1920x1080, 30 fps, 87 frames).
+The default clip is ../shared/data/video/two_people_office.avi (1920x1080, 30 fps, 87 frames); ``--size``
+first re-encodes the clip at that size (H.264, crf 20) into a temporary file and runs everything on that.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import argparse
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from hpe3d.v1 import (decoder_pb2, decoder_pb2_grpc, lifter3d_pb2,  # noqa: E402
 from services.common.grpc_server import channel  # noqa: E402
 from services.common.job_scope import job_metadata  # noqa: E402
 from services.common.storage import ObjectStore  # noqa: E402
+from bench.clips import resized_copy  # noqa: E402
 
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "video" / "two_people_office.avi"
 
@@ -156,9 +159,14 @@ def main() -> None:
     parser.add_argument("--max-persons", type=int, default=0,
                         help="persons tracked per frame (default: HPE3D_MAX_PERSONS, 2)")
     parser.add_argument("--no-anchor", action="store_true", help="do not run MediaPipe's Pose for the ratio")
+    parser.add_argument("--size", default="", help="re-encode the clip at WIDTHxHEIGHT first, e.g. 1280x720")
     args = parser.parse_args()
     if not args.video.exists():
         raise SystemExit(f"{args.video} not found: pass a 720p or 1080p clip")
+    if args.size:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        scratch = tempfile.TemporaryDirectory(prefix="hpe3d-bench-")
+        args.video = resized_copy(args.video, width, height, Path(scratch.name) / f"{args.video.stem}_{height}p.mp4")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}; "
           f"load average before: {_load_average()}")
     overrides = {"max_persons": args.max_persons} if args.max_persons else {}

@@ -1,8 +1,9 @@
 """Renderer cost: frames/s of ``render_video``, where its CPU goes, and the H.264 settings measured.
 
-    .venv/bin/python bench/renderer.py [--video PATH] [--repeat N]      frames/s and CPU ms per frame
+    .venv/bin/python bench/renderer.py [--video PATH] [--size 1280x720] [--repeat N]   frames/s, CPU ms/frame
     .venv/bin/python bench/renderer.py --parts                           CPU ms per frame of each part
     .venv/bin/python bench/renderer.py --encoder-settings                preset / crf / threads table
+    .venv/bin/python bench/renderer.py --stored-frames                   decoding again vs stored JPEG frames
 
 Two standing skeletons are drawn on every frame (2D and 3D), as in a real job. CPU time is the process's
 (all threads), the figure that limits a 2-core machine; wall time is printed beside it. The default clip is
@@ -26,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
 
 from hpe3d.v1 import common_pb2  # noqa: E402
 from services.common.arrays import to_proto  # noqa: E402
+from bench.clips import resized_copy  # noqa: E402
 from services.decoder.probe import probe_video  # noqa: E402
 from services.renderer.draw import draw_skeleton_2d  # noqa: E402
 from services.renderer.pose_data import PoseTimeline  # noqa: E402
@@ -178,16 +180,43 @@ def bench_encoder_settings(video: str, info, timeline) -> None:
                           f"{os.path.getsize(path) / 1024:7.0f} {psnr:9.2f}")
 
 
+def bench_stored_frames(video: str, info) -> None:
+    """CPU ms per frame of what the render does now to get its frames (decode the original, scale, BGR) against
+    what reading them from storage would cost (JPEG, quality 90, at the render's frame size: encode once in the
+    decoder, decode in the renderer)."""
+    import cv2
+    width, height, _ = output_layout(info.width, info.height)
+    t = time.process_time()
+    frames = list(_upright_frames(video, width, height))
+    decode = (time.process_time() - t) / len(frames) * 1e3
+    t = time.process_time()
+    jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1] for f in frames]
+    encode_jpeg = (time.process_time() - t) / len(frames) * 1e3
+    t = time.process_time()
+    for j in jpegs:
+        cv2.imdecode(j, cv2.IMREAD_COLOR)
+    decode_jpeg = (time.process_time() - t) / len(frames) * 1e3
+    print(f"{width}x{height} frames, CPU ms per frame: decoding the original to BGR {decode:.2f}; stored as JPEG "
+          f"instead: encode {encode_jpeg:.2f} + decode {decode_jpeg:.2f} = {encode_jpeg + decode_jpeg:.2f} "
+          f"({np.mean([len(j) for j in jpegs]) / 1024:.0f} KiB per frame)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--video", default=str(CLIP))
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--parts", action="store_true", help="CPU ms per frame of each part of the render loop")
     parser.add_argument("--encoder-settings", action="store_true", help="preset / crf / threads table")
+    parser.add_argument("--stored-frames", action="store_true", help="decoding again vs stored JPEG frames")
+    parser.add_argument("--size", default="", help="re-encode the clip at WIDTHxHEIGHT first, e.g. 1280x720")
     args = parser.parse_args()
     if not Path(args.video).exists():
         print(f"skipped: {args.video} is not present (development data beside the checkout)")
         return
+    if args.size:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        scratch = tempfile.TemporaryDirectory(prefix="hpe3d-bench-")
+        args.video = str(resized_copy(Path(args.video), width, height, Path(scratch.name) / f"clip_{height}p.mp4"))
     info = probe_video(args.video).to_proto()
     timeline = synthetic_timeline(info)
     print(f"clip: {Path(args.video).name}, {info.width}x{info.height} {info.codec}, {info.frame_count} frames; "
@@ -195,6 +224,8 @@ def main() -> None:
           "slows these figures)")
     if args.parts:
         bench_parts(args.video, info, timeline)
+    elif args.stored_frames:
+        bench_stored_frames(args.video, info)
     elif args.encoder_settings:
         bench_encoder_settings(args.video, info, timeline)
     else:
