@@ -158,7 +158,7 @@ def measure(url: str, threads: int, requests: int, rounds: int, host_pids: list[
                 after = server_stats(client, model)
                 for k in after:
                     stats[t][k] = stats[t].get(k, 0.0) + after[k] - before[k]
-        del runner
+        runner = None   # the next case loads its own
         print(f"\n{model}: input {list(shape)} uint8 ({x.nbytes / 1e3:.0f} kB), outputs "
               f"{', '.join(names)}; model in process {wall['model']:.2f} ms wall, {cpu_me['model']:.2f} ms CPU")
         print(f"  {'':5s} {'wall':>6s} {'pack':>6s} {'server':>6s} {'queue':>6s} {'c_in':>6s} {'c_infer':>7s} "
