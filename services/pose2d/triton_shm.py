@@ -55,6 +55,11 @@ class SharedMemoryRefused(RuntimeError):
     """The server would not register or use the client's shared memory: the client goes on with gRPC."""
 
 
+class OutputSizeUnknown(LookupError):
+    """An output the model's config does not list with fixed dims: this request goes through gRPC (where
+    the server answers it, or says what is wrong with it)."""
+
+
 @dataclass
 class _Region:
     name: str
@@ -76,8 +81,9 @@ class SharedMemoryInfer:
 
     ``infer(model, {input: array}, outputs)`` returns ``{output: array}`` like ``reply.as_numpy``;
     the arrays are copies (the regions are reused). Raises ``SharedMemoryRefused`` when the server
-    will not register or find the regions (after one re-registration), and the client's
-    ``InferenceServerException`` for everything else (an outage, bad inputs)."""
+    will not register or find the regions (after one re-registration), ``OutputSizeUnknown`` for an
+    output the model's config does not give fixed dims, and the client's ``InferenceServerException``
+    for everything else (an outage, bad inputs)."""
 
     def __init__(self, client, tgrpc):
         self._client = client
@@ -180,6 +186,9 @@ class SharedMemoryInfer:
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
         specs = self._output_specs(model, timeout_s)
+        unknown = [n for n in outputs if n not in specs or any(d < 0 for d in specs[n][0])]
+        if unknown:
+            raise OutputSizeUnknown(f"model {model!r} has no output {', '.join(unknown)} of fixed dims")
         batch = next(iter(inputs.values())).shape[0]
         arrays = {name: np.ascontiguousarray(a) for name, a in inputs.items()}
         in_offsets, offset = {}, 0
@@ -258,6 +267,8 @@ class TritonTensors:
         if shared is not None:
             try:
                 return shared.infer(model, inputs, outputs, timeout_s)
+            except OutputSizeUnknown:
+                pass
             except SharedMemoryRefused as exc:
                 log.warning("Triton at %s: %s; tensors go in the gRPC messages from now on", self.url, exc)
                 self.shm = None

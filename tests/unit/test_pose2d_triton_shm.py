@@ -84,3 +84,14 @@ def test_an_outage_is_not_taken_for_a_refusal():
     with pytest.raises(InferenceServerException, match="failed to connect"):
         tensors.infer("m", {"x": np.zeros((1, 4), np.uint8)}, ("y",), 5)
     assert tensors.shared_memory                       # still tried once the server is back
+
+
+def test_an_output_the_config_does_not_list_goes_through_grpc():
+    """No region can be sized for it: the request goes in the messages (the server answers or refuses
+    it there), and shared memory stays on for the next."""
+    server = RefusingServer()
+    tensors = TritonTensors(server, tgrpc, "127.0.0.1:8001", "on")
+    out = tensors.infer("m", {"x": np.zeros((1, 4), np.uint8)}, ("not_in_config",), 5)
+    assert out["not_in_config"].shape == (1, 2)
+    assert server.registrations == 0 and server.inferences == [[False]]
+    assert tensors.shared_memory
