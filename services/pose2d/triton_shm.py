@@ -10,7 +10,8 @@ another, and the gRPC request carries only the tensors' names, shapes and region
 each), registered with the server once and reused; a request holds one slot from writing its inputs
 until its outputs are copied out, so concurrent requests take different slots. A region too small for
 a request is replaced by a larger one. A server that lost the registrations (it restarted) gets them
-again on the next request.
+again on the next request. Regions are named ``hpe3d_<pid>_...``; before its first region a process
+frees those of client processes that are gone (killed before they could unregister).
 
 ``shared_memory_wanted`` says whether a client should try it: setting ``triton_shared_memory``
 (HPE3D_TRITON_SHARED_MEMORY) ``auto`` uses it when the server's address is this machine's loopback,
@@ -49,6 +50,54 @@ def shared_memory_wanted(url: str, mode: str) -> bool:
     if mode == "off" or not os.path.isdir("/dev/shm"):
         return False
     return mode == "on" or url_host(url) in LOOPBACK_HOSTS
+
+
+SHM_DIR = "/dev/shm"
+_swept = threading.Lock()                # sweep_stale_regions runs once per process
+_swept_done = False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(name: str) -> bool:
+    parts = name.split("_")
+    return len(parts) > 2 and parts[0] == "hpe3d" and parts[1].isdigit() and not _pid_alive(int(parts[1]))
+
+
+def sweep_stale_regions(client) -> list[str]:
+    """Free what a killed client process left behind (regions ``hpe3d_<pid>_...`` of a pid that is no
+    longer alive): its registrations with the server (which keep the memory mapped there) and any file
+    left in /dev/shm (Python's resource tracker usually unlinks those). Returns the names freed."""
+    freed = []
+    try:
+        registered = list(client.get_system_shared_memory_status().regions)
+    except Exception:  # noqa: BLE001 - a server that will not say: the registration below says more
+        registered = []
+    for name in registered:
+        if _stale(name):
+            try:
+                client.unregister_system_shared_memory(name)
+                freed.append(name)
+            except Exception:  # noqa: BLE001 - gone meanwhile
+                pass
+    for name in os.listdir(SHM_DIR) if os.path.isdir(SHM_DIR) else []:
+        if _stale(name):
+            try:
+                os.unlink(os.path.join(SHM_DIR, name))
+                freed.append(name)
+            except OSError:
+                pass
+    if freed:
+        log.info("freed %d shared-memory regions of client processes that are gone", len(freed))
+    return freed
 
 
 class SharedMemoryRefused(RuntimeError):
@@ -100,6 +149,11 @@ class SharedMemoryInfer:
         import tritonclient.utils.shared_memory as shm
         from tritonclient.utils import InferenceServerException
 
+        global _swept_done
+        with _swept:
+            if not _swept_done:          # once per process, before its first region
+                _swept_done = True
+                sweep_stale_regions(self._client)
         name = f"{slot.prefix}_{kind}"
         handle = shm.create_shared_memory_region(name, "/" + name, size)
         try:

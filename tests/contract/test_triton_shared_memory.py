@@ -121,3 +121,33 @@ def test_close_unregisters_and_frees_the_regions(triton_stack, frames):
     blazepose.close()
     assert not any(n.startswith(prefix) for n in registered(url))
     assert not any(f.startswith(prefix) for f in os.listdir("/dev/shm"))
+
+
+def test_regions_of_a_killed_client_are_freed_by_the_next(triton_stack):
+    """A client process killed before it could unregister leaves its registrations behind (Python's
+    resource tracker unlinks the files, but the server keeps them mapped); the next client process frees
+    them before its first region."""
+    import subprocess
+    import sys
+    import textwrap
+
+    url = triton_stack.settings.triton_url
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os, numpy as np
+        from services.pose2d.client import TritonBlazePose
+        client = TritonBlazePose({url!r}, shared_memory="on")
+        client.landmarks(np.zeros((1, 256, 256, 3), np.uint8))
+        print(os.getpid(), flush=True)
+        os._exit(0)                                      # no close(): as a kill -9 would leave it
+        """)], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    prefix = f"hpe3d_{int(killed.stdout.split()[-1])}_"
+    assert any(n.startswith(prefix) for n in registered(url))     # the server still maps them
+    subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import numpy as np
+        from services.pose2d.client import TritonBlazePose
+        client = TritonBlazePose({url!r}, shared_memory="on")
+        client.landmarks(np.zeros((1, 256, 256, 3), np.uint8))
+        client.close()
+        """)], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert not any(f.startswith(prefix) for f in os.listdir("/dev/shm"))
+    assert not any(n.startswith(prefix) for n in registered(url))
