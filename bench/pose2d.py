@@ -1,7 +1,7 @@
 """Pose2D throughput: frames/s of ``Pose2D.Estimate`` through Triton on a 720p clip.
 
     .venv/bin/python bench/pose2d.py [--video PATH] [--size 1280x720] [--max-persons 1 | --all-persons]
-                                     [--concurrency 1] [--repeat 3] [--modes grpc,direct,local]
+                                     [--concurrency 1] [--repeat 3] [--modes grpc,direct,plain,local]
 
 The clip (default ../shared/data/video/two_people_office.avi, 1920x1080, 87 frames) is decoded and
 resized to ``--size`` first, then turned into one FrameSegment as the decoder stores it (JPEG q90
@@ -11,7 +11,9 @@ at the 640 px working size, source size = ``--size``): none of that is timed. Ti
           (S3), calling the PyTriton host and storing its result in S3 (a new key each call): what a job
           worker sees, S3 in and out.
 * direct  the stage's code (``people.estimate_segment_people``: person detector, BlazePose landmarks,
-          tracker) in this process against the same Triton host (no gRPC, no S3).
+          tracker) in this process against the same Triton host (no gRPC, no S3), tensors as the
+          stage sends them (system shared memory with a server on this host, HPE3D_TRITON_SHARED_MEMORY).
+* plain   ``direct`` with the tensors in the gRPC messages (no shared memory): what shared memory saves.
 * local   the same with the models in this process (ONNX Runtime, LiteRT; no Triton): the floor.
 
 ``--all-persons`` follows every person of the clip (``max_persons`` 16, the limit); the default
@@ -110,7 +112,7 @@ def main() -> None:
     parser.add_argument("--all-persons", action="store_true", help="every person of the clip (max_persons 16)")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--modes", default="grpc,direct,local")
+    parser.add_argument("--modes", default="grpc,direct,plain,local")
     parser.add_argument("--no-heatmap", action="store_true", help="skip the heatmap refinement (less data)")
     parser.add_argument("--no-anchor", action="store_true", help="do not run MediaPipe's Pose for the ratio")
     args = parser.parse_args()
@@ -153,21 +155,29 @@ def main() -> None:
         persons["local"] = estimate(local_detector, local)
         results["local"] = timed(lambda: estimate(local_detector, local), args.concurrency,
                                  args.concurrency, args.repeat, [os.getpid()])
-    if "grpc" in modes or "direct" in modes:
+    if {"grpc", "direct", "plain"} & set(modes):
         from hpe3d_cli.local_stack import LocalStack
         components = ("s3", "triton", "pose2d") if "grpc" in modes else ("triton",)
         started = time.perf_counter()
         with LocalStack(components=components) as stack:
             print(f"stack ({', '.join(components)}) ready in {time.perf_counter() - started:.1f}s", flush=True)
             serving = [c.process.pid for c in stack.running if c.name in ("triton", "pose2d")]
-            if "direct" in modes:
-                from services.pose2d.client import TritonBlazePose
-                from services.pose2d.person_detector import TritonPersonDetector
-                triton, detector = TritonBlazePose(stack.settings.triton_url), TritonPersonDetector(stack.settings.triton_url)
+            from services.pose2d.client import TritonBlazePose
+            from services.pose2d.person_detector import TritonPersonDetector
+            for mode, shared_memory in (("direct", None), ("plain", "off")):   # None: as the stage decides
+                if mode not in modes:
+                    continue
+                url = stack.settings.triton_url
+                triton = TritonBlazePose(url, shared_memory=shared_memory)
+                detector = TritonPersonDetector(url, shared_memory=shared_memory)
                 estimate_segment_people(warm, detector, BlazePoseFollower(triton), options)
-                persons["direct"] = estimate(detector, triton)
-                results["direct"] = timed(lambda: estimate(detector, triton), args.concurrency,
-                                          args.concurrency, args.repeat, [os.getpid()] + serving)
+                persons[mode] = estimate(detector, triton)
+                results[mode] = timed(lambda: estimate(detector, triton), args.concurrency,
+                                      args.concurrency, args.repeat, [os.getpid()] + serving)
+                print(f"  ({mode}: tensors {'in shared memory' if triton.tensors.shared_memory else 'in the gRPC messages'})",
+                      flush=True)
+                triton.close()
+                detector.close()
             if "grpc" in modes:
                 from hpe3d.v1 import pose2d_pb2, pose2d_pb2_grpc
                 from services.common.grpc_server import channel
@@ -187,7 +197,7 @@ def main() -> None:
                     results["grpc"] = timed(lambda: stub.Estimate(request(), timeout=600), args.concurrency,
                                             args.concurrency, args.repeat, [os.getpid()] + serving)
     total = frames * args.concurrency
-    for mode in ("grpc", "direct", "local"):
+    for mode in ("grpc", "direct", "plain", "local"):
         if mode in results:
             wall, cpu = results[mode]
             print(f"  {mode:6s} {total / wall:6.1f} frames/s  ({wall * 1000 / total:.1f} ms/frame wall, "
@@ -196,7 +206,7 @@ def main() -> None:
     if not args.no_anchor:
         from bench.anchor import mediapipe_frames_per_s, print_ratio
         anchor = mediapipe_frames_per_s(args.video, size, frames, args.repeat)
-        for mode in ("grpc", "direct", "local"):
+        for mode in ("grpc", "direct", "plain", "local"):
             if mode in results:
                 print_ratio(mode, total / results[mode][0], anchor)
     print(f"load average {os.getloadavg()[0]:.2f} at the end (other work on this machine slows the wall-clock figures)")

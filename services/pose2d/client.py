@@ -18,6 +18,7 @@ import numpy as np
 from services.common.pose_models import BLAZEPOSE_DETECTOR, BLAZEPOSE_LANDMARKS
 from services.pose2d.blazepose import VALUES_PER_LANDMARK, ssd_anchors
 from services.pose2d.triton_errors import triton_error
+from services.pose2d.triton_shm import TritonTensors
 
 REGRESSORS, SCORES = "regressors", "scores"              # the detector's outputs this client reads
 LANDMARKS, POSE_FLAG, HEATMAP = "landmarks", "pose_flag", "heatmap"   # the landmark model's
@@ -95,22 +96,26 @@ class TritonBlazePose:
     """A Triton gRPC client for the BlazePose detector and landmark models.
 
     Thread-safe: one instance serves every concurrent Estimate call (Triton's dynamic batcher then
-    merges their requests). The models' configs are asked for on first use and kept. Failed requests
+    merges their requests). Tensors travel in system shared memory when the server is on this host
+    (``triton_shm``, setting ``triton_shared_memory``; ``shared_memory`` overrides it), else in the
+    gRPC messages. The models' configs are asked for on first use and kept. Failed requests
     raise the errors of ``triton_errors.triton_error``: ``DependencyUnavailable`` for an outage,
     ``ModelNotServed`` for a server that never served a model, ``TritonRequestRefused`` otherwise.
     """
 
-    def __init__(self, url: str, timeout_s: float = 60.0):
+    def __init__(self, url: str, timeout_s: float = 60.0, shared_memory: str | None = None):
         import tritonclient.grpc as tgrpc
 
         self._tgrpc = tgrpc
         self.url = url
         self.timeout_s = timeout_s
         self._client = tgrpc.InferenceServerClient(url)
+        self.tensors = TritonTensors(self._client, tgrpc, url, shared_memory)
         self._info: BlazePoseInfo | None = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
+        self.tensors.close()
         self._client.close()
 
     def ready(self) -> bool:
@@ -146,16 +151,12 @@ class TritonBlazePose:
         step = max(1, max_batch)
         for start in range(0, len(images), step):
             chunk = np.ascontiguousarray(images[start:start + step], dtype=np.uint8)
-            tensor = self._tgrpc.InferInput(input_name, list(chunk.shape), "UINT8")
-            tensor.set_data_from_numpy(chunk)
             try:
-                reply = self._client.infer(model, [tensor],
-                                           outputs=[self._tgrpc.InferRequestedOutput(n) for n in outputs],
-                                           client_timeout=self.timeout_s)
+                reply = self.tensors.infer(model, {input_name: chunk}, outputs, self.timeout_s)
             except InferenceServerException as exc:
                 raise triton_error(exc, self.url, model, served_before=True) from exc
             for name in outputs:
-                results[name].append(reply.as_numpy(name))
+                results[name].append(reply[name])
         return {name: parts[0] if len(parts) == 1 else np.concatenate(parts) for name, parts in results.items()}
 
     def detect(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

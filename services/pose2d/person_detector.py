@@ -33,6 +33,7 @@ import numpy as np
 
 from services.common.errors import DependencyUnavailable
 from services.pose2d.triton_errors import triton_error   # outage or permanent error, as every Triton client
+from services.pose2d.triton_shm import TritonTensors
 
 MODEL_NAME = "person_detector"
 MIN_SCORE = 0.35            # person score a box needs (bench/eval_detector.py measures the choice)
@@ -315,11 +316,12 @@ def levels_joined(info: DetectorInfo, outputs: dict[str, np.ndarray]) -> tuple[n
 
 
 class TritonPersonDetector:
-    """A Triton gRPC client of the person detector. A server without the model ready raises
+    """A Triton gRPC client of the person detector (tensors in shared memory as ``client.TritonBlazePose``
+    says). A server without the model ready raises
     ``LookupError`` at construction, an unreachable one ``DependencyUnavailable``; a failed call is
     told apart as the BlazePose client does (an outage ``DependencyUnavailable``, bad arguments not)."""
 
-    def __init__(self, url: str, name: str = MODEL_NAME, timeout_s: float = 120.0):
+    def __init__(self, url: str, name: str = MODEL_NAME, timeout_s: float = 120.0, shared_memory: str | None = None):
         import tritonclient.grpc as tgrpc
         from tritonclient.utils import InferenceServerException
 
@@ -339,19 +341,19 @@ class TritonPersonDetector:
             self._client.close()
             raise
         self.info = DetectorInfo.from_config(config)
+        self.tensors = TritonTensors(self._client, tgrpc, url, shared_memory)
 
     def close(self) -> None:
+        self.tensors.close()
         self._client.close()
 
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from tritonclient.utils import InferenceServerException
 
-        tensor = self._tgrpc.InferInput(self.info.input_name, list(images.shape), "UINT8")
-        tensor.set_data_from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
         names = [n for lv in self.info.levels for n in (lv.scores_name, lv.bins_name)]
-        wanted = [self._tgrpc.InferRequestedOutput(n) for n in names]
         try:
-            reply = self._client.infer(self.info.name, [tensor], outputs=wanted, client_timeout=self.timeout_s)
+            reply = self.tensors.infer(self.info.name, {self.info.input_name: np.ascontiguousarray(images, np.uint8)},
+                                       names, self.timeout_s)
         except InferenceServerException as exc:
             raise triton_error(exc, self.url, self.info.name, served_before=True) from exc
-        return levels_joined(self.info, {n: reply.as_numpy(n) for n in names})
+        return levels_joined(self.info, reply)

@@ -17,6 +17,7 @@ import numpy as np
 from services.common.errors import DependencyUnavailable
 from services.common.pose_models import IMAGENET_MEAN, IMAGENET_STD
 from services.pose2d.triton_errors import triton_error
+from services.pose2d.triton_shm import TritonTensors
 
 HEATMAPS = "heatmaps"
 MAX_IN_FLIGHT = 4     # concurrent requests of one call: Triton's dynamic batcher fills the GPU with them
@@ -79,11 +80,12 @@ def model_input(info: HeatmapModelInfo, crops: np.ndarray) -> np.ndarray:
 
 
 class TritonTopDown:
-    """A Triton gRPC client for one top-down model. A model the server does not have ready raises
+    """A Triton gRPC client for one top-down model (tensors in shared memory as ``client.TritonBlazePose``
+    says). A model the server does not have ready raises
     ``LookupError`` at construction; failed requests raise the errors of ``triton_errors.triton_error``
     (``DependencyUnavailable`` only for an outage)."""
 
-    def __init__(self, url: str, name: str, timeout_s: float = 120.0):
+    def __init__(self, url: str, name: str, timeout_s: float = 120.0, shared_memory: str | None = None):
         import tritonclient.grpc as tgrpc
         from tritonclient.utils import InferenceServerException
 
@@ -103,22 +105,20 @@ class TritonTopDown:
             self._client.close()
             raise
         self.info = HeatmapModelInfo.from_config(config)
+        self.tensors = TritonTensors(self._client, tgrpc, url, shared_memory)
 
     def close(self) -> None:
+        self.tensors.close()
         self._client.close()
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         from tritonclient.utils import InferenceServerException
 
-        tensor = self._tgrpc.InferInput(self.info.input_name, list(batch.shape),
-                                        "UINT8" if batch.dtype == np.uint8 else "FP32")
-        tensor.set_data_from_numpy(batch)
         try:
-            reply = self._client.infer(self.info.name, [tensor], outputs=[self._tgrpc.InferRequestedOutput(HEATMAPS)],
-                                       client_timeout=self.timeout_s)
+            return self.tensors.infer(self.info.name, {self.info.input_name: batch}, (HEATMAPS,),
+                                      self.timeout_s)[HEATMAPS]
         except InferenceServerException as exc:
             raise triton_error(exc, self.url, self.info.name, served_before=True) from exc
-        return reply.as_numpy(HEATMAPS)
 
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
         """All crops, sent as requests of at most ``max_batch_size``, up to ``MAX_IN_FLIGHT`` at once."""

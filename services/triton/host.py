@@ -147,6 +147,26 @@ def _bind(triton, model: HostedModel) -> None:
                 config=ModelConfig(max_batch_size=config.max_batch_size, batcher=batcher), strict=True)
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# What PyTriton guards with its own secret token (it loads the models through the repository API):
+# with the server reachable from this machine only, a client may also register system shared memory
+# (the pose2d stage's tensors, on the same host) and read the inference statistics (bench/triton_hop.py).
+LOCAL_OPEN_ENDPOINTS = ("shared-memory", "statistics")
+
+
+def security_config(bind_host: str):
+    """PyTriton's token-guarded endpoints for a server bound to ``bind_host``: all of its defaults,
+    less shared memory and statistics when only this machine reaches the server (a loopback
+    address); a server bound to another address keeps them guarded (shared memory only serves a
+    client on the same host anyway)."""
+    from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, TritonSecurityConfig
+
+    guarded = list(DEFAULT_PROTECTED_ENDPOINTS)
+    if bind_host in LOOPBACK_HOSTS:
+        guarded = [e for e in guarded if e not in LOCAL_OPEN_ENDPOINTS]
+    return TritonSecurityConfig(restricted_endpoints=guarded)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve Triton model repositories over Triton's protocol "
                                                  "(PyTriton, CPU)")
@@ -159,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=os.environ.get("HPE3D_BIND_HOST") or Settings.bind_host,
                         help="address the gRPC, HTTP and metrics endpoints bind (default HPE3D_BIND_HOST, "
                              "else 127.0.0.1: this machine only; 0.0.0.0 in a pod)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads per model")
+    parser.add_argument("--threads", type=int, default=Settings.from_env().triton_model_threads,
+                        help="CPU threads per model (default HPE3D_TRITON_MODEL_THREADS, else 2)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("HPE3D_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -179,11 +200,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from pytriton.triton import Triton, TritonConfig
 
+    security = security_config(args.host)
     config = TritonConfig(grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port,
                           grpc_address=args.host, http_address=args.host, metrics_address=args.host,
                           exit_on_error=True,
                           strict_readiness=True, log_verbose=0)
-    triton = Triton(config=config)
+    triton = Triton(config=config, security_config=security)
 
     def on_sigterm(_signum, _frame):
         raise KeyboardInterrupt  # Triton.serve() stops the server and cleans up on it

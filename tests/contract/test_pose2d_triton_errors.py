@@ -9,6 +9,7 @@ from services.common.errors import DependencyUnavailable
 from services.pose2d.client import TritonBlazePose
 from services.pose2d.topdown_client import HeatmapModelInfo, TritonTopDown
 from services.pose2d.triton_errors import TritonRequestRefused
+from services.pose2d.triton_shm import TritonTensors
 from services.triton.repositories import missing_model_files
 
 pytestmark = [pytest.mark.contract,
@@ -33,6 +34,7 @@ def test_topdown_client_reports_a_refused_shape_as_permanent_not_unavailable(tri
     import tritonclient.grpc as tgrpc
     client._tgrpc, client.url, client.timeout_s = tgrpc, url, 30.0
     client._client = tgrpc.InferenceServerClient(url)
+    client.tensors = TritonTensors(client._client, tgrpc, url)    # shared memory: the server is on loopback
     client.info = HeatmapModelInfo("blazepose_detector", "image", "uint8", 100, 100, 17, 25, 25, 16)
     try:
         with pytest.raises(TritonRequestRefused, match="INVALID_ARGUMENT") as caught:

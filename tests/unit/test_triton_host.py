@@ -59,3 +59,14 @@ def test_libpython_dir_goes_first_once(monkeypatch):
     monkeypatch.delenv("LD_LIBRARY_PATH")
     host.ensure_libpython_first()
     assert os.environ["LD_LIBRARY_PATH"] == libdir and Path(libdir).is_dir()
+
+
+def test_shared_memory_and_statistics_are_open_on_loopback_only():
+    from services.triton.host import security_config
+
+    local = security_config("127.0.0.1")
+    assert "shared-memory" not in local.restricted_endpoints and "statistics" not in local.restricted_endpoints
+    assert {"model-repository", "trace", "logging"} <= set(local.restricted_endpoints)
+    assert local.access_token
+    pod = security_config("0.0.0.0")
+    assert {"shared-memory", "statistics", "model-repository"} <= set(pod.restricted_endpoints)
