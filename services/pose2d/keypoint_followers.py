@@ -3,10 +3,13 @@ detector box, keypoints in a batch of regions, and each person's region on the n
 keypoints just found (so the detector need not run on every frame).
 
 * ``BlazePoseFollower``: BlazePose GHUM's landmark model (33 landmarks; COCO-17 is their subset).
-  A detector box becomes an upright square ROI on the box centre, 1.25 x its longer side (as
-  MediaPipe's ROI is 1.25 x the body's extent); a new person's landmarks are found twice, the second
-  time in the ROI the first landmarks give (rotated along the body), as BlazePose's own detector ->
-  ROI -> landmarks chain would. Afterwards the ROI follows the auxiliary landmarks 33/34.
+  A detector box becomes an upright square ROI on the box centre, 1.4 x its longer side (room for
+  a box that cuts a limb); a new person's landmarks are then found again, twice, each time in the ROI
+  the previous landmarks give -- centred on the hips, sized by the body, rotated upright, as
+  BlazePose's own detector -> ROI -> landmarks chain aligns it -- and of the three passes the one with
+  the highest pose flag is kept (a box ROI the model doubts often gives a sure aligned one, and an
+  aligned ROI thrown off by a wrong first pass does not replace a good one). Afterwards the ROI
+  follows the auxiliary landmarks 33/34.
   The landmark model was made to find one prominent person in its crop: given a square around a
   person half hidden behind another, it finds the one in front. So the crops of a person whose box
   overlaps someone else's show only their box (``KEEP_MARGIN`` around it; black elsewhere): the
@@ -30,7 +33,10 @@ from services.pose2d.client import BlazePoseModels
 from services.pose2d.topdown import topdown_keypoints
 from services.pose2d.topdown_client import HeatmapModel
 
-ROI_OF_BOX = 1.25                 # BlazePose ROI side / the detector box's longer side
+ROI_OF_BOX = 1.4                  # BlazePose ROI side / the detector box's longer side (bench/eval_2d.py: 1.25-1.5 alike)
+ALIGNED_PASSES = 2                # a new person's landmarks found again this many times, each in the aligned ROI
+                                  # the previous pass's landmarks give
+REFINE_MIN_FLAG = 0.1             # ... as long as the previous pass's pose flag is at least this (else: nobody there)
 KEEP_MARGIN = 0.1                 # what a masked crop keeps around the person's box, of the box's height
 MIN_TOPDOWN_SCORE = 0.3           # a top-down person is there when their joints' mean peak reaches this
 JOINT_SEEN = 0.3                  # joints scoring this much make the next frame's box
@@ -97,17 +103,30 @@ class BlazePoseFollower:
         keep = [None if b is None else grown(b) for b in boxes] if boxes is not None else [None] * len(regions)
         found = self._landmarks(frame_bgr, regions, keep)
         if new:
-            again = [i for i, lm in enumerate(found) if lm.pose_flag >= MIN_POSE_FLAG]
-            refined = self._landmarks(frame_bgr, [found[i].next_roi() for i in again], [keep[i] for i in again])
-            for i, lm in zip(again, refined):
-                if lm.pose_flag >= MIN_POSE_FLAG:
-                    found[i] = lm
+            found = self._aligned(frame_bgr, found, keep)
         out = []
         for lm in found:
             kp = lm.keypoints()
             out.append(FoundPerson(blazepose33_to_coco17(kp), kp, lm.body_box(), lm.pose_flag,
                                    lm.pose_flag >= MIN_POSE_FLAG, lm.next_roi()))
         return out
+
+    def _aligned(self, frame: np.ndarray, found: list[Landmarks], keep: list[Box | None]) -> list[Landmarks]:
+        """Each person's landmarks found again ``ALIGNED_PASSES`` times, each time in the ROI the
+        previous pass's landmarks give (``Landmarks.next_roi``); per person the pass with the highest
+        pose flag is kept."""
+        best = list(found)
+        current = list(found)
+        for _ in range(ALIGNED_PASSES):
+            again = [i for i, lm in enumerate(current) if lm.pose_flag >= REFINE_MIN_FLAG]
+            if not again:
+                break
+            refined = self._landmarks(frame, [current[i].next_roi() for i in again], [keep[i] for i in again])
+            for i, lm in zip(again, refined):
+                current[i] = lm
+                if lm.pose_flag > best[i].pose_flag:
+                    best[i] = lm
+        return best
 
 
 def grown(box: Box, margin: float = KEEP_MARGIN) -> Box:
