@@ -106,10 +106,11 @@ def test_pose2d_stream_answers_each_frame_in_order_and_follows_both_people_as_se
     assert all((r.width, r.height) == (640, 360) and r.estimate_ms > 0 for r in replies)
     assert sum(1 for r in replies if r.poses.persons) >= 20
     # the main person keeps one track id through the stream; the second person of the clip is found
-    # (the detector's boxes join the stream when its thread has them) and keeps theirs
+    # and keeps theirs (when depends on the server's clock: the detector's boxes join the stream when its
+    # thread has them, every 0.5 s; tests/unit/test_pose2d_live.py times that with a clock of its own)
     assert {r.poses.persons[0].track_id for r in replies if r.poses.persons} == {0}
     assert {p.track_id for r in replies for p in r.poses.persons} == {0, 1}
-    assert sum(1 for r in replies if len(r.poses.persons) == 2) >= 12
+    assert any(len(r.poses.persons) == 2 for r in replies)
     # the same people loop as a segment's (``people.estimate_segment_people``) on the same JPEGs, through
     # the same Triton: where both have a person, they put the joints in the same places
     segment = common_pb2.FrameSegment(start_frame=1000, width=640, height=360, source_width=640, source_height=360,
@@ -123,7 +124,7 @@ def test_pose2d_stream_answers_each_frame_in_order_and_follows_both_people_as_se
             if p.track_id in batch_people:
                 distances = np.linalg.norm(from_proto(p.coco17)[:, :2] - batch_people[p.track_id][:, :2], axis=1)
                 apart.append(float(np.median(distances)))
-    assert len(apart) >= 36
+    assert len(apart) >= 24
     # pixels of the 640x360 frames; the few frames apart are those where a person's boxes joined the
     # stream a frame or two later than the segment's detector gave them (its first ROIs differ)
     assert np.median(apart) <= 2.0 and np.mean(np.array(apart) <= 5.0) >= 0.9, sorted(apart)[-6:]
