@@ -3,16 +3,17 @@ detector box, keypoints in a batch of regions, and each person's region on the n
 keypoints just found (so the detector need not run on every frame).
 
 * ``BlazePoseFollower``: BlazePose GHUM's landmark model (33 landmarks; COCO-17 is their subset).
-  A detector box becomes an upright square ROI on the box centre, 1.25 x its longer side (1.4 x on
-  a still image: room for a box that cuts a limb); a new person's landmarks are then found again in
-  the ROI the previous landmarks give -- centred on the hips, sized by the body, rotated upright, as
-  BlazePose's own detector -> ROI -> landmarks chain aligns it -- once in video, twice on a still
-  image, and of the passes the one with the highest pose flag is kept (a box ROI the model doubts
-  often gives a sure aligned one, and an aligned ROI thrown off by a wrong first pass does not
-  replace a good one). In video the person is seen again on the next frames, and the extra passes
-  and margin there let half-hidden people behind others come back as duplicates (two people of the
-  office clip followed as five on some frames), so they are for still images. Afterwards the ROI
-  follows the auxiliary landmarks 33/34.
+  A detector box becomes an upright square ROI on the box centre, 1.25 x its longer side; a new
+  person's landmarks are then found again in the ROI those landmarks give -- centred on the hips,
+  sized by the body, rotated upright, as BlazePose's own detector -> ROI -> landmarks chain aligns it
+  -- and kept when the model is sure of a person there. On a still image (``still``) the box ROI is
+  1.4 x (room for a box that cuts a limb), the aligned pass is made twice, and of the passes the one
+  with the highest pose flag is kept (a box ROI the model doubts often gives a sure aligned one, and
+  an aligned ROI thrown off by a wrong first pass does not replace a good one). In video the person
+  is seen again on the next frames, and the still image's settings there let half-hidden people
+  behind others come back as duplicates (two people of the office clip followed as five on some
+  frames) and a tracked person change id, so they are for still images. Afterwards the ROI follows
+  the auxiliary landmarks 33/34.
   The landmark model was made to find one prominent person in its crop: given a square around a
   person half hidden behind another, it finds the one in front. So the crops of a person whose box
   overlaps someone else's show only their box (``KEEP_MARGIN`` around it; black elsewhere): the
@@ -37,10 +38,10 @@ from services.pose2d.topdown import topdown_keypoints
 from services.pose2d.topdown_client import HeatmapModel
 
 ROI_OF_BOX = 1.25                 # BlazePose ROI side / the detector box's longer side, in video
-ALIGNED_PASSES = 1                # a new person's landmarks found again this many times, each in the aligned ROI
-                                  # the previous pass's landmarks give, in video
-ROI_OF_BOX_STILL, ALIGNED_PASSES_STILL = 1.4, 2   # the same on a still image (bench/eval_2d.py measures both)
-REFINE_MIN_FLAG = 0.1             # a pass is followed by another only if its pose flag is at least this
+ROI_OF_BOX_STILL = 1.4            # ... on a still image (bench/eval_2d.py measures both)
+ALIGNED_PASSES_STILL = 2          # a still image's new person: landmarks found again this many times, each in
+                                  # the aligned ROI the previous pass's landmarks give
+REFINE_MIN_FLAG_STILL = 0.1       # ... a pass followed by another only if its pose flag is at least this
 KEEP_MARGIN = 0.1                 # what a masked crop keeps around the person's box, of the box's height
 MIN_TOPDOWN_SCORE = 0.3           # a top-down person is there when their joints' mean peak reaches this
 JOINT_SEEN = 0.3                  # joints scoring this much make the next frame's box
@@ -108,8 +109,14 @@ class BlazePoseFollower:
             return []
         keep = [None if b is None else grown(b) for b in boxes] if boxes is not None else [None] * len(regions)
         found = self._landmarks(frame_bgr, regions, keep)
-        if new:
-            found = self._aligned(frame_bgr, found, keep, ALIGNED_PASSES_STILL if still else ALIGNED_PASSES)
+        if new and still:
+            found = self._aligned(frame_bgr, found, keep, ALIGNED_PASSES_STILL)
+        elif new:
+            again = [i for i, lm in enumerate(found) if lm.pose_flag >= MIN_POSE_FLAG]
+            refined = self._landmarks(frame_bgr, [found[i].next_roi() for i in again], [keep[i] for i in again])
+            for i, lm in zip(again, refined):
+                if lm.pose_flag >= MIN_POSE_FLAG:
+                    found[i] = lm
         out = []
         for lm in found:
             kp = lm.keypoints()
@@ -125,7 +132,7 @@ class BlazePoseFollower:
         best = list(found)
         current = list(found)
         for _ in range(passes):
-            again = [i for i, lm in enumerate(current) if lm.pose_flag >= REFINE_MIN_FLAG]
+            again = [i for i, lm in enumerate(current) if lm.pose_flag >= REFINE_MIN_FLAG_STILL]
             if not again:
                 break
             refined = self._landmarks(frame, [current[i].next_roi() for i in again], [keep[i] for i in again])
