@@ -2,6 +2,7 @@
 MPII PCKh@0.5, for the stage's path and, beside it, the former BlazePose-detector path.
 
     .venv/bin/python bench/eval_2d.py [--local] [--max-persons 8] [--working-size 640] [--paths people,blazepose]
+                                      [--topdown DIR/hrnet_w32 ...]
 
 Each photo goes through the decoder's own code (``decode_segment``: EXIF, working size, JPEG) into a
 one-frame segment and then through the pose2d code the stage runs, with the models served by a real
@@ -11,7 +12,11 @@ same model folders in this process instead):
 * ``people``     the stage's path (``people.estimate_segment_people``): the person detector (NanoDet,
                  with tiles on a photo), BlazePose's landmark model on every person found;
 * ``blazepose``  the former path (``segment.estimate_segment``): BlazePose's own detector and landmark
-                 model, as MediaPipe's pose graph (same ``max_persons``).
+                 model, as MediaPipe's pose graph (same ``max_persons``);
+* ``topdown:NAME`` with ``--topdown FOLDER`` (a model folder ``hpe3d models export`` wrote, e.g.
+                 ``~/hpe3d-models/hrnet_w32``; repeatable): the stage's path with that HRNet /
+                 SimpleBaseline model on the same detector boxes (``keypoint_followers.TopDownFollower``,
+                 flip test on), run in this process by ONNX Runtime.
 
 Scores, in each set's own joints that COCO-17 also has (OCHuman: all 17; CrowdPose and AI Challenger:
 shoulders to ankles; PoseTrack18: nose, ears, shoulders to ankles):
@@ -239,7 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-persons", type=int, default=0, help="persons per photo (0: HPE3D_MAX_PERSONS' default)")
     parser.add_argument("--working-size", type=int, default=0, help="long side of the decoded frame (0: the default)")
     parser.add_argument("--paths", default="people,blazepose")
+    parser.add_argument("--topdown", action="append", default=[], metavar="FOLDER",
+                        help="an exported top-down model folder to measure on the same boxes (repeatable)")
     args = parser.parse_args(argv)
+    missing = [f for f in args.topdown if not (Path(f).expanduser() / "config.pbtxt").is_file()]
+    if missing:
+        parser.error(f"not an exported model folder (no config.pbtxt): {', '.join(missing)}; "
+                     "make one with `hpe3d models export NAME --weights FILE --repository DIR`")
     if not EVAL2D.is_dir():
         print(f"skipped: {EVAL2D} is not present (development data beside the checkout)")
         return 0
@@ -279,7 +290,19 @@ def main(argv: list[str] | None = None) -> int:
             "blazepose": ("former path: BlazePose's own detector + landmarks",
                           lambda seg: estimate_segment(seg, blazepose, EstimatorOptions(max_persons=max_persons))),
         }
-        for path in [p.strip() for p in args.paths.split(",") if p.strip()]:
+        from bench.local_models import LocalTopDown
+        from services.pose2d.keypoint_followers import TopDownFollower
+
+        def topdown_run(folder: Path):
+            model = LocalTopDown(folder)
+            return lambda seg: estimate_segment_people(seg, detector, TopDownFollower(model),
+                                                       PeopleOptions(max_persons=max_persons))
+
+        for folder in args.topdown:
+            folder = Path(folder).expanduser()
+            runs[f"topdown:{folder.name}"] = (f"person detector + {folder.name} on the same boxes", topdown_run(folder))
+        paths = [p.strip() for p in args.paths.split(",") if p.strip()] + [f"topdown:{Path(f).name}" for f in args.topdown]
+        for path in paths:
             label, run = runs[path]
             started = time.perf_counter()
             predictions = {p.path: predictions_of(run(segments[p.path])) for p in photos}

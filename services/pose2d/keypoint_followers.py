@@ -3,10 +3,17 @@ detector box, keypoints in a batch of regions, and each person's region on the n
 keypoints just found (so the detector need not run on every frame).
 
 * ``BlazePoseFollower``: BlazePose GHUM's landmark model (33 landmarks; COCO-17 is their subset).
-  A detector box becomes an upright square ROI on the box centre, 1.25 x its longer side (as
-  MediaPipe's ROI is 1.25 x the body's extent); a new person's landmarks are found twice, the second
-  time in the ROI the first landmarks give (rotated along the body), as BlazePose's own detector ->
-  ROI -> landmarks chain would. Afterwards the ROI follows the auxiliary landmarks 33/34.
+  A detector box becomes an upright square ROI on the box centre, 1.25 x its longer side; a new
+  person's landmarks are then found again in the ROI those landmarks give -- centred on the hips,
+  sized by the body, rotated upright, as BlazePose's own detector -> ROI -> landmarks chain aligns it
+  -- and kept when the model is sure of a person there. On a still image (``still``) the box ROI is
+  1.4 x (room for a box that cuts a limb), the aligned pass is made twice, and of the passes the one
+  with the highest pose flag is kept (a box ROI the model doubts often gives a sure aligned one, and
+  an aligned ROI thrown off by a wrong first pass does not replace a good one). In video the person
+  is seen again on the next frames, and the still image's settings there let half-hidden people
+  behind others come back as duplicates (two people of the office clip followed as five on some
+  frames) and a tracked person change id, so they are for still images. Afterwards the ROI follows
+  the auxiliary landmarks 33/34.
   The landmark model was made to find one prominent person in its crop: given a square around a
   person half hidden behind another, it finds the one in front. So the crops of a person whose box
   overlaps someone else's show only their box (``KEEP_MARGIN`` around it; black elsewhere): the
@@ -30,7 +37,11 @@ from services.pose2d.client import BlazePoseModels
 from services.pose2d.topdown import topdown_keypoints
 from services.pose2d.topdown_client import HeatmapModel
 
-ROI_OF_BOX = 1.25                 # BlazePose ROI side / the detector box's longer side
+ROI_OF_BOX = 1.25                 # BlazePose ROI side / the detector box's longer side, in video
+ROI_OF_BOX_STILL = 1.4            # ... on a still image (bench/eval_2d.py measures both)
+ALIGNED_PASSES_STILL = 2          # a still image's new person: landmarks found again this many times, each in
+                                  # the aligned ROI the previous pass's landmarks give
+REFINE_MIN_FLAG_STILL = 0.1       # ... a pass followed by another only if its pose flag is at least this
 KEEP_MARGIN = 0.1                 # what a masked crop keeps around the person's box, of the box's height
 MIN_TOPDOWN_SCORE = 0.3           # a top-down person is there when their joints' mean peak reaches this
 JOINT_SEEN = 0.3                  # joints scoring this much make the next frame's box
@@ -55,15 +66,16 @@ class FoundPerson:
 
 
 class KeypointFollower(Protocol):
-    def region_from_box(self, box: Box) -> Any:
-        """The region to run the model on for a person in detector box ``box``."""
+    def region_from_box(self, box: Box, still: bool = False) -> Any:
+        """The region to run the model on for a person in detector box ``box`` (``still``: of a
+        still image)."""
 
     def find(self, frame_bgr: np.ndarray, regions: list[Any], new: bool = False,
-             boxes: list[Box | None] | None = None) -> list[FoundPerson]:
+             boxes: list[Box | None] | None = None, still: bool = False) -> list[FoundPerson]:
         """Keypoints of the persons in ``regions`` of one frame, in one batched model call
         (``new``: the regions come from detector boxes, the first sight of these persons; ``boxes``:
         per region the box the person is known to be in, or None: a model that would look past it
-        sees only it)."""
+        sees only it; ``still``: the frame is a still image, worth more model calls per person)."""
 
 
 class BlazePoseFollower:
@@ -72,9 +84,10 @@ class BlazePoseFollower:
         self.refine_with_heatmap = refine_with_heatmap
         self.crops = 0
 
-    def region_from_box(self, box: Box) -> Roi:
+    def region_from_box(self, box: Box, still: bool = False) -> Roi:
         x0, y0, x1, y1 = box
-        return Roi((x0 + x1) / 2, (y0 + y1) / 2, ROI_OF_BOX * max(x1 - x0, y1 - y0, 1.0), 0.0)
+        scale = ROI_OF_BOX_STILL if still else ROI_OF_BOX
+        return Roi((x0 + x1) / 2, (y0 + y1) / 2, scale * max(x1 - x0, y1 - y0, 1.0), 0.0)
 
     def _landmarks(self, frame: np.ndarray, rois: list[Roi], keep: list[Box | None]) -> list[Landmarks]:
         size = self.models.info.landmark_size
@@ -91,12 +104,14 @@ class BlazePoseFollower:
                 for i, roi in enumerate(rois)]
 
     def find(self, frame_bgr: np.ndarray, regions: list[Roi], new: bool = False,
-             boxes: list[Box | None] | None = None) -> list[FoundPerson]:
+             boxes: list[Box | None] | None = None, still: bool = False) -> list[FoundPerson]:
         if not regions:
             return []
         keep = [None if b is None else grown(b) for b in boxes] if boxes is not None else [None] * len(regions)
         found = self._landmarks(frame_bgr, regions, keep)
-        if new:
+        if new and still:
+            found = self._aligned(frame_bgr, found, keep, ALIGNED_PASSES_STILL)
+        elif new:
             again = [i for i, lm in enumerate(found) if lm.pose_flag >= MIN_POSE_FLAG]
             refined = self._landmarks(frame_bgr, [found[i].next_roi() for i in again], [keep[i] for i in again])
             for i, lm in zip(again, refined):
@@ -108,6 +123,24 @@ class BlazePoseFollower:
             out.append(FoundPerson(blazepose33_to_coco17(kp), kp, lm.body_box(), lm.pose_flag,
                                    lm.pose_flag >= MIN_POSE_FLAG, lm.next_roi()))
         return out
+
+    def _aligned(self, frame: np.ndarray, found: list[Landmarks], keep: list[Box | None],
+                 passes: int) -> list[Landmarks]:
+        """Each person's landmarks found again ``passes`` times, each time in the ROI the previous
+        pass's landmarks give (``Landmarks.next_roi``); per person the pass with the highest pose
+        flag is kept."""
+        best = list(found)
+        current = list(found)
+        for _ in range(passes):
+            again = [i for i, lm in enumerate(current) if lm.pose_flag >= REFINE_MIN_FLAG_STILL]
+            if not again:
+                break
+            refined = self._landmarks(frame, [current[i].next_roi() for i in again], [keep[i] for i in again])
+            for i, lm in zip(again, refined):
+                current[i] = lm
+                if lm.pose_flag > best[i].pose_flag:
+                    best[i] = lm
+        return best
 
 
 def grown(box: Box, margin: float = KEEP_MARGIN) -> Box:
@@ -145,11 +178,11 @@ class TopDownFollower:
         self.flip_test = flip_test
         self.crops = 0
 
-    def region_from_box(self, box: Box) -> Box:
+    def region_from_box(self, box: Box, still: bool = False) -> Box:
         return tuple(float(v) for v in box)
 
     def find(self, frame_bgr: np.ndarray, regions: list[Box], new: bool = False,
-             boxes: list[Box | None] | None = None) -> list[FoundPerson]:
+             boxes: list[Box | None] | None = None, still: bool = False) -> list[FoundPerson]:
         if not regions:
             return []
         keypoints = topdown_keypoints([frame_bgr], [list(regions)], self.model, self.flip_test)

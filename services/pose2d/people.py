@@ -10,7 +10,9 @@
 2. **Keypoints** (``keypoint_followers``): each detected person not already followed gets a region
    from their box and the keypoint model (BlazePose landmarks, or a top-down model on the same
    boxes); between detections each person's region comes from their keypoints on the previous frame,
-   as BlazePose follows a person; all persons of a frame go to the model in one batched call. A
+   as BlazePose follows a person; all persons of a frame go to the model in one batched call. On a
+   still image two detections (best score first) are tried per person that could be added, so a false
+   detection the keypoint model rejects does not take a real person's place. A
    person whose box overlaps someone else's is shown to the model inside their box only. A person whose keypoint model says nobody is there any more is no longer followed.
 3. **Ids** (``person_tracking.PersonTracker``): every frame's persons are associated with the tracks
    by motion and keypoints, so ids survive occlusions of up to 2 s and crossings; ids count from 0
@@ -60,6 +62,8 @@ class PeopleOptions:
     min_rediscovery_score: float = 0.2  # a weaker detection counts where a person was lost (ByteTrack's idea)
     same_person_iou: float = 0.6       # a detection (or a second region) overlapping a followed person this much is them
     max_hidden_s: float = 2.0          # a person hidden this long keeps their id (person_tracking)
+    candidates_per_place: int = 1      # detections (best first) the keypoint model tries per person that could be
+    candidates_per_place_still: int = 2   # added, in video / on a still image (a false box does not take a real one's place)
 
 
 @dataclass(frozen=True)
@@ -86,11 +90,14 @@ class PeopleFollower:
     """Runs steps 1-3 of the module docstring over consecutive frames (``update``)."""
 
     def __init__(self, detector: PersonDetectorModel, keypoints: KeypointFollower, options: PeopleOptions,
-                 fps: float = DEFAULT_FPS, tiles: bool = False):
+                 fps: float = DEFAULT_FPS, tiles: bool = False, detect_when_lost: bool = True, still: bool = False):
         self.detector = detector
         self.keypoints = keypoints
         self.options = options
         self.tiles = tiles
+        self.still = still                         # a still image: more model calls per new person
+        self.detect_when_lost = detect_when_lost   # False: the caller runs the detector when ``lost`` says so
+        self.lost = False                          # whether a followed person was lost on the last frame
         self.tracker = PersonTracker(TrackerOptions(fps=fps, max_hidden_s=options.max_hidden_s))
         self._regions: dict[int, object] = {}      # track id -> region on the next frame
         self._boxes: dict[int, tuple[float, float, float, float]] = {}   # track id -> box on the last frame
@@ -116,23 +123,30 @@ class PeopleFollower:
             found = self.keypoints.find(frame, [self._regions[t] for t in ids], boxes=self._crowded_boxes(ids))
             followed = [(f, t) for f, t in zip(found, ids) if f.present]
         people = self._without_duplicates(followed)
-        if len(people) < len(self._regions) and detections is None:
+        self.lost = len(people) < len(self._regions)
+        if self.lost and detections is None and self.detect_when_lost:
             detections = self._detect(frame)           # someone was lost: look again on this very frame
         if detections:
             detections = self._credible(detections, {t for _, t in people})
-            room = opts.max_persons - len(people)
+            room = max(opts.max_persons - len(people), 0)
             boxes = [d.box for d in detections
-                     if not any(box_iou(d.box, f.box) > opts.same_person_iou for f, _ in people)][:max(room, 0)]
+                     if not any(box_iou(d.box, f.box) > opts.same_person_iou for f, _ in people)]
+            boxes = boxes[:room * (opts.candidates_per_place_still if self.still else opts.candidates_per_place)]
             others = [d.box for d in detections] + [f.box for f, _ in people]
             crowded = [b if sum(box_iou(b, o) > 0 for o in others) > 1 else None for b in boxes]  # itself + another
-            found = self.keypoints.find(frame, [self.keypoints.region_from_box(b) for b in boxes], new=True,
-                                        boxes=crowded)
+            found = self.keypoints.find(frame, [self.keypoints.region_from_box(b, self.still) for b in boxes],
+                                        new=True, boxes=crowded, still=self.still)
             people = self._without_duplicates(people + [(f, -1) for f in found if f.present])
         people = people[:opts.max_persons]
         ids = self.tracker.update([Observation(f.box, f.coco17, f.score, follows) for f, follows in people])
         self._regions = {t: f.next_region for t, (f, _) in zip(ids, people)}
         self._boxes = {t: f.box for t, (f, _) in zip(ids, people)}
         return sorted((FramePerson(t, f) for t, (f, _) in zip(ids, people)), key=lambda p: p.track_id)
+
+    @property
+    def following(self) -> int:
+        """How many persons are followed into the next frame."""
+        return len(self._regions)
 
     def _crowded_boxes(self, ids: list[int]) -> list[tuple[float, float, float, float] | None]:
         """Per followed person, their last box when it overlaps someone else's (the keypoint model
@@ -170,7 +184,7 @@ def track_people(frames: list[np.ndarray], detector: PersonDetectorModel, keypoi
     ``max_persons`` persons are followed (nobody new could be added)."""
     options = options or PeopleOptions()
     tiles = options.tiles if options.tiles is not None else len(frames) == 1
-    follower = PeopleFollower(detector, keypoints, options, fps, tiles)
+    follower = PeopleFollower(detector, keypoints, options, fps, tiles, still=len(frames) == 1)
     wanted = detection_frames(len(frames), fps, options.detect_every_s)
     out = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector") as pool:

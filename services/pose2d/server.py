@@ -110,14 +110,19 @@ class Pose2DServicer(pose2d_pb2_grpc.Pose2DServicer):
         call and goes with it (the client closing the stream or cancelling it ends the loop)."""
         with self.live_streams.hold():
             stream = None
-            for frame in request_iterator:
-                if stream is None:
-                    if not 0 <= frame.max_persons <= MAX_PERSONS_LIMIT:
-                        raise InvalidInput(f"max_persons must be 0..{MAX_PERSONS_LIMIT}, got {frame.max_persons}")
-                    stream = LivePoseStream(self.models, persons_per_frame(frame.max_persons, self.settings))
-                reply = stream.estimate(frame)
-                LIVE_FRAMES.inc()
-                yield reply
+            try:
+                for frame in request_iterator:
+                    if stream is None:
+                        if not 0 <= frame.max_persons <= MAX_PERSONS_LIMIT:
+                            raise InvalidInput(f"max_persons must be 0..{MAX_PERSONS_LIMIT}, got {frame.max_persons}")
+                        stream = LivePoseStream(self.catalog.blazepose, self.catalog.detector(),
+                                                persons_per_frame(frame.max_persons, self.settings))
+                    reply = stream.estimate(frame)
+                    LIVE_FRAMES.inc()
+                    yield reply
+            finally:
+                if stream is not None:
+                    stream.close()
 
 
 def register(server: grpc.Server, store: ObjectStore, settings: Settings,

@@ -1,8 +1,8 @@
 """The live streaming RPCs over real gRPC on loopback: ``Pose2D.Stream`` against the real Triton host
-(PyTriton serving the BlazePose models), ``Lifter3D.Stream`` with the shipped causal weights.
+(PyTriton serving the person detector and the BlazePose models), ``Lifter3D.Stream`` with the shipped causal weights.
 
-Each stream answers one reply per frame, in order; its state (BlazePose tracking, the lifter's
-windows) lives in the call: a cancelled stream is gone from the server's count, and a replica
+Each stream answers one reply per frame, in order; its state (the people followed and tracked, the
+lifter's windows) lives in the call: a cancelled stream is gone from the server's count, and a replica
 refuses a stream over its limit."""
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import grpc
 import numpy as np
 import pytest
 
-from services.pose2d.estimator import EstimatorOptions
-from services.pose2d.segment import estimate_segment
+from services.pose2d.keypoint_followers import BlazePoseFollower
+from services.pose2d.people import PeopleOptions, estimate_segment_people
 from hpe3d.v1 import common_pb2, lifter3d_pb2, lifter3d_pb2_grpc, pose2d_pb2, pose2d_pb2_grpc
 from services.common.arrays import from_proto, to_proto
 from services.common.grpc_server import channel, start_server
@@ -98,24 +98,36 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
 
 
 # -- Pose2D.Stream ------------------------------------------------------------------------------
-def test_pose2d_stream_answers_each_frame_in_order_as_blazepose_segments_do(pose2d, clip_jpegs):
+def test_pose2d_stream_answers_each_frame_in_order_and_follows_both_people_as_segments_do(pose2d, clip_jpegs):
     stub, servicer = pose2d
     replies = list(stub.Stream(stream_frames(clip_jpegs), timeout=300))
     assert [r.poses.frame_index for r in replies] == [1000 + i for i in range(len(clip_jpegs))]
     assert [r.poses.timestamp_s for r in replies] == pytest.approx([i / 30 for i in range(len(clip_jpegs))])
     assert all((r.width, r.height) == (640, 360) and r.estimate_ms > 0 for r in replies)
     assert sum(1 for r in replies if r.poses.persons) >= 20
-    # the main person keeps one track id through the stream
+    # the main person keeps one track id through the stream; the second person of the clip is found
+    # and keeps theirs (when depends on the server's clock: the detector's boxes join the stream when its
+    # thread has them, every 0.5 s; tests/unit/test_pose2d_live.py times that with a clock of its own)
     assert {r.poses.persons[0].track_id for r in replies if r.poses.persons} == {0}
-    # the same tracker as BlazePose's segment path (``segment.estimate_segment``: the landmarks followed
-    # frame to frame, the detector run when someone is missing) on the same JPEGs, through the same Triton
+    assert {p.track_id for r in replies for p in r.poses.persons} == {0, 1}
+    assert any(len(r.poses.persons) == 2 for r in replies)
+    # the same people loop as a segment's (``people.estimate_segment_people``) on the same JPEGs, through
+    # the same Triton: where both have a person, they put the joints in the same places
     segment = common_pb2.FrameSegment(start_frame=1000, width=640, height=360, source_width=640, source_height=360,
                                       timestamps_s=[i / 30 for i in range(len(clip_jpegs))], jpeg=clip_jpegs)
-    batch_poses = estimate_segment(segment, servicer.catalog.blazepose, EstimatorOptions(max_persons=2))
+    batch_poses = estimate_segment_people(segment, servicer.catalog.detector(), BlazePoseFollower(servicer.catalog.blazepose),
+                                          PeopleOptions(max_persons=2))
+    apart = []
     for live, batch in zip(replies, batch_poses.frames):
-        assert [p.track_id for p in live.poses.persons] == [p.track_id for p in batch.persons]
-        for a, b in zip(live.poses.persons, batch.persons):
-            assert np.allclose(from_proto(a.coco17), from_proto(b.coco17), atol=1e-3)
+        batch_people = {p.track_id: from_proto(p.coco17) for p in batch.persons}
+        for p in live.poses.persons:
+            if p.track_id in batch_people:
+                distances = np.linalg.norm(from_proto(p.coco17)[:, :2] - batch_people[p.track_id][:, :2], axis=1)
+                apart.append(float(np.median(distances)))
+    assert len(apart) >= 24
+    # pixels of the 640x360 frames; the few frames apart are those where a person's boxes joined the
+    # stream a frame or two later than the segment's detector gave them (its first ROIs differ)
+    assert np.median(apart) <= 2.0 and np.mean(np.array(apart) <= 5.0) >= 0.9, sorted(apart)[-6:]
 
 
 def test_pose2d_stream_state_is_per_stream(pose2d, clip_jpegs):

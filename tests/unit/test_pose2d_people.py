@@ -172,3 +172,35 @@ def test_real_models_follow_both_people_of_the_office_clip():
     for track in ids:
         xs = [(p.found.box[0] + p.found.box[2]) / 2 for people in out for p in people if p.track_id == track]
         assert np.ptp(xs) < 120
+
+
+def test_a_new_person_on_a_photo_gets_a_wider_roi_and_one_more_aligned_pass_than_in_video():
+    follower = BlazePoseFollower(BlobModels(), refine_with_heatmap=False)
+    box = (92.0, 65.0, 108.0, 115.0)
+    assert follower.region_from_box(box).size == pytest.approx(1.25 * 50)
+    assert follower.region_from_box(box, still=True).size == pytest.approx(1.4 * 50)
+    frame = blob_frame([(100, 90, 16, 50)])
+    (video,) = follower.find(frame, [follower.region_from_box(box)], new=True)
+    assert follower.crops == 2                       # the box's ROI, then the aligned one
+    (photo,) = follower.find(frame, [follower.region_from_box(box, still=True)], new=True, still=True)
+    assert follower.crops == 2 + 3                   # the box's ROI, then two aligned ones
+    assert video.present and photo.present
+    assert abs((photo.box[0] + photo.box[2]) / 2 - 100) < 4 and abs((video.box[0] + video.box[2]) / 2 - 100) < 4
+
+
+def test_on_a_photo_false_boxes_do_not_use_up_the_places_of_real_people():
+    """Two detections per place are tried on a still image: with max_persons 1 and a false box scored
+    above the person's, the person is still found (in video the best box alone is tried)."""
+    class FalseFirst(BlobDetector):
+        def infer(self, images):
+            scores, bins = super().infer(images)
+            info = self.info
+            level = info.levels[-1]
+            offset = info.cells - level.rows * level.cols
+            scores[:, offset] = 0.95                  # a box in the empty top-left corner, the best score
+            return scores, bins
+
+    frame = blob_frame([(200, 90, 16, 50)])
+    (people,) = track_people([frame], FalseFirst(), BlazePoseFollower(BlobModels(), refine_with_heatmap=False),
+                             PeopleOptions(max_persons=1, tiles=False))
+    assert len(people) == 1 and abs((people[0].found.box[0] + people[0].found.box[2]) / 2 - 200) < 4
