@@ -33,6 +33,7 @@ import torch
 
 from services.common.skeletons import H36M17
 from services.lifter3d.camera import PRIOR_FOV_DEG
+from services.lifter3d.model import LIMB_BONES  # the eight limb bones the scale prior averages
 
 #: Focal length in GAST-Net's normalised screen units (``2 f / width``) of the service's field-of-view prior
 #: (57.5 degrees across the width of a landscape frame).
@@ -51,8 +52,6 @@ _BONE_INDEX = {bone: i for i, bone in enumerate(_BONES)}
 SYMMETRIC_BONES = tuple((_BONE_INDEX[l], _BONE_INDEX[r]) for l, r in (
     ((0, 4), (0, 1)), ((4, 5), (1, 2)), ((5, 6), (2, 3)),
     ((8, 11), (8, 14)), ((11, 12), (14, 15)), ((12, 13), (15, 16))))
-#: Indices into ``H36M17.bones`` of the eight limb bones the scale prior averages.
-LIMB_BONES = tuple(_BONE_INDEX[b] for b in ((4, 5), (5, 6), (1, 2), (2, 3), (11, 12), (12, 13), (14, 15), (15, 16)))
 
 
 def bone_lengths(joints: torch.Tensor) -> torch.Tensor:
