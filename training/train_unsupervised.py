@@ -2,7 +2,11 @@
 
     python -m training.pose_flow --out training/weights/pose_flow_2d.pt            # the 2D pose prior, first
     python -m training.train_unsupervised --run-dir training/runs/unsup \\
-        --out services/lifter3d/weights/gastnet_2d_only_27f.pt
+        --out services/lifter3d/weights/gastnet_2d_only_27f.pt [--depth-only --w-proportion 5]
+
+``--depth-only`` builds the GAST-Net that predicts only depth from size-normalised 2D (x, y are the input's;
+:class:`services.lifter3d.model.GASTNet`), ``--w-proportion`` weights the adult limb-proportion term; the shipped
+file was trained with both (its card gives the commands as run).
 
 Data: the Bandai-Namco training takes seen only through their 2D projections -- random virtual cameras,
 detector-like noise and flips exactly as the supervised trainer draws them (:func:`training.dataset.make_batch`).
