@@ -31,13 +31,13 @@ def job_poses_document(client: GatewayClient, job_id: str) -> dict:
     return resp.json()
 
 
-def load_tracks(inputs: list[str], url: str | None):
+def load_tracks(inputs: list[str], url: str | None, key: str = ""):
     """Every person track of every input as :class:`training.adapt.Track2D`; a path that exists is read as a
     keypoint file, anything else is a job id on the gateway at ``url``."""
     from training.adapt import track_from_pixels
 
     tracks = []
-    client = GatewayClient(url) if url else None
+    client = GatewayClient(url, key) if url else None
     try:
         for item in inputs:
             path = Path(item)

@@ -83,6 +83,8 @@ def _options(args: argparse.Namespace) -> dict[str, str]:
         out["render"] = "false"
     if args.pose_model:
         out["pose_model"] = args.pose_model
+    if args.lifter_weights:
+        out["lifter_weights"] = args.lifter_weights
     return out
 
 
@@ -205,8 +207,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from hpe3d_cli.adapt_inputs import AdaptInputError, load_tracks
     from services.lifter3d.lift import DEFAULT_WEIGHTS
     from training.adapt import AdaptSettings, adapt, card_path
+    if args.upload and not args.url:
+        say("error: --upload needs --url (the gateway to upload to)")
+        return EXIT_USAGE
     try:
-        tracks = load_tracks(args.inputs, args.url)
+        tracks = load_tracks(args.inputs, args.url, args.key)
     except AdaptInputError as exc:
         say(f"error: {exc}")
         return EXIT_USAGE
@@ -224,7 +229,43 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     say(f"wrote {report.out} and {card_path(args.output)}: reprojection error "
         f"{report.before['reprojection']:.4f} -> {report.after['reprojection']:.4f} on the inputs")
+    if args.upload:
+        return upload_weights(args.url, args.key, args.upload, args.output, card_path(args.output))
     return 0
+
+
+def describe_weights(w) -> str:
+    size = f", {w.size_bytes / 1e6:.1f} MB" if w.size_bytes else ""
+    return f"{w.name}  ({w.kind}{', default' if w.default else ''}{size})  {w.summary}"
+
+
+def upload_weights(url: str | None, key: str, name: str, weights: Path, card: Path | None) -> int:
+    if not url:
+        say("error: --url is needed to upload weights")
+        return EXIT_USAGE
+    if not weights.is_file():
+        say(f"error: {weights} is not a file")
+        return EXIT_USAGE
+
+    def run(client: GatewayClient) -> int:
+        made = client.upload_lifter_weights(name, weights, card if card is not None and card.is_file() else None)
+        say(f"uploaded as {made.name}: jobs use it with lifter_weights={made.name} (hpe3d submit --lifter-weights "
+            f"{made.name})")
+        return 0
+    return with_gateway(url, key, run)
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """List the lifter weights the caller may use, or upload their own."""
+    if args.weights_command == "upload":
+        from training.adapt import card_path
+        return upload_weights(args.url, args.key, args.name, args.file, args.card or card_path(args.file))
+
+    def run(client: GatewayClient) -> int:
+        for w in client.list_lifter_weights():
+            say(describe_weights(w))
+        return 0
+    return with_gateway(args.url, args.key, run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--working-size", type=int, help="longer side of decoded frames in pixels")
         p.add_argument("--no-render", action="store_true", help="only the exports, no rendered MP4")
         p.add_argument("--pose-model", help="2D pose model (GET /v1/models lists them; default blazepose)")
+        p.add_argument("--lifter-weights", help="3D lifter weights: a shipped name or one of yours "
+                                                "(hpe3d weights list; default gastnet_bandai_27f)")
 
     run = sub.add_parser("run", help="start the local stack, process VIDEO, download the results")
     run.add_argument("video", type=Path, help="the video, or a photo (JPEG, PNG, WebP) for an image job")
@@ -296,7 +339,24 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--prior-weight", type=float, help="weight of the 2D pose prior term (0: left out)")
     adapt.add_argument("--seed", type=int, help="random seed")
     adapt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    adapt.add_argument("--upload", metavar="NAME", help="then upload the weights and their card to the gateway "
+                                                        "(--url) as NAME, for the job option lifter_weights")
+    api_key(adapt)
     adapt.set_defaults(func=cmd_adapt)
+
+    weights = sub.add_parser("weights", help="lifter weights on a running gateway: list the ones you may use, "
+                                             "upload your own").add_subparsers(dest="weights_command", required=True)
+    weights_list = weights.add_parser("list", help="the shipped weights and yours, with their cards' summaries")
+    weights_upload = weights.add_parser("upload", help="upload weights (e.g. from hpe3d adapt) for the job option "
+                                                       "lifter_weights")
+    weights_upload.add_argument("name", help="the name jobs will use (lowercase letters, digits, '_', '-')")
+    weights_upload.add_argument("file", type=Path, help="the weights (.pt)")
+    weights_upload.add_argument("--card", type=Path, help="the model card (default: <stem>.card.md beside the file, "
+                                                          "as hpe3d adapt writes it, when present)")
+    for p in (weights_list, weights_upload):
+        p.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
+        api_key(p)
+        p.set_defaults(func=cmd_weights)
 
     models = sub.add_parser("models", help="2D pose models for Triton").add_subparsers(dest="models_command",
                                                                                       required=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.api.lifter_weights import LifterWeightsView
 from gateway.api.views import JobView, KeyCreated, KeyView
 from gateway.jobs.events import DoneEvent, ProgressEvent
 
@@ -192,3 +193,20 @@ class GatewayClient:
         resp = self.http.delete(f"/v1/keys/{key_id}")
         if resp.status_code != 204:
             raise GatewayError(f"key {key_id} not revoked ({resp.status_code}): {_detail(resp)}")
+
+    # -- lifter weights (the caller's own and the shipped ones) -----------------------------------------
+    def list_lifter_weights(self) -> list[LifterWeightsView]:
+        resp = self._get("/v1/lifter-weights")
+        if resp.status_code != 200:
+            raise GatewayError(f"lifter weights not listed ({resp.status_code}): {_detail(resp)}")
+        return [LifterWeightsView.model_validate(w) for w in resp.json()["weights"]]
+
+    def upload_lifter_weights(self, name: str, weights: Path, card: Path | None = None) -> LifterWeightsView:
+        files = {"weights": (weights.name, weights.read_bytes(), "application/octet-stream")}
+        if card is not None:
+            files["card"] = (card.name, card.read_bytes(), "text/markdown")
+        resp = self._patiently("upload lifter weights",
+                               lambda: self.http.post("/v1/lifter-weights", data={"name": name}, files=files))
+        if resp.status_code != 201:
+            raise GatewayError(f"lifter weights not uploaded ({resp.status_code}): {_detail(resp)}")
+        return LifterWeightsView.model_validate(resp.json())

@@ -2,7 +2,11 @@
 
     python -m training.pose_flow --out training/weights/pose_flow_2d.pt            # the 2D pose prior, first
     python -m training.train_unsupervised --run-dir training/runs/unsup \\
-        --out services/lifter3d/weights/gastnet_2d_only_27f.pt
+        --out services/lifter3d/weights/gastnet_2d_only_27f.pt [--depth-only --w-proportion 5]
+
+``--depth-only`` builds the GAST-Net that predicts only depth from size-normalised 2D (x, y are the input's;
+:class:`services.lifter3d.model.GASTNet`), ``--w-proportion`` weights the adult limb-proportion term; the shipped
+file was trained with both (its card gives the commands as run).
 
 Data: the Bandai-Namco training takes seen only through their 2D projections -- random virtual cameras,
 detector-like noise and flips exactly as the supervised trainer draws them (:func:`training.dataset.make_batch`).
@@ -36,7 +40,7 @@ from training.dataset import MocapData, NoiseConfig, WindowSampler, make_batch
 from training.evaluate import evaluate
 from training.interrupt import save_on_signal
 from training.pose_flow import DEFAULT_FLOW, load_flow
-from training.unsupervised_losses import LossWeights, self_supervised_losses
+from training.unsupervised_losses import LIMB_LENGTH_M, LossWeights, self_supervised_losses
 
 
 
@@ -92,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, default=800,
                    help="steps with only the reprojection and skeleton terms; the consistency and prior terms then "
                         "ramp up linearly over as many steps again (0: all terms from the start)")
+    p.add_argument("--depth-only", action="store_true",
+                   help="the network predicts only each joint's depth from root-centred, size-normalised 2D; x and y "
+                        "are the input's (services.lifter3d.model.GASTNet depth_only), the size the adult limb length")
     p.add_argument("--turn-about-body", action="store_true",
                    help="turn each sequence about its own vertical instead of the camera's y axis")
     p.add_argument("--checkpoint-minutes", type=float, default=3.0, help="minutes between resume states")
@@ -122,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     gen = torch.Generator().manual_seed(args.seed)
     config = {"kind": "gastnet", "channels": args.channels, "filter_widths": [3, 3, 3], "causal": False,
               "dropout": args.dropout}
+    if args.depth_only:
+        config |= {"depth_only": True, "limb_length_m": LIMB_LENGTH_M}
     model = build_model(config)
     prior = load_flow(args.prior)
     weights = loss_weights(args)

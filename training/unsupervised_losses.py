@@ -33,6 +33,7 @@ import torch
 
 from services.common.skeletons import H36M17
 from services.lifter3d.camera import PRIOR_FOV_DEG
+from services.lifter3d.model import LIMB_BONES  # the eight limb bones the scale prior averages
 
 #: Focal length in GAST-Net's normalised screen units (``2 f / width``) of the service's field-of-view prior
 #: (57.5 degrees across the width of a landscape frame).
@@ -43,7 +44,9 @@ K_PRIOR = 1.0 / math.tan(math.radians(PRIOR_FOV_DEG) / 2)
 #: "Biomechanics and Motor Control of Human Movement": upper arm 0.186, forearm 0.146, thigh 0.245,
 #: leg 0.246 of the stature -> (0.186 + 0.146 + 0.245 + 0.246) / 4 x 1.70 m.
 STATURE_M = 1.70
-LIMB_LENGTH_M = (0.186 + 0.146 + 0.245 + 0.246) / 4 * STATURE_M
+#: Segment lengths as fractions of stature (same source): upper arm, forearm, thigh, leg (shank).
+SEGMENT_FRACTIONS = {"upper_arm": 0.186, "forearm": 0.146, "thigh": 0.245, "shank": 0.246}
+LIMB_LENGTH_M = sum(SEGMENT_FRACTIONS.values()) / len(SEGMENT_FRACTIONS) * STATURE_M
 
 _BONES = H36M17.bones
 _BONE_INDEX = {bone: i for i, bone in enumerate(_BONES)}
@@ -51,8 +54,6 @@ _BONE_INDEX = {bone: i for i, bone in enumerate(_BONES)}
 SYMMETRIC_BONES = tuple((_BONE_INDEX[l], _BONE_INDEX[r]) for l, r in (
     ((0, 4), (0, 1)), ((4, 5), (1, 2)), ((5, 6), (2, 3)),
     ((8, 11), (8, 14)), ((11, 12), (14, 15)), ((12, 13), (15, 16))))
-#: Indices into ``H36M17.bones`` of the eight limb bones the scale prior averages.
-LIMB_BONES = tuple(_BONE_INDEX[b] for b in ((4, 5), (5, 6), (1, 2), (2, 3), (11, 12), (12, 13), (14, 15), (15, 16)))
 
 
 def bone_lengths(joints: torch.Tensor) -> torch.Tensor:
@@ -187,6 +188,28 @@ def bone_variation(rel: torch.Tensor) -> torch.Tensor:
     return (lengths.std(dim=1) / lengths.mean(dim=1).clamp(min=1e-3)).mean()
 
 
+#: The segment of each of :data:`LIMB_BONES`, in their order.
+_LIMB_SEGMENTS = ("thigh", "shank", "thigh", "shank", "upper_arm", "forearm", "upper_arm", "forearm")
+#: Each limb bone's length relative to the mean of the eight, by :data:`SEGMENT_FRACTIONS`.
+LIMB_PROPORTIONS = tuple(SEGMENT_FRACTIONS[s] / (sum(SEGMENT_FRACTIONS.values()) / len(SEGMENT_FRACTIONS))
+                         for s in _LIMB_SEGMENTS)
+
+
+#: Relative deviation from :data:`LIMB_PROPORTIONS` that :func:`proportion_error` forgives: skeletons differ (the
+#: motion-capture rigs' upper arms are 15 % shorter than the table's), so only grossly wrong limbs count.
+PROPORTION_TOLERANCE = 0.2
+
+
+def proportion_error(rel: torch.Tensor, tolerance: float = PROPORTION_TOLERANCE) -> torch.Tensor:
+    """Mean relative deviation beyond ``tolerance``, per frame, of each limb bone's share of the mean limb length
+    from an adult's (:data:`LIMB_PROPORTIONS`: a thigh as long as a shank, a forearm 0.78 of an upper arm). A limb
+    shortened in the image must then reach its length in depth, which a flat pose cannot; ``rel [..., 17, 3]``."""
+    limbs = bone_lengths(rel)[..., list(LIMB_BONES)]
+    share = limbs / limbs.mean(-1, keepdim=True).clamp(min=1e-4)
+    target = torch.tensor(LIMB_PROPORTIONS, dtype=rel.dtype, device=rel.device)
+    return torch.relu((share - target).abs() / target - tolerance).mean()
+
+
 def scale_error(rel: torch.Tensor, limb_length: float = LIMB_LENGTH_M) -> torch.Tensor:
     """Relative deviation of each window's mean limb-bone length from ``limb_length``; ``rel [B, T, 17, 3]``."""
     mean_limb = bone_lengths(rel)[..., list(LIMB_BONES)].mean(dim=(1, 2))
@@ -216,6 +239,7 @@ class LossWeights:
     symmetry: float = 0.5
     bone_variation: float = 1.0
     scale: float = 1.0
+    proportion: float = 0.0  # limb proportions of an adult (proportion_error); 0 = left out
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -263,6 +287,8 @@ def self_supervised_losses(model: torch.nn.Module, x: torch.Tensor, generator: t
         "bone_variation": bone_variation(p),
         "scale": scale_error(p, limb_length),
     }
+    if weights.proportion:
+        terms["proportion"] = (proportion_error(p) + proportion_error(p2)) / 2
     if prior is not None:
         terms["prior"] = prior_penalty(prior.nll(uv_rot)).mean()
     w = weights.as_dict()

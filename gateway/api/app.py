@@ -17,7 +17,7 @@ from services.common.storage import ObjectStore
 
 from .dependencies import ApiState
 from .problems import install_problem_handlers
-from .routers import jobs, keys, live, models, operations, session
+from .routers import jobs, keys, lifter_weights, live, models, operations, session
 from .views import API
 from .web import install_web
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings, store: ObjectStore | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(operations.router)
     app.include_router(models.router)
+    app.include_router(lifter_weights.router)
     app.include_router(live.router)
     app.include_router(session.router)
     app.include_router(keys.router)

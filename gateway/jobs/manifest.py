@@ -66,6 +66,11 @@ class JobOptions(BaseModel):
                             description="2D pose model, one of GET /v1/models; empty = the default (blazepose). "
                                         "A known model that is not loaded now is refused with 422, which names the "
                                         "checkpoint to supply")
+    lifter_weights: str = Field("", max_length=64, pattern=r"^([a-z0-9][a-z0-9_-]{0,63})?$",
+                                description="3D lifter weights, one of GET /v1/lifter-weights: a shipped name or "
+                                            "one of the caller's own uploaded weights; empty = the default "
+                                            "(gastnet_bandai_27f). A name the caller cannot use is refused with 422; "
+                                            "poses.json's `model` names the file the job lifted with")
 
     @field_validator("render", mode="before")
     @classmethod

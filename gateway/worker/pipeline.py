@@ -30,6 +30,7 @@ import grpc
 from hpe3d.v1 import common_pb2, decoder_pb2, lifter3d_pb2, pose2d_pb2, renderer_pb2
 from services.common.errors import no_person_found
 from services.common.job_scope import job_metadata
+from services.common.lifter_weights import stage_weights_spec
 from services.common.logs import job_id_var
 from services.common.request_options import persons_per_frame, working_size
 from services.common.settings import Settings
@@ -37,6 +38,7 @@ from services.common.stage_names import DECODER, JOBS, LIFTER3D, POSE2D, RENDERE
 from services.common.storage import ObjectStore
 
 from ..jobs.job_errors import JobFailed, error_from_outage, error_from_rpc
+from ..jobs.manifest import user_slug
 from ..jobs.manifest import (JobError, JobManifest, JobState, StoredArtifact, output_prefix, poses3d_key,
                              segment_camera_key, segment_keys)
 from ..jobs.outage import OutagePolicy, OutageTooLong
@@ -233,7 +235,9 @@ class JobPipeline:
         request = lifter3d_pb2.LiftRequest(job_id=job.id, width=job.video.width, height=job.video.height,
                                            segments=poses2d, output=self.store.ref(key), fps=info.fps,
                                            min_track_frames=1 if info.frame_count == 1 else 0,
-                                           camera_motions=cameras)
+                                           camera_motions=cameras,
+                                           lifter_weights=stage_weights_spec(job.options.lifter_weights,
+                                                                             user_slug(job.user)))
         reply = await self._streaming(LIFTER3D, "Lift", self.clients.lifter3d.Lift, request, job)
         job.warnings += [w for w in reply.poses.warnings if w not in job.warnings]
         job.poses3d_key = key

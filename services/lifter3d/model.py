@@ -255,7 +255,8 @@ class GASTNet(TemporalLifterBase):
 
     def __init__(self, num_joints_in: int = 17, in_features: int = 2, num_joints_out: int = 17,
                  filter_widths: tuple[int, ...] = (3, 3, 3), causal: bool = False, dropout: float = 0.25,
-                 channels: int = 64, adj: torch.Tensor | None = None):
+                 channels: int = 64, adj: torch.Tensor | None = None, depth_only: bool = False,
+                 limb_length_m: float | None = None):
         """
         Args:
             num_joints_in: joints in the input (17, Human3.6M order; the graph is built for 17).
@@ -266,6 +267,12 @@ class GASTNet(TemporalLifterBase):
             dropout: dropout probability.
             channels: width of the first block; block ``i`` works at ``2**i * channels``.
             adj: ``[J, J]`` skeleton adjacency; defaults to the Human3.6M-17 tree.
+            depth_only: the network sees each frame's 2D pose centred on its root and divided by its size, and
+                predicts only each joint's depth relative to the root in that unit; x and y are the input's own
+                (weak perspective), and :meth:`forward` scales the pose to metres so that the mean limb length is
+                ``limb_length_m`` (:func:`depth_only_pose`). Same parameters as the plain network (only the
+                depth channel of the last layer is used).
+            limb_length_m: mean length in metres of the eight limb bones of a ``depth_only`` output.
         """
         super().__init__(list(filter_widths), causal)
         if num_joints_in != 17 or num_joints_out != 17:
@@ -275,6 +282,9 @@ class GASTNet(TemporalLifterBase):
         adj = skeleton_adjacency() if adj is None else adj
         self.num_joints_in, self.in_features, self.num_joints_out = num_joints_in, in_features, num_joints_out
         self.channels = channels
+        if depth_only and not limb_length_m:
+            raise ValueError("a depth_only GASTNet needs limb_length_m (the metric size of its output)")
+        self.depth_only, self.limb_length_m = depth_only, limb_length_m
         self.drop = nn.Dropout(dropout)
         self.init_bn = nn.BatchNorm2d(in_features, momentum=0.1)
         self.expand_conv = nn.Conv2d(in_features, channels, (self.filter_widths[0], 1), bias=False)
@@ -297,6 +307,15 @@ class GASTNet(TemporalLifterBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, 17, 2]`` -> ``[B, T - receptive_field + 1, 17, 3]``."""
         self._check_input(x, self.num_joints_in, self.in_features)
+        if not self.depth_only:
+            return self._network(x)
+        centred, _ = centre_and_scale_2d(x)
+        off = self.output_offset()
+        depth = self._network(centred)[..., 2]
+        xy = centred[:, off:off + depth.shape[1]]
+        return depth_only_pose(xy, depth, self.limb_length_m)
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
         x = self.init_bn(x.permute(0, 3, 1, 2))
         x = F.relu(self.expand_bn(self.expand_conv(x)))
         x = self.layers_graph_conv[0](x)
@@ -307,6 +326,30 @@ class GASTNet(TemporalLifterBase):
             x = res + self.drop(F.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](x))))
             x = self.layers_graph_conv[i + 1](x)
         return self.shrink(x).permute(0, 2, 3, 1)
+
+
+#: Indices into ``H36M17.bones`` of the eight limb bones (upper arms, forearms, thighs, shanks).
+LIMB_BONES = tuple(H36M17.bones.index(b) for b in ((4, 5), (5, 6), (1, 2), (2, 3), (11, 12), (12, 13), (14, 15),
+                                                   (15, 16)))
+
+
+def centre_and_scale_2d(uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2D poses ``[..., J, 2]`` less their root (joint 0), divided by their size (RMS distance of the joints from
+    the root, ``[..., 1, 1]``, also returned): what a ``depth_only`` network sees, free of where the person
+    stands in the frame and how large they appear."""
+    rel = uv - uv[..., :1, :]
+    size = rel.square().sum(-1).mean(-1).sqrt().clamp(min=1e-4)[..., None, None]
+    return rel / size, size
+
+
+def depth_only_pose(xy: torch.Tensor, depth: torch.Tensor, limb_length_m: float) -> torch.Tensor:
+    """Root-relative 3D ``[..., J, 3]`` in metres from size-normalised 2D ``xy [..., J, 2]`` and predicted depths
+    ``depth [..., J]`` in the same unit: ``(x, y, depth - depth_root)`` scaled per frame so that the mean of the
+    :data:`LIMB_BONES` is ``limb_length_m``."""
+    pose = torch.cat([xy, (depth - depth[..., :1])[..., None]], dim=-1)
+    parents, children = zip(*(H36M17.bones[i] for i in LIMB_BONES))
+    limbs = torch.linalg.vector_norm(pose[..., list(children), :] - pose[..., list(parents), :], dim=-1)
+    return pose * (limb_length_m / limbs.mean(-1).clamp(min=1e-4))[..., None, None]
 
 
 class BaselineMLP(TemporalLifterBase):

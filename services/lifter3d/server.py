@@ -21,6 +21,7 @@ from services.common.stage_names import LIFTER3D
 from services.common.storage import ObjectStore
 
 from .live import LiveLifter, LiveModel, load_live_model
+from .named_weights import NamedLifters
 from .video_lift import Lifter, lift_frames, load_service_lifter
 
 LIVE_STREAMS = Gauge("hpe3d_lifter3d_live_streams", "Lifter3D.Stream calls open now")
@@ -35,6 +36,7 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
         self.store = store
         self.settings = settings
         self.lifter = lifter
+        self.lifters = NamedLifters(store, lifter)  # LiftRequest.lifter_weights; "" = ``lifter``
         if live is None:
             try:
                 live = load_live_model()
@@ -61,6 +63,7 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
         yield lifter3d_pb2.LiftUpdate(progress=common_pb2.Progress(
             stage=LIFTER3D, done=0, total=len(request.segments), message="reading 2D keypoints"))
         frames, segment_starts = self._gather_frames(request, cancel)
+        lifter = self.lifters.lifter(request.lifter_weights)
 
         def report(done: int, total: int, message: str) -> None:
             cancel.check()   # between tracks: the lift stops once the call has ended
@@ -70,7 +73,7 @@ class Lifter3DServicer(lifter3d_pb2_grpc.Lifter3DServicer):
 
         def work() -> None:
             try:
-                outcome["poses"] = lift_frames(frames, request.width, request.height, self.lifter,
+                outcome["poses"] = lift_frames(frames, request.width, request.height, lifter,
                                                request.min_track_frames, report, request.focal_px,
                                                request.fps, segment_starts,
                                                [self.store.get_message(ref, common_pb2.CameraMotion)

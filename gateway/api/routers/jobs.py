@@ -14,6 +14,7 @@ from ...jobs.manifest import JobManifest, JobState, input_key, new_job_id, safe_
 from .. import metrics
 from ..authentication import Caller, require_caller
 from ..dependencies import ApiState, api_state, job_or_404
+from ..lifter_weights import check_lifter_weights
 from ..pose_models import check_pose_model
 from ..problems import AUTH_ERRORS, QUOTA_ERRORS, STORAGE_DOWN, problem
 from ..ranges import RangeNotSatisfiable, parse_range
@@ -34,7 +35,8 @@ NOT_FOUND = {404: {"model": Problem, "description": "no such job (or artefact), 
                  413: {"model": Problem, "description": "upload over HPE3D_MAX_UPLOAD_MB"},
                  415: {"model": Problem, "description": "the body is not multipart/form-data"},
                  422: {"model": UploadRefused, "description": (
-                     "no file, an empty upload or invalid options (a pose_model that is not loaded now included); "
+                     "no file, an empty upload or invalid options (a pose_model that is not loaded now, or lifter_weights the caller "
+                     "cannot use, included); "
                      "or a file that is not a video or photo, a truncated file whose index is missing, or a video "
                      "over HPE3D_MAX_DURATION_S: for these the job exists, failed with the reason, and the body "
                      "carries it as `job`")},
@@ -48,6 +50,7 @@ async def submit_job(request: Request, response: Response, caller: Caller = Depe
     await api.quotas.check_stored_bytes(caller)
     upload = await receive_upload(request, api.settings.max_upload_mb * 1024 * 1024)
     await check_pose_model(upload.options.pose_model, api.clients)
+    await check_lifter_weights(api.store, caller.user, upload.options.lifter_weights)
     job_id = new_job_id()
     name = safe_filename(upload.filename)
     key = input_key(job_id, name)

@@ -1,0 +1,69 @@
+"""``/v1/lifter-weights``: the 3D lifter weights a job may choose (option ``lifter_weights``): list the shipped ones
+and the caller's own, read one, upload the caller's (e.g. from ``hpe3d adapt``)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from services.common.lifter_weights import MAX_CARD_BYTES, MAX_WEIGHTS_BYTES, NAME_PATTERN
+
+from ..authentication import Caller, require_caller
+from ..dependencies import ApiState, api_state
+from ..lifter_weights import (LifterWeightsList, LifterWeightsView, lifter_weights_view, list_lifter_weights,
+                              store_lifter_weights)
+from ..problems import AUTH_ERRORS, STORAGE_DOWN, problem
+from ..upload import MULTIPART_OVERHEAD, UploadRejected, check_content_length
+from ..views import API, Problem
+
+router = APIRouter(prefix=f"{API}/lifter-weights", tags=["lifter-weights"], responses=AUTH_ERRORS)
+
+
+async def _read_limited(upload: UploadFile, limit: int, what: str) -> bytes:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise UploadRejected(413, f"{what} larger than the limit of {limit // 1024} KiB", "too_large")
+    return data
+
+
+@router.get("", response_model=LifterWeightsList, responses=STORAGE_DOWN,
+            summary="Lifter weights a job may choose: the shipped ones and the caller's own, with their cards' "
+                    "summaries")
+async def list_weights(caller: Caller = Depends(require_caller),
+                       api: ApiState = Depends(api_state)) -> LifterWeightsList:
+    return await list_lifter_weights(api.store, caller.user)
+
+
+@router.get("/{name}", response_model=LifterWeightsView,
+            responses={404: {"model": Problem, "description": "no such weights, or another caller's"},
+                       **STORAGE_DOWN},
+            summary="One weights entry; the caller's own come with their whole model card")
+async def read_weights(name: str, caller: Caller = Depends(require_caller),
+                       api: ApiState = Depends(api_state)) -> LifterWeightsView | JSONResponse:
+    view = await lifter_weights_view(api.store, caller.user, name)
+    if view is None:
+        return problem(404, f"no lifter weights named {name!r} (GET {API}/lifter-weights lists yours)")
+    return view
+
+
+@router.post("", status_code=201, response_model=LifterWeightsView,
+             responses={409: {"model": Problem, "description": "the name of shipped weights"},
+                        413: {"model": Problem, "description": (
+                            f"weights over {MAX_WEIGHTS_BYTES // (1024 * 1024)} MB or a card over "
+                            f"{MAX_CARD_BYTES // 1024} KiB")},
+                        422: {"model": Problem, "description": "a bad name, or a file that is not a PyTorch "
+                                                               "checkpoint"},
+                        **STORAGE_DOWN},
+             summary="Upload the caller's lifter weights (a GAST-Net checkpoint, e.g. from hpe3d adapt) and their "
+                     "model card; an earlier upload of the same name is replaced")
+async def upload_weights(request: Request,
+                         name: str = Form(..., pattern=NAME_PATTERN, description="the name jobs use in "
+                                                                                 "lifter_weights"),
+                         weights: UploadFile = File(..., description="the weights (.pt, torch.save format)"),
+                         card: UploadFile | None = File(None, description="the model card (Markdown), e.g. the "
+                                                                          "<stem>.card.md hpe3d adapt writes"),
+                         caller: Caller = Depends(require_caller),
+                         api: ApiState = Depends(api_state)) -> LifterWeightsView:
+    check_content_length(request, MAX_WEIGHTS_BYTES + MAX_CARD_BYTES + MULTIPART_OVERHEAD)
+    data = await _read_limited(weights, MAX_WEIGHTS_BYTES, "weights")
+    card_bytes = await _read_limited(card, MAX_CARD_BYTES, "model card") if card is not None else b""
+    return await store_lifter_weights(api.store, caller.user, name, data, card_bytes)
