@@ -17,9 +17,8 @@ Steps (:func:`place_in_world`):
 3. the floor: its normal starts from the people's mean up direction (ankles to thorax, in the frames where the
    2D saw both ankles: the lifter's guess of feet outside the picture leans the body) and is refined by the
    plane through the seen ankles of slow, low feet of all persons (a person whose feet were never seen adds
-   none) (a least-squares fit with a 5 degree prior
-   towards the body's up, so feet that lie on one line, e.g. a straight walk, cannot tip the floor); the
-   camera height follows from those ankles' heights;
+   none; a least-squares fit with a 5 degree prior towards the body's up, so feet that lie on one line, e.g. a
+   straight walk, cannot tip the floor); the camera height follows from those ankles' heights;
 4. camera -> world rotation and shift; foot contacts from ankle height and speed
    (:func:`~services.lifter3d.contacts.detect_contacts`; only for ankles seen in 2D: a foot outside the
    picture is never planted); the body is shifted so planted feet do not slide
