@@ -29,9 +29,12 @@ Printed per clip:
   first, degrees (median, 95th percentile, max) and the zoom's relative error; the frames' quality flags;
   the camera motion's cost per frame (JPEG decoding included);
 * focal length: true, found by the moving run (or the prior);
-* world pelvis path: per person of the moving run, the distance to the same person of the still run (the
-  track of the still run whose pelvis stays closest), per frame, in cm (median, 95th percentile); nothing is
-  aligned (the two first frames are the same view); and the median against the still run with the prior;
+* world pelvis path: per person of the moving run and frame, the distance to the same person of the still
+  run (the still run's person on whose 2D the moving run's 2D lands, mapped into the still view by the known
+  virtual camera; track numbers need not agree), in cm (median, 95th percentile); nothing is aligned (the two
+  first frames are the same view); the median against the still run with the prior; and the same distance in
+  each run's first-frame camera axes (its own floor estimate undone: what is left is the placement; the rest
+  of the world difference is the two floor estimates'), beside each run's camera pitch and height;
 * with ``--true-camera``: the same pelvis distance and foot sliding when the moving run is lifted with the
   virtual camera's exact motion and focal length, against the still run with the true focal length (what the
   2D of the moving view costs, with nothing of the camera estimate);
@@ -244,27 +247,35 @@ def moving_to_still(camera: VirtualCamera, t: int, focal_px: float, width: int, 
             np.linalg.inv(intrinsics(focal_px * camera.zoom[t], width, height)))
 
 
-def _frame_people(poses: common_pb2.Poses3D, frames: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-    """Per frame, each lifted person's (COCO-17 2D ``[17, 3]``, world pelvis ``[3]``)."""
+def _frame_people(poses: common_pb2.Poses3D, frames: int, camera_axes: bool = False
+                  ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Per frame, each lifted person's (COCO-17 2D ``[17, 3]``, world pelvis ``[3]``); with ``camera_axes``
+    the pelvis in the first frame's camera axes instead (the world turned and shifted back by the run's own
+    floor estimate: what is left is the placement before the floor)."""
     out: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(frames)]
+    first = rotation_from_quaternion(from_proto(poses.camera.rotations).reshape(-1, 4)[:1])[0]
+    centre = np.array([0.0, poses.camera.height_m, 0.0])
     for t in lifted(poses):
-        world = from_proto(t.world).reshape(-1, 17, 3)
+        pelvis = from_proto(t.world).reshape(-1, 17, 3)[:, 0].astype(np.float64)
+        pelvis = (pelvis - centre) @ first if camera_axes else pelvis
         keypoints = from_proto(t.keypoints2d).reshape(-1, 17, 3)
-        for i in range(min(len(world), frames - t.first_frame)):
-            out[t.first_frame + i].append((keypoints[i], world[i, 0]))
+        for i in range(min(len(pelvis), frames - t.first_frame)):
+            out[t.first_frame + i].append((keypoints[i], pelvis[i]))
     return out
 
 
 def path_distances_cm(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, camera: VirtualCamera,
-                      focal_px: float, size: tuple[int, int]) -> tuple[np.ndarray, int]:
+                      focal_px: float, size: tuple[int, int], camera_axes: bool = False) -> tuple[np.ndarray, int]:
     """Per frame and person of the moving run, the distance (cm) between their world pelvis and the same
     person's in the still run, and how many person-frames the moving run lifted. The same person: in that
     frame, the still run's person on whose 2D joints the moving run's 2D joints land, mapped into the still
     view by the known virtual camera (:func:`moving_to_still`; :data:`MATCH_SHARE`; each still person taken
-    once, closest first), so that the two runs' track numbers need not agree."""
+    once, closest first), so that the two runs' track numbers need not agree. ``camera_axes``: both pelvises
+    in their run's first-frame camera axes (:func:`_frame_people`)."""
     frames = len(camera.zoom)
     distances, lifted_frames = [], 0
-    for t, (ours, theirs) in enumerate(zip(_frame_people(moving, frames), _frame_people(still, frames))):
+    for t, (ours, theirs) in enumerate(zip(_frame_people(moving, frames, camera_axes),
+                                           _frame_people(still, frames, camera_axes))):
         lifted_frames += len(ours)
         mapping = moving_to_still(camera, t, focal_px, *size)
         pairs = []
@@ -373,6 +384,7 @@ def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutp
     view = (moving_camera, true_focal, out_size)
     distances, moving_frames = path_distances_cm(moving, still, *view)
     prior_distances, _ = path_distances_cm(moving, still_prior, *view)
+    axes_distances, _ = path_distances_cm(moving, still, *view, camera_axes=True)
     quality = {QUALITY_NAMES.get(q, str(q)): int(n) for q, n in zip(*np.unique(list(moving.camera.quality),
                                                                                 return_counts=True))}
 
@@ -393,6 +405,9 @@ def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutp
         "pelvis_path_cm": spread(distances),
         "pelvis_path_cm_still_prior": spread(prior_distances),
         "person_frames": {"moving": moving_frames, "matched": len(distances)},
+        "pelvis_camera_axes_cm": spread(axes_distances),
+        "floor": {k: {"pitch_deg": p.camera.pitch_deg, "height_m": p.camera.height_m}
+                  for k, p in (("moving", moving), ("still", still))},
         "tracks": {"moving": len(lifted(moving)), "still": len(lifted(still))},
         "foot_sliding_cm_per_frame": {k: foot_sliding_cm(p, fps)[0] for k, p in runs.items()},
         "foot_sliding_frames": {k: foot_sliding_cm(p, fps)[1] for k, p in runs.items()},
@@ -421,6 +436,11 @@ def print_figures(r: dict) -> None:
           f"({m['matched']} of the moving run's {m['moving']} lifted person-frames matched in the still run; "
           f"{r['tracks']['moving']} / {r['tracks']['still']} tracks); vs the still run with the prior: median "
           f"{_cm(prior['median'])}")
+    a, fl = r["pelvis_camera_axes_cm"], r["floor"]
+    print(f"  the same in the first frame's camera axes (each run's floor estimate undone): median "
+          f"{_cm(a['median'])}, p95 {_cm(a['p95'])}; floor: camera pitch {fl['moving']['pitch_deg']:.1f} deg, "
+          f"height {fl['moving']['height_m']:.2f} m moving, {fl['still']['pitch_deg']:.1f} deg, "
+          f"{fl['still']['height_m']:.2f} m still")
     n = r["foot_sliding_frames"]
     print(f"  foot sliding of ankles seen in 2D: {s['moving']:.2f} cm/frame moving ({n['moving']} frame pairs), "
           f"{s['still']:.2f} still ({n['still']}; {s['still_prior']:.2f} with the prior)")
