@@ -5,8 +5,10 @@ Every frame of a still clip is warped by the homography ``K_out R(t) K_src^-1`` 
 the same clip is also warped with ``R = I`` and no zoom (the still virtual camera, the same view as the
 moving one's first frame). Both are encoded as H.264 files and run through the stages' own functions in this
 process, as a job runs them (not through the gRPC stages and the queue): the decoder
-(:func:`services.decoder.segments.decode_segment`, 128-frame segments, 640 px working size), BlazePose run in
-process by LiteRT (:func:`services.pose2d.segment.estimate_segment`), the camera motion with the people of
+(:func:`services.decoder.segments.decode_segment`, 128-frame segments, 640 px working size), the 2D stage's
+path with its models run in process (:func:`services.pose2d.people.estimate_segment_people`: the person
+detector by ONNX Runtime, BlazePose's landmarks by LiteRT; ``--pose2d blazepose``: the former path with
+BlazePose's own detector), the camera motion with the people of
 the 2D kept out (:func:`services.decoder.segment_camera.track_segment_camera`), the lifter with the segments'
 camera motion (:func:`services.lifter3d.video_lift.lift_frames`, focal length not given: the prior, or the
 one the turns show).
@@ -27,9 +29,12 @@ Printed per clip:
   first, degrees (median, 95th percentile, max) and the zoom's relative error; the frames' quality flags;
   the camera motion's cost per frame (JPEG decoding included);
 * focal length: true, found by the moving run (or the prior);
-* world pelvis path: per person of the moving run, the distance to the same person of the still run (the
-  track of the still run whose pelvis stays closest), per frame, in cm (median, 95th percentile); nothing is
-  aligned (the two first frames are the same view); and the median against the still run with the prior;
+* world pelvis path: per person of the moving run and frame, the distance to the same person of the still
+  run (the still run's person on whose 2D the moving run's 2D lands, mapped into the still view by the known
+  virtual camera; track numbers need not agree), in cm (median, 95th percentile); nothing is aligned (the two
+  first frames are the same view); the median against the still run with the prior; and the same distance in
+  each run's first-frame camera axes (its own floor estimate undone: what is left is the placement; the rest
+  of the world difference is the two floor estimates'), beside each run's camera pitch and height;
 * with ``--true-camera``: the same pelvis distance and foot sliding when the moving run is lifted with the
   virtual camera's exact motion and focal length, against the still run with the true focal length (what the
   2D of the moving view costs, with nothing of the camera estimate);
@@ -45,6 +50,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +59,7 @@ import cv2
 import numpy as np
 import torch
 
-from bench.local_models import LocalBlazePose
+from bench.local_models import LocalBlazePose, LocalPersonDetector
 from hpe3d.v1 import common_pb2
 from services.common.arrays import from_proto, to_proto
 from services.common.rotating_camera import (apply_homography, intrinsics, rotation_angle_deg, rotation_from_quaternion,
@@ -65,7 +71,10 @@ from services.lifter3d.camera import PRIOR_FOV_DEG
 from services.lifter3d.contacts import ANKLE_HEIGHT_M
 from services.lifter3d.video_lift import lift_frames, load_service_lifter
 from services.lifter3d.world import ankles_seen
+from services.common.settings import Settings
 from services.pose2d.estimator import EstimatorOptions
+from services.pose2d.keypoint_followers import BlazePoseFollower
+from services.pose2d.people import PeopleOptions, estimate_segment_people
 from services.pose2d.segment import estimate_segment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,9 +168,22 @@ class StageOutputs:
     seconds: dict[str, float]
 
 
-def run_stages(path: Path, models, max_persons: int) -> StageOutputs:
-    """Decode, 2D and camera motion of a clip as a job's stages do (camera motion after the 2D, each segment
-    anchored to the one before)."""
+def segment_estimator(path: str, max_persons: int, threads: int
+                      ) -> Callable[[common_pb2.FrameSegment], common_pb2.Poses2D]:
+    """One segment's 2D by the models of the model repository run here: ``people``, the stage's path
+    (:func:`services.pose2d.people.estimate_segment_people`), or ``blazepose``, BlazePose's own detector
+    (:func:`services.pose2d.segment.estimate_segment`); ``max_persons`` 0: the stage's default."""
+    max_persons = max_persons or Settings().max_persons
+    blazepose = LocalBlazePose(num_threads=threads)
+    if path == "blazepose":
+        return lambda segment: estimate_segment(segment, blazepose, EstimatorOptions(max_persons=max_persons))
+    detector, options = LocalPersonDetector(num_threads=threads), PeopleOptions(max_persons=max_persons)
+    return lambda segment: estimate_segment_people(segment, detector, BlazePoseFollower(blazepose), options)
+
+
+def run_stages(path: Path, estimate: Callable[[common_pb2.FrameSegment], common_pb2.Poses2D]) -> StageOutputs:
+    """Decode, 2D (``estimate``: one segment's 2D) and camera motion of a clip as a job's stages do (camera
+    motion after the 2D, each segment anchored to the one before)."""
     from services.decoder.probe import probe_video
     info = probe_video(str(path))
     segments, poses2d = [], []
@@ -171,7 +193,7 @@ def run_stages(path: Path, models, max_persons: int) -> StageOutputs:
         segments.append(decode_segment(str(path), start, SEGMENT_FRAMES, WORKING_SIZE))
         seconds["decode"] += time.perf_counter() - began
         began = time.perf_counter()
-        poses2d.append(estimate_segment(segments[-1], models, EstimatorOptions(max_persons=max_persons)))
+        poses2d.append(estimate(segments[-1]))
         seconds["pose2d"] += time.perf_counter() - began
     began = time.perf_counter()
     motions = [track_segment_camera(segment, poses, *((segments[i - 1], poses2d[i - 1]) if i else ()))
@@ -193,10 +215,16 @@ def lift(stages: StageOutputs, fps: float, lifter, with_camera: bool, focal_px: 
     return poses3d
 
 
+def lifted(poses: common_pb2.Poses3D) -> list[common_pb2.Track3D]:
+    """The tracks that were lifted (a track seen too briefly or too small is given in 2D only, with
+    ``not_lifted`` saying why)."""
+    return [t for t in poses.tracks if not t.not_lifted]
+
+
 def pelvis_paths(poses: common_pb2.Poses3D, frames: int) -> dict[int, np.ndarray]:
     """Per track: world pelvis ``[frames, 3]``, NaN where the track is absent."""
     out = {}
-    for t in poses.tracks:
+    for t in lifted(poses):
         path = np.full((frames, 3), np.nan)
         world = from_proto(t.world).reshape(-1, 17, 3)
         path[t.first_frame:t.first_frame + len(world)] = world[:, 0]
@@ -204,20 +232,70 @@ def pelvis_paths(poses: common_pb2.Poses3D, frames: int) -> dict[int, np.ndarray
     return out
 
 
-def path_distances_cm(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, frames: int) -> np.ndarray:
-    """Per frame and person of the moving run, the distance (cm) to the same person in the still run (the
-    still track whose pelvis is closest in median)."""
-    still_paths = pelvis_paths(still, frames)
-    distances = []
-    for path in pelvis_paths(moving, frames).values():
-        best = None
-        for other in still_paths.values():
-            d = np.linalg.norm(path - other, axis=1)
-            if np.isfinite(d).sum() >= 5 and (best is None or np.nanmedian(d) < np.nanmedian(best)):
-                best = d
-        if best is not None:
-            distances.append(best[np.isfinite(best)])
-    return 100 * np.concatenate(distances) if distances else np.zeros(0)
+#: A person of the moving run is the same as one of the still run in a frame when their 2D joints, the moving
+#: view's mapped into the still view through the known virtual camera, lie on average within this share of
+#: the still person's 2D height of each other (at least :data:`MATCH_MIN_PX` pixels).
+MATCH_SHARE = 0.1
+MATCH_MIN_PX = 20.0
+_JOINT_SCORE = 0.3
+
+
+def moving_to_still(camera: VirtualCamera, t: int, focal_px: float, width: int, height: int) -> np.ndarray:
+    """``[3, 3]`` pixels of the moving view's frame ``t`` -> pixels of the still view's frame ``t`` (the still
+    view is the virtual camera without turn or zoom)."""
+    return (intrinsics(focal_px, width, height) @ camera.rotation(t).T @
+            np.linalg.inv(intrinsics(focal_px * camera.zoom[t], width, height)))
+
+
+def _frame_people(poses: common_pb2.Poses3D, frames: int, camera_axes: bool = False
+                  ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Per frame, each lifted person's (COCO-17 2D ``[17, 3]``, world pelvis ``[3]``); with ``camera_axes``
+    the pelvis in the first frame's camera axes instead (the world turned and shifted back by the run's own
+    floor estimate: what is left is the placement before the floor)."""
+    out: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(frames)]
+    first = rotation_from_quaternion(from_proto(poses.camera.rotations).reshape(-1, 4)[:1])[0]
+    centre = np.array([0.0, poses.camera.height_m, 0.0])
+    for t in lifted(poses):
+        pelvis = from_proto(t.world).reshape(-1, 17, 3)[:, 0].astype(np.float64)
+        pelvis = (pelvis - centre) @ first if camera_axes else pelvis
+        keypoints = from_proto(t.keypoints2d).reshape(-1, 17, 3)
+        for i in range(min(len(pelvis), frames - t.first_frame)):
+            out[t.first_frame + i].append((keypoints[i], pelvis[i]))
+    return out
+
+
+def path_distances_cm(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, camera: VirtualCamera,
+                      focal_px: float, size: tuple[int, int], camera_axes: bool = False) -> tuple[np.ndarray, int]:
+    """Per frame and person of the moving run, the distance (cm) between their world pelvis and the same
+    person's in the still run, and how many person-frames the moving run lifted. The same person: in that
+    frame, the still run's person on whose 2D joints the moving run's 2D joints land, mapped into the still
+    view by the known virtual camera (:func:`moving_to_still`; :data:`MATCH_SHARE`; each still person taken
+    once, closest first), so that the two runs' track numbers need not agree. ``camera_axes``: both pelvises
+    in their run's first-frame camera axes (:func:`_frame_people`)."""
+    frames = len(camera.zoom)
+    distances, lifted_frames = [], 0
+    for t, (ours, theirs) in enumerate(zip(_frame_people(moving, frames, camera_axes),
+                                           _frame_people(still, frames, camera_axes))):
+        lifted_frames += len(ours)
+        mapping = moving_to_still(camera, t, focal_px, *size)
+        pairs = []
+        for i, (kp, _) in enumerate(ours):
+            mapped = apply_homography(mapping, kp[:, :2])
+            for j, (other, _) in enumerate(theirs):
+                both = (kp[:, 2] >= _JOINT_SCORE) & (other[:, 2] >= _JOINT_SCORE)
+                seen = other[other[:, 2] >= _JOINT_SCORE, 1]
+                if both.sum() < 4 or len(seen) < 2:
+                    continue
+                gap = float(np.linalg.norm(mapped[both] - other[both, :2], axis=1).mean())
+                if gap <= max(MATCH_MIN_PX, MATCH_SHARE * (seen.max() - seen.min())):
+                    pairs.append((gap, i, j))
+        used_i, used_j = set(), set()
+        for _, i, j in sorted(pairs):
+            if i not in used_i and j not in used_j:
+                used_i.add(i)
+                used_j.add(j)
+                distances.append(100 * float(np.linalg.norm(ours[i][1] - theirs[j][1])))
+    return np.array(distances), lifted_frames
 
 
 def foot_sliding_cm(poses: common_pb2.Poses3D, fps: float) -> tuple[float, int]:
@@ -226,7 +304,7 @@ def foot_sliding_cm(poses: common_pb2.Poses3D, fps: float) -> tuple[float, int]:
     ankles_seen`: an ankle outside the picture is guessed by the lifter, and its motion says nothing of the
     placement), over all tracks; and how many frame pairs that counted."""
     steps = []
-    for t in poses.tracks:
+    for t in lifted(poses):
         ankles = from_proto(t.world).reshape(-1, 17, 3)[:, _ANKLES].astype(np.float64)
         seen = ankles_seen(coco17_to_h36m17(from_proto(t.keypoints2d).reshape(-1, 17, 3)), fps)
         lower = np.argmin(ankles[..., 1], axis=1)
@@ -254,7 +332,7 @@ def rotation_errors_deg(poses: common_pb2.Poses3D, camera: VirtualCamera) -> tup
     return np.array(errors), np.array(zoom_errors)
 
 
-def evaluate_clip(clip: Path, args, models, lifter, workdir: Path) -> dict:
+def evaluate_clip(clip: Path, args, estimate, lifter, workdir: Path) -> dict:
     frames, fps = read_frames(clip)
     frames = frames[:args.frames] if args.frames else frames
     h, w = frames[0].shape[:2]
@@ -264,7 +342,7 @@ def evaluate_clip(clip: Path, args, models, lifter, workdir: Path) -> dict:
     for name, camera in (("moving", moving_camera), ("still", VirtualCamera.still(len(frames)))):
         path = workdir / f"{clip.stem}_{name}.mp4"
         encode(path, warp_clip(frames, camera, args.src_fov, args.out_fov, out_size), fps)
-        stages[name] = run_stages(path, models, args.max_persons)
+        stages[name] = run_stages(path, estimate)
     return compare_runs(clip.name, stages["moving"], stages["still"], moving_camera, fps, lifter, args.out_fov,
                         out_size, args.true_camera)
 
@@ -303,8 +381,10 @@ def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutp
                                           [true_motion(moving_camera, true_focal, *out_size)])
         runs["still_true_focal"] = lift(still_stages, fps, lifter, False, true_focal)
     errors, zoom_errors = rotation_errors_deg(moving, moving_camera)
-    distances = path_distances_cm(moving, still, frames)
-    prior_distances = path_distances_cm(moving, still_prior, frames)
+    view = (moving_camera, true_focal, out_size)
+    distances, moving_frames = path_distances_cm(moving, still, *view)
+    prior_distances, _ = path_distances_cm(moving, still_prior, *view)
+    axes_distances, _ = path_distances_cm(moving, still, *view, camera_axes=True)
     quality = {QUALITY_NAMES.get(q, str(q)): int(n) for q, n in zip(*np.unique(list(moving.camera.quality),
                                                                                 return_counts=True))}
 
@@ -324,17 +404,54 @@ def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutp
         "camera_quality": quality,
         "pelvis_path_cm": spread(distances),
         "pelvis_path_cm_still_prior": spread(prior_distances),
-        "tracks": {"moving": len(moving.tracks), "still": len(still.tracks)},
+        "person_frames": {"moving": moving_frames, "matched": len(distances)},
+        "pelvis_camera_axes_cm": spread(axes_distances),
+        "floor": {k: {"pitch_deg": p.camera.pitch_deg, "height_m": p.camera.height_m}
+                  for k, p in (("moving", moving), ("still", still))},
+        "tracks": {"moving": len(lifted(moving)), "still": len(lifted(still))},
         "foot_sliding_cm_per_frame": {k: foot_sliding_cm(p, fps)[0] for k, p in runs.items()},
         "foot_sliding_frames": {k: foot_sliding_cm(p, fps)[1] for k, p in runs.items()},
         "camera_ms_per_frame": 1000 * moving_stages.seconds["camera"] / frames,
         "true_camera": ({"pelvis_path_cm": spread(path_distances_cm(runs["moving_true_camera"],
-                                                                    runs["still_true_focal"], frames))}
+                                                                    runs["still_true_focal"], *view)[0])}
                         if true_camera else None),
         "warnings": list(moving.warnings),
         "seconds": {k: {s: round(v, 2) for s, v in r.seconds.items()}
                     for k, r in (("moving", moving_stages), ("still", still_stages))},
     }
+
+
+def print_figures(r: dict) -> None:
+    """One clip's figures (:func:`compare_runs`), as the command prints them."""
+    e, p, s = r["rotation_error_deg"], r["pelvis_path_cm"], r["foot_sliding_cm_per_frame"]
+    f, prior = r["focal_px"], r["pelvis_path_cm_still_prior"]
+    print(f"{r['clip']} ({r['frames']} frames, {r['size']}): camera rotation error median {e['median']:.2f} deg, "
+          f"p95 {e['p95']:.2f}, max {e['max']:.2f}; zoom error median {r['zoom_error_pct']['median']:.1f} %; "
+          f"frames {r['camera_quality']}; camera motion {r['camera_ms_per_frame']:.1f} ms/frame")
+    print(f"  focal length: true {r['true_focal_px']:.0f} px, moving run {f['moving']:.0f} px "
+          f"({'prior' if r['focal_from_prior']['moving'] else 'from the turns'}); the still run is lifted with "
+          f"the same, and again with the prior ({f['still_prior']:.0f} px)")
+    m = r["person_frames"]
+    print(f"  world pelvis path, moving vs still run: median {_cm(p['median'])}, p95 {_cm(p['p95'])} "
+          f"({m['matched']} of the moving run's {m['moving']} lifted person-frames matched in the still run; "
+          f"{r['tracks']['moving']} / {r['tracks']['still']} tracks); vs the still run with the prior: median "
+          f"{_cm(prior['median'])}")
+    a, fl = r["pelvis_camera_axes_cm"], r["floor"]
+    print(f"  the same in the first frame's camera axes (each run's floor estimate undone): median "
+          f"{_cm(a['median'])}, p95 {_cm(a['p95'])}; floor: camera pitch {fl['moving']['pitch_deg']:.1f} deg, "
+          f"height {fl['moving']['height_m']:.2f} m moving, {fl['still']['pitch_deg']:.1f} deg, "
+          f"{fl['still']['height_m']:.2f} m still")
+    n = r["foot_sliding_frames"]
+    print(f"  foot sliding of ankles seen in 2D: {s['moving']:.2f} cm/frame moving ({n['moving']} frame pairs), "
+          f"{s['still']:.2f} still ({n['still']}; {s['still_prior']:.2f} with the prior)")
+    if r["true_camera"]:
+        t, n = r["true_camera"]["pelvis_path_cm"], r["foot_sliding_frames"]
+        print(f"  with the virtual camera's exact motion and focal length: pelvis path vs the still run (true "
+              f"focal length) median {_cm(t['median'])}, p95 {_cm(t['p95'])}; foot sliding "
+              f"{s['moving_true_camera']:.2f} cm/frame moving ({n['moving_true_camera']}), "
+              f"{s['still_true_focal']:.2f} still ({n['still_true_focal']})")
+    for warning in r["warnings"]:
+        print(f"  warning: {warning}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -350,7 +467,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="field of view of the virtual camera at its first frame, degrees")
     parser.add_argument("--out-scale", type=float, default=2 / 3, help="output size over the clip's")
     parser.add_argument("--frames", type=int, default=0, help="only the first N frames (0: all)")
-    parser.add_argument("--max-persons", type=int, default=2)
+    parser.add_argument("--pose2d", choices=("people", "blazepose"), default="people",
+                        help="2D path: the stage's (person detector + BlazePose landmarks) or the former one "
+                        "(BlazePose's own detector)")
+    parser.add_argument("--max-persons", type=int, default=0, help="0: the stage's default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--true-camera", action="store_true", help="also lift the moving run with the virtual "
                         "camera's exact motion and focal length (what the moving view's 2D alone costs)")
@@ -358,37 +478,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     clips = args.clip or [c for c in CLIPS if c.exists()]
-    models, lifter = LocalBlazePose(num_threads=args.threads), load_service_lifter()
+    estimate, lifter = segment_estimator(args.pose2d, args.max_persons, args.threads), load_service_lifter()
     results = []
     with tempfile.TemporaryDirectory(prefix="hpe3d-camera-") as tmp:
         for clip in clips:
-            results.append(evaluate_clip(clip, args, models, lifter, Path(tmp)))
+            results.append(evaluate_clip(clip, args, estimate, lifter, Path(tmp)))
     print(f"Virtual camera: pan +-{args.pan:g} deg, tilt +-{args.tilt:g} deg, roll to {args.roll:g} deg, zoom to "
           f"{args.zoom:g}x; clip given a {args.src_fov:g} deg field of view, output {args.out_fov:g} deg at its first "
-          f"frame; decoder + BlazePose (LiteRT) + lifter functions in this process")
+          f"frame; decoder, 2D ({args.pose2d} path), camera motion and lifter functions in this process")
     for r in results:
-        e, p, s = r["rotation_error_deg"], r["pelvis_path_cm"], r["foot_sliding_cm_per_frame"]
-        f, prior = r["focal_px"], r["pelvis_path_cm_still_prior"]
-        print(f"{r['clip']} ({r['frames']} frames, {r['size']}): camera rotation error median {e['median']:.2f} deg, "
-              f"p95 {e['p95']:.2f}, max {e['max']:.2f}; zoom error median {r['zoom_error_pct']['median']:.1f} %; "
-              f"frames {r['camera_quality']}; camera motion {r['camera_ms_per_frame']:.1f} ms/frame")
-        print(f"  focal length: true {r['true_focal_px']:.0f} px, moving run {f['moving']:.0f} px "
-              f"({'prior' if r['focal_from_prior']['moving'] else 'from the turns'}); the still run is lifted with "
-              f"the same, and again with the prior ({f['still_prior']:.0f} px)")
-        print(f"  world pelvis path, moving vs still run: median {_cm(p['median'])}, p95 {_cm(p['p95'])} "
-              f"({r['tracks']['moving']} / {r['tracks']['still']} tracks); vs the still run with the prior: median "
-              f"{_cm(prior['median'])}")
-        n = r["foot_sliding_frames"]
-        print(f"  foot sliding of ankles seen in 2D: {s['moving']:.2f} cm/frame moving ({n['moving']} frame pairs), "
-              f"{s['still']:.2f} still ({n['still']}; {s['still_prior']:.2f} with the prior)")
-        if r["true_camera"]:
-            t, n = r["true_camera"]["pelvis_path_cm"], r["foot_sliding_frames"]
-            print(f"  with the virtual camera's exact motion and focal length: pelvis path vs the still run (true "
-                  f"focal length) median {_cm(t['median'])}, p95 {_cm(t['p95'])}; foot sliding "
-                  f"{s['moving_true_camera']:.2f} cm/frame moving ({n['moving_true_camera']}), "
-                  f"{s['still_true_focal']:.2f} still ({n['still_true_focal']})")
-        for warning in r["warnings"]:
-            print(f"  warning: {warning}")
+        print_figures(r)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -14,10 +14,11 @@ Steps (:func:`place_in_world`):
    its 2D keypoints (:func:`~services.lifter3d.camera.fit_root_translation`), both turned into the first
    frame's camera axes (the camera path's rotation), then smoothed in time (:func:`smooth_trajectory`:
    running median, then gaussian, the depth along each frame's line of sight more);
-3. the floor: its normal starts from the people's mean up direction (ankles to thorax) and is refined by the
-   plane through the ankles of slow, low feet of all persons (a least-squares fit with a 5 degree prior
-   towards the body's up, so feet that lie on one line, e.g. a straight walk, cannot tip the floor); the
-   camera height follows from those ankles' heights;
+3. the floor: its normal starts from the people's mean up direction (ankles to thorax, in the frames where the
+   2D saw both ankles: the lifter's guess of feet outside the picture leans the body) and is refined by the
+   plane through the seen ankles of slow, low feet of all persons (a person whose feet were never seen adds
+   none; a least-squares fit with a 5 degree prior towards the body's up, so feet that lie on one line, e.g. a
+   straight walk, cannot tip the floor); the camera height follows from those ankles' heights;
 4. camera -> world rotation and shift; foot contacts from ankle height and speed
    (:func:`~services.lifter3d.contacts.detect_contacts`; only for ankles seen in 2D: a foot outside the
    picture is never planted); the body is shifted so planted feet do not slide
@@ -48,6 +49,8 @@ SEEN_SCORE = 0.3
 #: ... and the longest run of frames below it that still counts as seen, seconds (a short miss is filled in
 #: from its neighbours reliably; a foot outside the picture or hidden for longer is guessed).
 UNSEEN_RUN_S = 0.2
+#: Frames (over all persons) in which both ankles were seen, from which only those give the body's up.
+MIN_UP_FRAMES = 3
 _THORAX = H36M17.index("thorax")
 
 
@@ -166,10 +169,16 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-12)
 
 
-def body_up(root_relative: list[np.ndarray]) -> np.ndarray:
+def body_up(root_relative: list[np.ndarray], seen: list[np.ndarray] | None = None) -> np.ndarray:
     """Mean up direction (camera frame, unit) of all persons: the median over frames of the unit vector from
-    the ankles' midpoint to the thorax."""
+    the ankles' midpoint to the thorax. With ``seen`` (``[F, 2]`` per person, :func:`ankles_seen`) only the
+    frames in which the 2D saw both ankles count, when there are at least :data:`MIN_UP_FRAMES` of them (the
+    lifter's guess of feet outside the picture leans the body by tens of degrees)."""
     vecs = np.concatenate([r[:, _THORAX] - r[:, list(FEET)].mean(axis=1) for r in root_relative])
+    if seen is not None:
+        both = np.concatenate([s.all(axis=1) for s in seen])
+        if both.sum() >= MIN_UP_FRAMES:
+            vecs = vecs[both]
     return _unit(np.median(_unit(vecs), axis=0))
 
 
@@ -178,12 +187,13 @@ def _ground_points(absolute: list[np.ndarray], seen: list[np.ndarray], up: np.nd
     """Ankles likely on the floor, camera frame ``[N, 3]``: per person, frame and foot the ankles that were
     seen in 2D (``seen`` ``[F, 2]`` per person), are within 5 cm of the lower ankle (along ``up``), within
     15 cm of that person's low ankles (20th percentile) and slow (under 0.5 m/s, or 0.8 times the pelvis's
-    speed when the person runs). When fewer than three qualify, every frame's lower ankle."""
-    points = []
+    speed when the person runs). When fewer than three qualify over all persons (no foot seen standing),
+    every frame's lower ankle of every person (the lifter's guess is then all there is)."""
+    points, lowers = [], []
     for a, visible in zip(absolute, seen):
         ankles = a[:, list(FEET)]  # [F, 2, 3]
         heights = ankles @ up
-        lower = ankles[np.arange(len(a)), np.argmin(heights, axis=1)]
+        lowers.append(ankles[np.arange(len(a)), np.argmin(heights, axis=1)])
         if len(a) >= 3:
             speed = np.linalg.norm(np.gradient(ankles, axis=0), axis=-1) * fps  # [F, 2]
             body = np.linalg.norm(np.gradient(a[:, 0], axis=0), axis=-1) * fps
@@ -191,11 +201,9 @@ def _ground_points(absolute: list[np.ndarray], seen: list[np.ndarray], up: np.nd
             low = heights.min(axis=1)
             keep = ((heights < low[:, None] + 0.05) & (heights < np.percentile(low, 20) + 0.15)
                     & (speed < np.maximum(0.5, 0.8 * body)[:, None]) & visible)
-            if keep.sum() >= 3:
-                points.append(ankles[keep])
-                continue
-        points.append(lower)
-    return np.concatenate(points)
+            points.append(ankles[keep])
+    points = np.concatenate(points) if points else np.zeros((0, 3))
+    return points if len(points) >= 3 else np.concatenate(lowers)
 
 
 def fit_floor_normal(points: np.ndarray, up: np.ndarray, iterations: int = 3) -> np.ndarray:
@@ -279,9 +287,9 @@ def place_in_world(tracks: list[TrackInput], width: float, height: float, focal_
         t_first = np.einsum("fij,fj->fi", to_first, t)
         absolute.append(rel_first + smooth_trajectory(t_first, fps, to_first[:, :, 2])[:, None])
         turned.append(rel_first)
-    up = body_up(turned)
-    up = -up if up[1] > 0 else up  # camera y points down: the body's up has a negative y
     seen = [ankles_seen(t.keypoints, fps) for t in tracks]
+    up = body_up(turned, seen)
+    up = -up if up[1] > 0 else up  # camera y points down: the body's up has a negative y
     ground = _ground_points(absolute, seen, up, fps)
     normal = fit_floor_normal(ground, up)
     camera = camera_from_floor(normal, ground, focal, from_prior)

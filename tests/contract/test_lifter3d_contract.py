@@ -154,3 +154,16 @@ def test_stored_camera_motion_turns_the_world_with_the_camera(lifter_stub, store
         _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="other-job", width=1920, height=1080, frames=frames,
                                                     camera_motions=refs))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_camera_that_moved_is_warned_in_the_reply(lifter_stub, store):
+    from ..unit.test_lifter_camera_path import motion_of, slide_from, turning
+    frames = _standing_person(40)
+    turns, zoom = turning(40)
+    # from frame 10 on the background shows parallax that no turn and zoom explains (the camera slid sideways)
+    ref = store.put_message("jobs/lift-slide/segments/00000/camera.pb",
+                            slide_from(motion_of(turns, np.ones(40)), turns, 10))
+    poses = _lift(lifter_stub, lifter3d_pb2.LiftRequest(job_id="lift-slide", width=1920, height=1080, frames=frames,
+                                                         focal_px=2100, camera_motions=[ref])).poses
+    assert common_pb2.CAMERA_TRANSLATED in set(poses.camera.quality)
+    assert any("camera itself probably moved" in w for w in poses.warnings)

@@ -94,18 +94,22 @@ def test_no_motion_is_a_still_camera_and_frames_past_the_motion_hold():
     assert (path.quality[10:] == HELD).all()
 
 
-def test_a_camera_that_moves_is_flagged_and_warned():
-    rotations, zoom = turning(20)
-    motion = motion_of(rotations, zoom)
-    # frames 10..19: the camera also slides sideways 0.3 m in front of a wall 2 m away (a plane's homography
-    # H = K (R + t n^T / d) K^-1, which no turn and zoom explains)
+def slide_from(motion: common_pb2.CameraMotion, rotations: list[np.ndarray], start: int) -> common_pb2.CameraMotion:
+    """``motion`` with the camera also sliding sideways from frame ``start`` on, 3 cm a frame in front of a wall
+    2 m away (a plane's homography H = K (R + t n^T / d) K^-1, which no turn and zoom explains; no zoom)."""
     k = intrinsics(FOCAL, W, H)
-    for t in range(10, 20):
-        slide = np.outer([0.3 * (t - 9) / 10, 0.0, 0.0], [0.0, 0.0, 1.0]) / 2.0
+    for t in range(start, len(motion.steps)):
+        slide = np.outer([0.03 * (t - start + 1), 0.0, 0.0], [0.0, 0.0, 1.0]) / 2.0
         h = k @ (rotations[t] @ rotations[0].T + slide) @ np.linalg.inv(k)
         step = motion.steps[t]
         step.reference_frame = 0
         step.homography.CopyFrom(to_proto(h / h[2, 2]))
+    return motion
+
+
+def test_a_camera_that_moves_is_flagged_and_warned():
+    rotations, zoom = turning(20)
+    motion = slide_from(motion_of(rotations, zoom), rotations, 10)   # frames 10..19: 0.3 m sideways
     path = chain_camera_motion([motion], FOCAL, W, H, 20)
     assert (path.quality[:10] == TRACKED).all() and (path.quality[12:] == TRANSLATED).all()
     assert "camera itself probably moved" in translation_warning(path)

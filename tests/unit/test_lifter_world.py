@@ -201,6 +201,25 @@ def test_feet_not_seen_in_2d_are_never_planted():
     assert not world_contacts.any()
 
 
+def test_feet_the_2d_never_saw_neither_tilt_nor_lift_the_floor():
+    # two walkers; the 2D never sees the second one's feet, and the lifter's guess of them is 40 cm off towards
+    # the camera and 10 cm low (legs leaning 25 degrees): floor, pitch and height come from the first one's feet
+    width, height, focal = 1280, 720, 900.0
+    a, _ = walker(90, start=(-1.5, -6.0))
+    b, _ = walker(90, start=(1.0, -4.0), heading=np.pi)
+    rot, centre = camera(10.0, 1.5)
+    seen, unseen = (film(w, rot, centre, focal, width, height) for w in (a, b))
+    off = np.array([0.0, 0.1, -0.4])   # camera frame: y down, z forward
+    unseen.root_relative[:, [J("left_ankle"), J("right_ankle")]] += off
+    unseen.root_relative[:, [J("left_knee"), J("right_knee")]] += off / 2
+    unseen.keypoints[:, [J("left_ankle"), J("right_ankle")], 2] = 0.0
+    cam, placed = place_in_world([seen, unseen], width, height, focal, FPS)
+    assert cam.pitch_deg == pytest.approx(10.0, abs=1.0)
+    assert cam.height_m == pytest.approx(1.5, rel=0.05)
+    assert np.abs(placed[0].world[:, 0] - a[:, 0]).max() < 0.1
+    assert np.median(np.abs(placed[1].world[:, 0] - b[:, 0])) < 0.1
+
+
 def test_a_short_miss_still_counts_as_seen():
     kp = np.ones((30, 17, 3))
     kp[5:8, J("left_ankle"), 2] = 0.1  # 3 frames: filled in from the neighbours
