@@ -51,15 +51,17 @@ def clip_jpegs(video: Path, max_side: int = MAX_SIDE, quality: int = 80) -> list
     return out
 
 
-def run_session(url: str, jpegs: list[bytes], fps: float, seconds: float, max_persons: int) -> tuple[list, list, dict]:
-    """Send frames at ``fps`` for ``seconds``; returns (sent [(index, ms)], answers [(message, arrival ms)],
-    the last frame message)."""
+def run_session(url: str, jpegs: list[bytes], fps: float, seconds: float, max_persons: int,
+                api_key: str = "") -> tuple[list, list, dict]:
+    """Send frames at ``fps`` for ``seconds``, signed in with ``api_key`` (a header, never the URL); returns
+    (sent [(index, ms)], answers [(message, arrival ms)], the last frame message)."""
     from websockets.sync.client import connect
 
     ws_url = url.replace("http://", "ws://").replace("https://", "wss://") + f"/v1/live?max_persons={max_persons}"
     sent: list[tuple[int, float]] = []
     answers: list[tuple[dict, float]] = []
-    with connect(ws_url, max_size=None, open_timeout=60) as ws:
+    headers = {"X-API-Key": api_key} if api_key else None
+    with connect(ws_url, max_size=None, open_timeout=60, additional_headers=headers) as ws:
         ready = json.loads(ws.recv(timeout=60))
         assert ready["type"] == "ready", ready
         done = threading.Event()
@@ -102,13 +104,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="first seconds not counted")
     parser.add_argument("--max-persons", type=int, default=1)
     parser.add_argument("--url", help="a running gateway (default: start the local stack)")
+    parser.add_argument("--key", default=os.environ.get("HPE3D_API_KEY", ""),
+                        help="API key for --url (default: HPE3D_API_KEY; the local stack makes its own)")
     args = parser.parse_args()
 
     jpegs = clip_jpegs(args.video)
     load_before = os.getloadavg()
     with ExitStack() as stack:
-        url = args.url or stack.enter_context(LocalStack(startup_timeout_s=240)).gateway_url
-        sent, answers, last = run_session(url, jpegs, args.fps, args.seconds, args.max_persons)
+        url, key = args.url, args.key
+        if not url:
+            local = stack.enter_context(LocalStack(startup_timeout_s=240))
+            url, key = local.gateway_url, local.api_key
+        sent, answers, last = run_session(url, jpegs, args.fps, args.seconds, args.max_persons, key)
     load_after = os.getloadavg()
 
     sent_at = dict(sent)

@@ -157,7 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", nargs="?", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--max-persons", type=int, default=0,
-                        help="persons tracked per frame (default: HPE3D_MAX_PERSONS, 2)")
+                        help="persons tracked per frame (default: HPE3D_MAX_PERSONS, 8)")
     parser.add_argument("--no-anchor", action="store_true", help="do not run MediaPipe's Pose for the ratio")
     parser.add_argument("--size", default="", help="re-encode the clip at WIDTHxHEIGHT first, e.g. 1280x720")
     args = parser.parse_args()

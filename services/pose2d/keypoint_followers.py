@@ -90,6 +90,8 @@ class BlazePoseFollower:
         return Roi((x0 + x1) / 2, (y0 + y1) / 2, scale * max(x1 - x0, y1 - y0, 1.0), 0.0)
 
     def _landmarks(self, frame: np.ndarray, rois: list[Roi], keep: list[Box | None]) -> list[Landmarks]:
+        if not rois:  # e.g. no new person worth a second pass: no call with an empty batch
+            return []
         size = self.models.info.landmark_size
         crops = np.empty((len(rois), size, size, 3), np.uint8)
         for i, roi in enumerate(rois):

@@ -243,3 +243,17 @@ def assert_refused(socket, words: str) -> None:
 
 def test_a_socket_without_a_key_is_refused(stack):
     assert_refused(websockets_sync.connect(stack.gateway_url.replace("http://", "ws://") + "/v1/live"), "API key")
+
+
+def test_the_live_benchmark_signs_in_and_gets_frames_back(stack, jpegs):
+    """bench/live.py's session (the README's figures come from it) against this stack, two persons allowed, for 2 s."""
+    import importlib.util
+
+    from tests.conftest import ROOT
+    spec = importlib.util.spec_from_file_location("bench_live", ROOT / "bench" / "live.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sent, answers, last = bench.run_session(stack.gateway_url, jpegs, fps=10, seconds=2.0, max_persons=2,
+                                            api_key=stack.api_key)
+    assert len(sent) == 20 and answers
+    assert {m["type"] for m, _ in answers} == {"frame"} and last["persons"]

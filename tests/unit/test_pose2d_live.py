@@ -143,3 +143,17 @@ def test_a_frame_that_is_not_a_jpeg_is_refused_by_its_index():
     with pytest.raises(InvalidInput, match="frame 7"):
         stream.estimate(pose2d_pb2.Pose2DStreamFrame(jpeg=b"not a jpeg", frame_index=7))
     stream.close()
+
+
+def test_a_new_person_the_model_rejects_gets_no_second_call_with_an_empty_batch():
+    """A detector box where the landmark model sees nobody: the aligned second pass has no one to
+    refine and must not call the model with zero crops (Triton's client cannot join zero replies)."""
+    from services.pose2d.blazepose import Roi
+    from services.pose2d.keypoint_followers import BlazePoseFollower
+    from tests.unit.test_pose2d_estimator import BlobModels
+
+    models = BlobModels()
+    follower = BlazePoseFollower(models)
+    found = follower.find(blob_frame([]), [Roi(160, 90, 120, 0.0)], new=True)
+    assert len(found) == 1 and not found[0].present
+    assert models.landmark_batches == [1]
