@@ -3,41 +3,15 @@
 nats-server; the API served by uvicorn on loopback."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
-import threading
-import time
 
 import httpx
-import pytest
-import uvicorn
 
 from gateway.api.api_keys import ApiKeyStore
-from gateway.api.app import create_app
 from hpe3d_cli.cli import main
-from hpe3d_cli.local_stack import free_port
 from tests.conftest import ROOT, bearer, make_api_key
-
-
-@pytest.fixture(scope="module")
-def api_url(settings, store, nats_url):
-    port = free_port()
-    app = create_app(dataclasses.replace(settings, nats_url=nats_url), store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_hpe3d_keys_create_list_revoke(api_url, store, capsys, monkeypatch):

@@ -4,62 +4,26 @@ Real SeaweedFS and nats-server, the API served by uvicorn on loopback, the lifte
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
-import threading
-import time
 
 import grpc
 import httpx
 import numpy as np
 import pytest
 import torch
-import uvicorn
 
-from gateway.api.app import create_app
 from gateway.api.lifter_weights import check_lifter_weights
 from gateway.jobs.manifest import JobOptions, user_slug
-from hpe3d.v1 import lifter3d_pb2, lifter3d_pb2_grpc
+from hpe3d.v1 import lifter3d_pb2
 from hpe3d_cli.cli import main
-from hpe3d_cli.local_stack import free_port
 from services.common.arrays import from_proto
-from services.common.grpc_server import channel, start_server
 from services.common.lifter_weights import stage_weights_spec, user_weights_key
 from services.lifter3d.lift import DEFAULT_WEIGHTS
-from services.lifter3d.server import register
-from services.lifter3d.video_lift import load_service_lifter
 from tests.conftest import bearer, make_api_key
 
-from ..contract.test_lifter3d_contract import _lift, _standing_person
+from ..contract.test_lifter3d_contract import _lift, _standing_person, lifter_stub  # noqa: F401 (fixture)
 
 TWO_D_ONLY = DEFAULT_WEIGHTS.parent / "gastnet_2d_only_27f.pt"
-
-
-@pytest.fixture(scope="module")
-def api_url(settings, store, nats_url):
-    port = free_port()
-    app = create_app(dataclasses.replace(settings, nats_url=nats_url), store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    yield url
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def lifter_stub(store, settings):
-    lifter = load_service_lifter(settings.lifter_weights)
-    stage = start_server(lambda s: register(s, store, settings, lifter), ["hpe3d.v1.Lifter3D"], port=0)
-    yield lifter3d_pb2_grpc.Lifter3DStub(channel(f"127.0.0.1:{stage.port}"))
-    stage.stop(0)
 
 
 @pytest.fixture(scope="module")
