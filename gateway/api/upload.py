@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
@@ -76,18 +76,26 @@ def _counting_receive(receive: Receive, limit_bytes: int) -> Receive:
     return counted
 
 
-async def receive_upload(request: Request, limit_bytes: int) -> ReceivedUpload:
-    """Parse the multipart body (``file`` + option fields) within ``limit_bytes``."""
+async def read_multipart(request: Request, limit_bytes: int, not_multipart: str, max_files: int,
+                         max_fields: int) -> FormData:
+    """The multipart body, read within ``limit_bytes`` (413 past it), 415 with ``not_multipart`` when the body
+    is not multipart/form-data, 400 when it cannot be read."""
     check_content_length(request, limit_bytes)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise UploadRejected(415, "send the video or photo as multipart/form-data with a 'file' field", "not_multipart")
+        raise UploadRejected(415, not_multipart, "not_multipart")
     limited = Request(request.scope, _counting_receive(request.receive, limit_bytes))
     try:
-        form = await limited.form(max_files=1, max_fields=32)
+        return await limited.form(max_files=max_files, max_fields=max_fields)
     except UploadRejected:
         raise
     except Exception as exc:  # noqa: BLE001 - malformed multipart bodies
         raise UploadRejected(400, f"could not read the multipart body: {exc}", "malformed") from exc
+
+
+async def receive_upload(request: Request, limit_bytes: int) -> ReceivedUpload:
+    """Parse the multipart body (``file`` + option fields) within ``limit_bytes``."""
+    form = await read_multipart(request, limit_bytes, "send the video or photo as multipart/form-data with a 'file' "
+                                "field", max_files=1, max_fields=32)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise UploadRejected(422, "missing the 'file' field with the video or photo", "no_file")

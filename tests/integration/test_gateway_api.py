@@ -93,7 +93,8 @@ def test_submitted_job_is_stored_queued_and_deleted_by_the_api_when_no_worker_ru
     assert r.status_code == 202, r.text
     job = r.json()
     assert r.headers["Location"] == f"/v1/jobs/{job['id']}" == job["links"]["self"]
-    assert job["options"] == {"max_persons": 3, "working_size": 0, "render": False, "pose_model": ""}
+    assert job["options"] == {"max_persons": 3, "working_size": 0, "render": False, "pose_model": "",
+                              "lifter_weights": ""}
     assert job["state"] == "queued" and job["attempt"] == 1
     assert set(job["progress"]) == {"decoder", "pose2d", "lifter3d", "renderer"}
     assert store.get_bytes(f"jobs/{job['id']}/input/My_clip.mp4") == b"not really a video"

@@ -2,8 +2,9 @@
 and the caller's own, read one, upload the caller's (e.g. from ``hpe3d adapt``)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
 
 from services.common.lifter_weights import MAX_CARD_BYTES, MAX_WEIGHTS_BYTES, NAME_PATTERN
 
@@ -12,7 +13,7 @@ from ..dependencies import ApiState, api_state
 from ..lifter_weights import (LifterWeightsList, LifterWeightsView, lifter_weights_view, list_lifter_weights,
                               store_lifter_weights)
 from ..problems import AUTH_ERRORS, STORAGE_DOWN, problem
-from ..upload import MULTIPART_OVERHEAD, UploadRejected, check_content_length
+from ..upload import UploadRejected, read_multipart
 from ..views import API, Problem
 
 router = APIRouter(prefix=f"{API}/lifter-weights", tags=["lifter-weights"], responses=AUTH_ERRORS)
@@ -45,25 +46,50 @@ async def read_weights(name: str, caller: Caller = Depends(require_caller),
     return view
 
 
+# The form, described here because the route reads it itself (every refusal is then a problem body).
+WEIGHTS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["name", "weights"],
+            "properties": {
+                "name": {"type": "string", "pattern": NAME_PATTERN,
+                         "description": "the name jobs use in lifter_weights"},
+                "weights": {"type": "string", "format": "binary",
+                            "description": "the weights (.pt, torch.save format)"},
+                "card": {"type": "string", "format": "binary", "description": (
+                    "the model card (Markdown), e.g. the <stem>.card.md hpe3d adapt writes")},
+            }}}},
+    }
+}
+
+
 @router.post("", status_code=201, response_model=LifterWeightsView,
-             responses={409: {"model": Problem, "description": "the name of shipped weights"},
+             responses={400: {"model": Problem, "description": "a multipart body that cannot be read"},
+                        409: {"model": Problem, "description": "the name of shipped weights"},
                         413: {"model": Problem, "description": (
                             f"weights over {MAX_WEIGHTS_BYTES // (1024 * 1024)} MB or a card over "
                             f"{MAX_CARD_BYTES // 1024} KiB")},
-                        422: {"model": Problem, "description": "a bad name, or a file that is not a PyTorch "
-                                                               "checkpoint"},
+                        415: {"model": Problem, "description": "the body is not multipart/form-data"},
+                        422: {"model": Problem, "description": "no name or no weights, a bad name, or a file that "
+                                                               "is not a PyTorch checkpoint"},
                         **STORAGE_DOWN},
              summary="Upload the caller's lifter weights (a GAST-Net checkpoint, e.g. from hpe3d adapt) and their "
-                     "model card; an earlier upload of the same name is replaced")
-async def upload_weights(request: Request,
-                         name: str = Form(..., pattern=NAME_PATTERN, description="the name jobs use in "
-                                                                                 "lifter_weights"),
-                         weights: UploadFile = File(..., description="the weights (.pt, torch.save format)"),
-                         card: UploadFile | None = File(None, description="the model card (Markdown), e.g. the "
-                                                                          "<stem>.card.md hpe3d adapt writes"),
-                         caller: Caller = Depends(require_caller),
-                         api: ApiState = Depends(api_state)) -> LifterWeightsView:
-    check_content_length(request, MAX_WEIGHTS_BYTES + MAX_CARD_BYTES + MULTIPART_OVERHEAD)
+                     "model card; an earlier upload of the same name is replaced",
+             openapi_extra=WEIGHTS_BODY)
+async def upload_weights(request: Request, caller: Caller = Depends(require_caller),
+                         api: ApiState = Depends(api_state)) -> LifterWeightsView | JSONResponse:
+    form = await read_multipart(request, MAX_WEIGHTS_BYTES + MAX_CARD_BYTES,
+                                "send the weights as multipart/form-data with 'name' and 'weights' fields",
+                                max_files=2, max_fields=32)  # other fields are ignored
+    name, weights, card = form.get("name"), form.get("weights"), form.get("card")
+    if not isinstance(name, str) or not isinstance(weights, UploadFile):
+        return problem(422, "the form needs a 'name' field and a 'weights' file (and may have a 'card' file)")
     data = await _read_limited(weights, MAX_WEIGHTS_BYTES, "weights")
-    card_bytes = await _read_limited(card, MAX_CARD_BYTES, "model card") if card is not None else b""
+    if isinstance(card, UploadFile):
+        card_bytes = await _read_limited(card, MAX_CARD_BYTES, "model card")
+    else:  # a card sent as a text field, or none
+        card_bytes = (card or "").encode()
+        if len(card_bytes) > MAX_CARD_BYTES:
+            raise UploadRejected(413, f"model card larger than the limit of {MAX_CARD_BYTES // 1024} KiB", "too_large")
     return await store_lifter_weights(api.store, caller.user, name, data, card_bytes)
