@@ -256,12 +256,16 @@ def upload_weights(url: str | None, key: str, name: str, weights: Path, card: Pa
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    """List the lifter weights the caller may use, or upload their own."""
+    """List the lifter weights the caller may use, or upload or delete their own."""
     if args.weights_command == "upload":
         from training.adapt import card_path
         return upload_weights(args.url, args.key, args.name, args.file, args.card or card_path(args.file))
 
     def run(client: GatewayClient) -> int:
+        if args.weights_command == "delete":
+            client.delete_lifter_weights(args.name)
+            say(f"deleted {args.name}")
+            return 0
         for w in client.list_lifter_weights():
             say(describe_weights(w))
         return 0
@@ -345,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.set_defaults(func=cmd_adapt)
 
     weights = sub.add_parser("weights", help="lifter weights on a running gateway: list the ones you may use, "
-                                             "upload your own").add_subparsers(dest="weights_command", required=True)
+                                             "upload or delete your own").add_subparsers(dest="weights_command",
+                                                                                          required=True)
     weights_list = weights.add_parser("list", help="the shipped weights and yours, with their cards' summaries")
     weights_upload = weights.add_parser("upload", help="upload weights (e.g. from hpe3d adapt) for the job option "
                                                        "lifter_weights")
@@ -353,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     weights_upload.add_argument("file", type=Path, help="the weights (.pt)")
     weights_upload.add_argument("--card", type=Path, help="the model card (default: <stem>.card.md beside the file, "
                                                           "as hpe3d adapt writes it, when present)")
-    for p in (weights_list, weights_upload):
+    weights_delete = weights.add_parser("delete", help="delete your uploaded weights and their card")
+    weights_delete.add_argument("name", help="the name of your weights (hpe3d weights list)")
+    for p in (weights_list, weights_upload, weights_delete):
         p.add_argument("--url", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
         api_key(p)
         p.set_defaults(func=cmd_weights)

@@ -5,6 +5,7 @@ the API replica it talks to: reads are retried with back-off, the event stream i
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -210,3 +211,8 @@ class GatewayClient:
         if resp.status_code != 201:
             raise GatewayError(f"lifter weights not uploaded ({resp.status_code}): {_detail(resp)}")
         return LifterWeightsView.model_validate(resp.json())
+
+    def delete_lifter_weights(self, name: str) -> None:
+        resp = self.http.delete(f"/v1/lifter-weights/{quote(name, safe='')}")
+        if resp.status_code != 204:
+            raise GatewayError(f"lifter weights {name} not deleted ({resp.status_code}): {_detail(resp)}")

@@ -106,6 +106,28 @@ def check_weights_file(data: bytes) -> None:
                              "bad_weights") from exc
 
 
+async def own_weights_count(store: ObjectStore, user: str, leaving_out: str = "") -> int:
+    """How many weights the caller has stored, not counting ``leaving_out`` (an upload that replaces it)."""
+    keys = await asyncio.to_thread(store.list_keys, user_prefix(user_slug(user)))
+    return sum(1 for k in keys if k.endswith(".pt") and name_of_key(k) != leaving_out)
+
+
+async def delete_lifter_weights(store: ObjectStore, user: str, name: str) -> bool:
+    """Remove the caller's own weights ``name`` and their card; False when the caller has none of that name.
+    Jobs already queued with them fail at the lift, naming the weights that are gone."""
+    if not is_valid_name(name) or name in SHIPPED:
+        return False
+    slug = user_slug(user)
+
+    def remove() -> bool:
+        if not store.exists(user_weights_key(slug, name)):
+            return False
+        store.delete(user_weights_key(slug, name))
+        store.delete(user_card_key(slug, name))
+        return True
+    return await asyncio.to_thread(remove)
+
+
 async def store_lifter_weights(store: ObjectStore, user: str, name: str, weights: bytes,
                                card: bytes) -> LifterWeightsView:
     """Keep the caller's weights ``name`` (replacing their earlier ones of that name) and the card beside them."""

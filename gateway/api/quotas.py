@@ -3,7 +3,9 @@
 * ``HPE3D_QUOTA_JOBS_IN_FLIGHT``: the owner's jobs queued or running (submit and retry);
 * ``HPE3D_QUOTA_UPLOADS_PER_HOUR``: the owner's accepted uploads in the last hour;
 * ``HPE3D_QUOTA_STORED_MB``: the size of the owner's uploads still stored (the objects derived from a
-  job follow its upload in size, and go with it).
+  job follow its upload in size, and go with it);
+* ``HPE3D_QUOTA_LIFTER_WEIGHTS``: how many lifter weights the owner keeps (``POST /v1/lifter-weights`` of a
+  new name; replacing one of the same name always passes).
 
 Over a limit the submission is refused with 429, ``Retry-After`` and a problem body naming the limit
 (``QuotaExceeded``); nothing already stored is touched, and an upload refused for its size is
@@ -26,11 +28,13 @@ from services.common.storage import ObjectStore
 from ..jobs.manifest import expires_at, user_slug
 from ..jobs.manifest_store import ManifestStore
 from .authentication import Caller
+from .lifter_weights import own_weights_count
 
 UPLOADS_PREFIX = "quota/uploads/"
 HOUR = timedelta(hours=1)
 _REV_BASE = 10 ** 13 - 1
 IN_FLIGHT_RETRY_S = 30
+WEIGHTS_RETRY_S = 3600   # a count that only a deletion lowers: Retry-After is a nominal hour
 
 
 @dataclass
@@ -120,6 +124,19 @@ class Quotas:
                       f"({allowed_mb} MB)")
         raise QuotaExceeded("HPE3D_QUOTA_STORED_MB", allowed_mb, int(round(stored / 2 ** 20)), wait,
                             detail + "; delete jobs you no longer need, or wait for the oldest to expire")
+
+    async def check_lifter_weights(self, caller: Caller, name: str) -> None:
+        """An upload of new weights ``name`` past the owner's limit (replacing weights of that name is always
+        allowed)."""
+        allowed = self.settings.quota_lifter_weights
+        if not allowed or not self.applies_to(caller):
+            return
+        used = await own_weights_count(self.store, caller.user, leaving_out=name)
+        if used >= allowed:
+            raise QuotaExceeded("HPE3D_QUOTA_LIFTER_WEIGHTS", allowed, used, WEIGHTS_RETRY_S,
+                                f"you have {used} lifter weights stored, the most this server keeps per owner "
+                                f"({allowed}); delete some (DELETE /v1/lifter-weights/NAME, hpe3d weights delete "
+                                f"NAME) or upload under the name of one you replace")
 
     async def record_upload(self, caller: Caller, now: datetime | None = None) -> None:
         if not self.settings.quota_uploads_per_hour or not self.applies_to(caller):

@@ -79,6 +79,7 @@ class Settings:
     quota_jobs_in_flight: int = 10            # HPE3D_QUOTA_JOBS_IN_FLIGHT, an owner's jobs queued or running; 0 = no limit
     quota_uploads_per_hour: int = 60          # HPE3D_QUOTA_UPLOADS_PER_HOUR, an owner's uploads in any hour; 0 = no limit
     quota_stored_mb: int = 10240              # HPE3D_QUOTA_STORED_MB, size of an owner's stored uploads; 0 = no limit
+    quota_lifter_weights: int = 20            # HPE3D_QUOTA_LIFTER_WEIGHTS, an owner's uploaded lifter weights; 0 = no limit
     retention_days: float = 30.0              # HPE3D_RETENTION_DAYS, jobs and all their objects are deleted this
                                               # long after submission (the workers' sweep)
     log_level: str = "INFO"                   # HPE3D_LOG_LEVEL

@@ -389,9 +389,14 @@ def test_api_docs_load_with_nothing_from_the_internet(open_page, base_url, path,
     assert any(u.endswith("/openapi.json") for u in watch.requests)
 
 
-def test_photo_job_shows_the_image_result(open_page, base_url, job_id, tmp_path):
+def test_photo_job_shows_the_image_result(open_page, base_url, api, job_id, tmp_path):
+    """A photo, lifted with the caller's own weights chosen in the page's list."""
     import av
     import cv2
+    weights = Path(__file__).resolve().parents[2] / "services/lifter3d/weights/gastnet_2d_only_27f.pt"
+    made = api.post("/v1/lifter-weights", data={"name": "page-choice"},
+                    files={"weights": ("w.pt", weights.read_bytes(), "application/octet-stream")})
+    assert made.status_code == 201, made.text
     with av.open(str(CLIP)) as container:
         frame = next(container.decode(video=0)).to_ndarray(format="bgr24")
     photo = tmp_path / "office_photo.jpg"
@@ -399,9 +404,15 @@ def test_photo_job_shows_the_image_result(open_page, base_url, job_id, tmp_path)
     page = open_page(PHONE).page
     page.goto(base_url + "/")
     page.wait_for_selector("#opt-max_persons")
+    choices = page.locator("#opt-lifter_weights option")
+    texts = [choices.nth(i).inner_text() for i in range(choices.count())]
+    assert texts[0] == "default (gastnet_bandai_27f)" and "gastnet_2d_only_27f" in texts, texts
+    assert "page-choice (yours)" in texts, texts
+    page.select_option("#opt-lifter_weights", "page-choice")
     page.set_input_files("#file", str(photo))
     page.click("#start")
     page.wait_for_url("**/jobs/*")
+    assert api.get(f"/v1/jobs/{page.url.rsplit('/', 1)[1]}").json()["options"]["lifter_weights"] == "page-choice"
     page.wait_for_selector("#main[data-state=succeeded] #viewer canvas", timeout=JOB_TIMEOUT_MS)
     page.wait_for_function("document.querySelector('#result-image')?.naturalWidth > 0")
     assert page.locator("#result-video").count() == 0

@@ -8,6 +8,8 @@ import dataclasses
 import pytest
 from fastapi.testclient import TestClient
 
+from services.lifter3d.lift import DEFAULT_WEIGHTS
+
 from gateway.api.app import create_app
 from gateway.jobs.manifest import JobManifest, JobState
 from hpe3d_cli.local_stack import free_port
@@ -19,7 +21,8 @@ from tests.integration.test_gateway_api import wait_for_queue
 def client(settings, store, nats_url):
     dead = {f"{s}_addr": f"127.0.0.1:{free_port()}" for s in ("decoder", "pose2d", "lifter3d", "renderer")}
     limited = dataclasses.replace(settings, nats_url=nats_url, triton_url=f"127.0.0.1:{free_port()}",
-                                  quota_jobs_in_flight=2, quota_uploads_per_hour=3, quota_stored_mb=1, **dead)
+                                  quota_jobs_in_flight=2, quota_uploads_per_hour=3, quota_stored_mb=1,
+                                  quota_lifter_weights=2, **dead)
     with TestClient(create_app(limited, store)) as c:
         wait_for_queue(c)
         yield c
@@ -82,3 +85,21 @@ def test_bytes_stored(client, store):
     assert submit(client, key, 200 * 1024).status_code == 202  # what still fits is accepted
     finish(store, kept.json()["id"])
     assert_refused(submit(client, key, 300 * 1024), "HPE3D_QUOTA_STORED_MB")
+
+
+def test_lifter_weights_kept_per_owner(client, store):
+    key, other = make_api_key(store, "adapter"), make_api_key(store, "someone")
+    weights = DEFAULT_WEIGHTS.read_bytes()
+
+    def upload(name: str, who: str = key):
+        return client.post("/v1/lifter-weights", data={"name": name}, headers=bearer(who),
+                           files={"weights": ("w.pt", weights, "application/octet-stream")})
+    assert upload("one").status_code == 201 and upload("two").status_code == 201
+    body = assert_refused(upload("three"), "HPE3D_QUOTA_LIFTER_WEIGHTS")
+    assert body["allowed"] == 2 and body["used"] == 2 and "hpe3d weights delete" in body["detail"]
+    names = {w["name"] for w in client.get("/v1/lifter-weights", headers=bearer(key)).json()["weights"]}
+    assert {"one", "two"} <= names and "three" not in names  # the refusal stored nothing
+    assert upload("two").status_code == 201  # replacing weights of the same name is not a new one
+    assert upload("three", other).status_code == 201  # another owner has a limit of their own
+    assert client.delete("/v1/lifter-weights/one", headers=bearer(key)).status_code == 204
+    assert upload("three").status_code == 201  # a deletion makes room

@@ -94,6 +94,27 @@ def test_uploads_are_checked(api_url, users):
     assert bad_name.status_code == 422
 
 
+def test_only_the_owner_deletes_their_weights(api_url, users, store, capsys, monkeypatch):
+    ann, bob = bearer(users["ann"][0]), bearer(users["bob"][0])
+    made = httpx.post(f"{api_url}/v1/lifter-weights", headers=ann, data={"name": "to-delete"},
+                      files={"weights": ("w.pt", TWO_D_ONLY.read_bytes(), "application/octet-stream"),
+                             "card": ("w.card.md", b"# card\n\nShort-lived.\n", "text/markdown")})
+    assert made.status_code == 201, made.text
+    url = f"{api_url}/v1/lifter-weights/to-delete"
+    # another caller is answered as for a name that does not exist, and nothing is removed
+    assert httpx.delete(url, headers=bob).status_code == 404
+    assert httpx.delete(url).status_code == 401
+    assert httpx.get(url, headers=ann).status_code == 200
+    shipped = httpx.delete(f"{api_url}/v1/lifter-weights/gastnet_bandai_27f", headers=ann)
+    assert shipped.status_code == 409 and "shipped" in shipped.json()["detail"]
+    monkeypatch.setenv("HPE3D_API_KEY", users["ann"][0])
+    assert main(["weights", "delete", "to-delete", "--url", api_url]) == 0
+    assert "deleted to-delete" in capsys.readouterr().out
+    assert httpx.get(url, headers=ann).status_code == 404
+    assert not store.list_keys(user_weights_key(user_slug(users["ann"][1]), "to-delete").removesuffix(".pt"))
+    assert main(["weights", "delete", "to-delete", "--url", api_url]) == 1  # gone: said, exit 1
+
+
 def test_a_job_naming_another_users_weights_is_refused(api_url, users, anns_weights, store):
     def submit(key: str, weights: str) -> httpx.Response:
         return httpx.post(f"{api_url}/v1/jobs", headers=bearer(key), data={"lifter_weights": weights},

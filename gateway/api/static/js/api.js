@@ -67,6 +67,7 @@ export const deleteJob = (id) => request("DELETE", `${API}/jobs/${id}`);
 export const retryJob = (id) => request("POST", `${API}/jobs/${id}/retry`);
 export const getOptions = () => request("GET", `${API}/options`);
 export const getModels = () => request("GET", `${API}/models`);
+export const getLifterWeights = () => request("GET", `${API}/lifter-weights`);
 
 /**
  * POST a video with its options; onProgress(fraction 0..1) while the bytes go up.

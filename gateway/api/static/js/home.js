@@ -1,12 +1,13 @@
 // The start page: the upload (drop or choose a file, options with their real defaults and a line of
 // help each, errors in words next to the button) and the job history.
 
-import { deleteJob, getModels, getOptions, listJobs, submitJob } from "./api.js";
+import { deleteJob, getLifterWeights, getModels, getOptions, listJobs, submitJob } from "./api.js";
 import { el, formatDate, say, stateBadge } from "./dom.js";
 import { humanSize } from "./downloads.js";
 
 const LABELS = {
   max_persons: "Max persons", working_size: "Working size (px)", render: "Render the video", pose_model: "2D pose model",
+  lifter_weights: "3D lifter weights",
 };
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
@@ -49,6 +50,8 @@ function optionField(option) {
       if (choice.title) node.title = choice.title;
       return node;
     }));
+  } else if (option.type === "string") {
+    input = el("input", { type: "text", name: option.name, id, value: option.default ?? "", spellcheck: false });
   } else {
     input = el("input", { type: "number", name: option.name, id, value: option.default ?? "", inputMode: "numeric" });
     if (option.minimum != null) input.min = option.minimum;
@@ -71,6 +74,23 @@ async function modelChoices() {
     ];
   } catch {
     return null; // GET /v1/models failed (503: the pose2d stage does not answer): a text field
+  }
+}
+
+/** The lifter weights the caller may use (GET /v1/lifter-weights: shipped ones, then the caller's own) as
+ * choices; "" is the default weights. */
+async function weightsChoices() {
+  try {
+    const { weights } = await getLifterWeights();
+    const fallback = weights.find((w) => w.default);
+    return [
+      { value: "", text: fallback ? `default (${fallback.name})` : "server default", title: fallback?.summary || "" },
+      ...weights.filter((w) => !w.default).map((w) => ({
+        value: w.name, text: w.kind === "own" ? `${w.name} (yours)` : w.name, title: w.summary,
+      })),
+    ];
+  } catch {
+    return null; // the list could not be read: a text field
   }
 }
 
@@ -147,7 +167,13 @@ export class HomeView {
     }
     const { options, limits } = this.described;
     const poseModel = options.find((o) => o.name === "pose_model");
-    if (poseModel && !poseModel.choices) poseModel.choices = await modelChoices();
+    const weights = options.find((o) => o.name === "lifter_weights");
+    const [models, weightChoices] = await Promise.all([
+      poseModel && !poseModel.choices ? modelChoices() : null,
+      weights && !weights.choices ? weightsChoices() : null,
+    ]);
+    if (models) poseModel.choices = models;
+    if (weightChoices) weights.choices = weightChoices;
     this.optionsBox.replaceChildren(...options.map(optionField));
     this.limits.textContent = `Up to ${limits.max_upload_mb} MB and ${Math.round(limits.max_duration_s)} s of video.`;
   }
