@@ -18,7 +18,7 @@ function label(name) {
 /** The help line of an option: its description without wire details ("0 = server default", "one of GET ..."). */
 function helpLine(option) {
   let text = (option.help || "").replace(/;?\s*0 = server default/i, "").replace(/,?\s*one of GET \S+;?/i, ";").replace(/;\s*;/, ";")
-    .replace(/;?\s*empty = the default[^;]*/i, "").trim();
+    .replace(/;?\s*empty = the default[^;]*/i, "").replace(/`/g, "").trim();
   if (text) text = text.charAt(0).toUpperCase() + text.slice(1);
   const parts = [text && `${text}.`];
   if (option.type === "integer" || option.type === "number") {
