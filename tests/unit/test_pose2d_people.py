@@ -221,3 +221,11 @@ def test_on_a_photo_false_boxes_do_not_use_up_the_places_of_real_people():
     (people,) = track_people([frame], FalseFirst(), BlazePoseFollower(BlobModels(), refine_with_heatmap=False),
                              PeopleOptions(max_persons=1, tiles=False))
     assert len(people) == 1 and abs((people[0].found.box[0] + people[0].found.box[2]) / 2 - 200) < 4
+
+
+def test_a_segment_with_a_broken_jpeg_is_refused_naming_the_frame():
+    from services.common.errors import InvalidInput
+    segment = segment_of([blob_frame([(100, 90, 16, 50)])] * 5)
+    segment.jpeg[2] = b"not a jpeg"
+    with pytest.raises(InvalidInput, match="frame 2 of the segment is not a decodable JPEG"):
+        estimate_segment_people(segment, BlobDetector(), BlazePoseFollower(BlobModels()))
