@@ -1,7 +1,7 @@
 """Pose2D throughput: frames/s of ``Pose2D.Estimate`` through Triton on a 720p clip.
 
     .venv/bin/python bench/pose2d.py [--video PATH] [--size 1280x720] [--max-persons 1 | --all-persons]
-                                     [--concurrency 1] [--repeat 3] [--modes grpc,direct,plain,local]
+                                     [--concurrency 1] [--repeat 3] [--modes grpc,direct,plain,local] [--parts]
 
 The clip (default ../shared/data/video/two_people_office.avi, 1920x1080, 87 frames) is decoded and
 resized to ``--size`` first, then turned into one FrameSegment as the decoder stores it (JPEG q90
@@ -25,7 +25,9 @@ time per frame of every process involved (this one, the pose2d server, the Trito
 tritonserver and backend stubs), a figure that other load on the machine disturbs less.
 Then runs MediaPipe's own Pose on the same frames (``bench/mediapipe_anchor.py`` in ``.venv-mediapipe``,
 ``make mediapipe-venv``; ``--no-anchor`` skips it) and prints each mode's ratio to it.
-Skips with a message when the clip is absent.
+``--parts`` also prints, after the ``direct`` mode, where a segment's wall time goes in the stage's
+code (``bench/pose2d_parts.py``: per thread, the landmark and detector model calls, crops, landmark
+decoding, tracker, waits for the detector, JPEG decoding). Skips with a message when the clip is absent.
 """
 from __future__ import annotations
 
@@ -115,6 +117,7 @@ def main() -> None:
     parser.add_argument("--modes", default="grpc,direct,plain,local")
     parser.add_argument("--no-heatmap", action="store_true", help="skip the heatmap refinement (less data)")
     parser.add_argument("--no-anchor", action="store_true", help="do not run MediaPipe's Pose for the ratio")
+    parser.add_argument("--parts", action="store_true", help="where the time goes (direct mode, one timed run)")
     args = parser.parse_args()
     if not Path(args.video).exists():
         print(f"skipped: {args.video} is not present (development data beside the checkout)")
@@ -174,6 +177,9 @@ def main() -> None:
                 persons[mode] = estimate(detector, triton)
                 results[mode] = timed(lambda: estimate(detector, triton), args.concurrency,
                                       args.concurrency, args.repeat, [os.getpid()] + serving)
+                if args.parts and mode == "direct":
+                    from bench.pose2d_parts import print_parts
+                    print_parts(segment, detector, triton, options, not args.no_heatmap)
                 print(f"  ({mode}: tensors {'in shared memory' if triton.tensors.shared_memory else 'in the gRPC messages'})",
                       flush=True)
                 triton.close()

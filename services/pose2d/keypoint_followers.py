@@ -159,7 +159,7 @@ def mask_outside(crop: np.ndarray, box: Box, roi: Roi) -> None:
     corners = frame_to_crop(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32), roi, crop.shape[0])
     inside = np.zeros(crop.shape[:2], np.uint8)
     cv2.fillPoly(inside, [np.round(corners).astype(np.int32)], 1)
-    crop[inside == 0] = 0
+    np.multiply(crop, inside[..., None], out=crop)   # x 0 outside, x 1 inside: one pass, no boolean indexing
 
 
 def box_of_joints(coco17: np.ndarray, fallback: Box) -> Box:

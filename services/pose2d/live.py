@@ -55,8 +55,7 @@ class LivePoseStream:
                  options: PeopleOptions | None = None, clock: Callable[[], float] = time.monotonic):
         self.options = dataclasses.replace(options or PeopleOptions(), max_persons=max_persons)
         self.detector = detector
-        self.people = PeopleFollower(detector, BlazePoseFollower(models), self.options, LIVE_FPS, tiles=False,
-                                     detect_when_lost=False)
+        self.people = PeopleFollower(BlazePoseFollower(models), self.options, LIVE_FPS)
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-detector")
         self._pending: Future | None = None

@@ -2,8 +2,9 @@
 
 1. **Detector** (``person_detector``, NanoDet): runs every ``detect_every_s`` of video (0.5 s: 15
    frames at 30 frames/s, so a newcomer is picked up within half a second) while fewer than
-   ``max_persons`` are followed, in a thread beside the keypoint model; also on a frame where a
-   followed person was just lost. A detection starts a person at ``min_detection_score``; a weaker
+   ``max_persons`` are followed, in a thread beside the keypoint model (``track_people``), never
+   holding up a frame but the first; also on the frame after one where a followed person was lost,
+   which restarts the period. A detection starts a person at ``min_detection_score``; a weaker
    one (down to ``min_rediscovery_score``) only finds again a person lost from view where they were
    last seen, as ByteTrack uses its low-score boxes. A still image (a one-frame segment) is also searched in square
    tiles (``person_detector.windows``), where people a tenth of the frame tall are three times bigger.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import statistics
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,12 +40,13 @@ from services.pose2d.blazepose import box_iou
 from services.pose2d.keypoint_followers import FoundPerson, KeypointFollower
 from services.pose2d.person_detector import MIN_SCORE, PersonDetection, PersonDetectorModel, detect_persons
 from services.pose2d.person_tracking import Observation, PersonTracker, TrackerOptions, keypoint_similarity
-from services.pose2d.segment import box_to_proto, decode_jpegs, decode_reduction, start_poses
+from services.pose2d.segment import DecodedFrames, box_to_proto, decode_reduction, start_poses
 
 DEFAULT_FPS = 30.0
 SAME_KEYPOINTS = 0.7   # two sets of keypoints this similar (person_tracking.keypoint_similarity) are one person
 LOST_DISTANCE = 0.5    # a weak detection whose centre lies this many heights from a lost person's last box ...
 LOST_HEIGHT_RATIO = 1.5   # ... and whose height is within this factor of it, is that person
+DETECTOR_LEAD = 4         # frames ahead of its frame that a scheduled detector run is started
 
 
 def near(box, last) -> bool:
@@ -80,32 +83,29 @@ def segment_fps(timestamps: list[float]) -> float:
     return 1.0 / statistics.median(steps) if steps else DEFAULT_FPS
 
 
+def detection_step(fps: float, every_s: float) -> int:
+    """Frames from one scheduled detector run to the next: ``every_s`` seconds of video."""
+    return max(1, int(every_s * fps + 1e-6))
+
+
 def detection_frames(frame_count: int, fps: float, every_s: float) -> list[int]:
-    """The frames of a segment the detector runs on: the first, then every ``every_s`` seconds."""
-    step = max(1, int(every_s * fps + 1e-6))
-    return list(range(0, frame_count, step))
+    """The frames of a segment the detector runs on while nobody is lost: the first, then every
+    ``every_s`` seconds."""
+    return list(range(0, frame_count, detection_step(fps, every_s)))
 
 
 class PeopleFollower:
     """Runs steps 1-3 of the module docstring over consecutive frames (``update``)."""
 
-    def __init__(self, detector: PersonDetectorModel, keypoints: KeypointFollower, options: PeopleOptions,
-                 fps: float = DEFAULT_FPS, tiles: bool = False, detect_when_lost: bool = True, still: bool = False):
-        self.detector = detector
+    def __init__(self, keypoints: KeypointFollower, options: PeopleOptions, fps: float = DEFAULT_FPS,
+                 still: bool = False):
         self.keypoints = keypoints
         self.options = options
-        self.tiles = tiles
         self.still = still                         # a still image: more model calls per new person
-        self.detect_when_lost = detect_when_lost   # False: the caller runs the detector when ``lost`` says so
         self.lost = False                          # whether a followed person was lost on the last frame
         self.tracker = PersonTracker(TrackerOptions(fps=fps, max_hidden_s=options.max_hidden_s))
         self._regions: dict[int, object] = {}      # track id -> region on the next frame
         self._boxes: dict[int, tuple[float, float, float, float]] = {}   # track id -> box on the last frame
-        self.detector_frames = 0
-
-    def _detect(self, frame: np.ndarray) -> list[PersonDetection]:
-        self.detector_frames += 1
-        return detect_persons([frame], self.detector, self.options.min_rediscovery_score, self.tiles)[0]
 
     def _credible(self, detections: list[PersonDetection], followed: set[int]) -> list[PersonDetection]:
         """The detections scoring ``min_detection_score``, and the weaker ones that overlap the last box
@@ -115,7 +115,8 @@ class PeopleFollower:
                 or any(near(d.box, b) for b in lost)]
 
     def update(self, frame: np.ndarray, detections: list[PersonDetection] | None) -> list[FramePerson]:
-        """The persons of the next frame; ``detections`` the detector's for it (None: not scheduled)."""
+        """The persons of the next frame; ``detections`` the detector's for it (None: it did not run
+        there). The caller runs the detector, on the next frame when ``lost`` says so."""
         opts = self.options
         followed: list[tuple[FoundPerson, int]] = []
         if self._regions:
@@ -124,8 +125,6 @@ class PeopleFollower:
             followed = [(f, t) for f, t in zip(found, ids) if f.present]
         people = self._without_duplicates(followed)
         self.lost = len(people) < len(self._regions)
-        if self.lost and detections is None and self.detect_when_lost:
-            detections = self._detect(frame)           # someone was lost: look again on this very frame
         if detections:
             detections = self._credible(detections, {t for _, t in people})
             room = max(opts.max_persons - len(people), 0)
@@ -173,33 +172,46 @@ class PeopleFollower:
         return similarity is not None and similarity > SAME_KEYPOINTS
 
 
-def track_people(frames: list[np.ndarray], detector: PersonDetectorModel, keypoints: KeypointFollower,
+def track_people(frames: Sequence[np.ndarray], detector: PersonDetectorModel, keypoints: KeypointFollower,
                  options: PeopleOptions | None = None, fps: float = DEFAULT_FPS,
                  cancel: CancelToken = NEVER) -> list[list[FramePerson]]:
     """The persons of every frame (BGR uint8, consecutive), with track ids; ``CallCancelled`` (checked
     before each frame) once ``cancel`` is.
 
-    The detector's run on the next scheduled frame is started in a thread as soon as the previous one
-    is passed, so it overlaps the keypoint model's work on the frames between; it is not started while
-    ``max_persons`` persons are followed (nobody new could be added)."""
+    The detector never holds up a frame but the first: it runs in a thread beside the keypoint model.
+    It runs on frame 0, then ``detect_every_s`` after its last run (started ``DETECTOR_LEAD`` frames
+    ahead, so that its answer is ready when the frame comes), and on the frame after one where a
+    followed person was lost (started at once, while that next frame's landmarks are found; a person
+    lost on a frame where the detector ran is not looked for again). A run after a loss also restarts
+    the period, so no frame goes longer than ``detect_every_s`` without one: a newcomer is found
+    within that time. It does not run while ``max_persons`` persons are followed (nobody new could
+    be added)."""
     options = options or PeopleOptions()
     tiles = options.tiles if options.tiles is not None else len(frames) == 1
-    follower = PeopleFollower(detector, keypoints, options, fps, tiles, still=len(frames) == 1)
-    wanted = detection_frames(len(frames), fps, options.detect_every_s)
+    follower = PeopleFollower(keypoints, options, fps, still=len(frames) == 1)
+    step = detection_step(fps, options.detect_every_s)
     out = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector") as pool:
-        def start(i: int) -> Future:
-            follower.detector_frames += 1
-            return pool.submit(detect_persons, [frames[i]], detector, options.min_rediscovery_score, tiles)
+        def start(i: int) -> None:
+            pending[i] = pool.submit(detect_persons, [frames[i]], detector, options.min_rediscovery_score, tiles)
 
-        pending: dict[int, Future] = {0: start(0)} if frames else {}
+        pending: dict[int, Future] = {}
+        last_run = 0
+        if len(frames):
+            start(0)
         for i, frame in enumerate(cancel.each(frames)):
             future = pending.pop(i, None)
             people = follower.update(frame, future.result()[0] if future is not None else None)
             out.append(people)
-            upcoming = next((j for j in wanted if j > i), None)
-            if upcoming is not None and upcoming not in pending and len(people) < options.max_persons:
-                pending[upcoming] = start(upcoming)
+            if len(people) >= options.max_persons:
+                continue
+            if follower.lost and future is None and i + 1 < len(frames) and i + 1 not in pending:
+                start(i + 1)                    # someone was lost: look on the next frame
+                last_run = i + 1
+            upcoming = last_run + step
+            if i + DETECTOR_LEAD >= upcoming and upcoming < len(frames) and upcoming not in pending:
+                start(upcoming)
+                last_run = upcoming
     return out
 
 
@@ -226,10 +238,11 @@ def estimate_segment_people(segment: common_pb2.FrameSegment, detector: PersonDe
     result, source_w, source_h = start_poses(segment)
     if not segment.jpeg:
         return result
-    frames = list(decode_jpegs(segment.jpeg, decode_reduction(segment.width, segment.height)))
-    people = track_people(frames, detector, keypoints, options, segment_fps(list(segment.timestamps_s)), cancel)
-    for i, (frame, persons) in enumerate(zip(frames, people)):
-        sx, sy = source_w / frame.shape[1], source_h / frame.shape[0]
+    with DecodedFrames(segment.jpeg, decode_reduction(segment.width, segment.height)) as frames:
+        people = track_people(frames, detector, keypoints, options, segment_fps(list(segment.timestamps_s)), cancel)
+        height, width = frames[0].shape[:2]
+    sx, sy = source_w / width, source_h / height
+    for i, persons in enumerate(people):
         timestamp = segment.timestamps_s[i] if i < len(segment.timestamps_s) else 0.0
         result.frames.append(common_pb2.FramePoses2D(
             frame_index=segment.start_frame + i, timestamp_s=timestamp,

@@ -52,6 +52,30 @@ def decode_jpegs(jpegs: Sequence[bytes], reduce: int = 1) -> Iterator[np.ndarray
             yield pending.popleft().result()
 
 
+class DecodedFrames(Sequence):
+    """A segment's JPEGs as a sequence of BGR frames, decoded in order in a background thread from
+    the moment it is made (OpenCV releases the GIL), so decoding overlaps the model work; indexing
+    waits for that frame. Use as a context manager: leaving it stops the decoding still to do."""
+
+    def __init__(self, jpegs: Sequence[bytes], reduce: int = 1):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg")
+        self._frames = [self._pool.submit(_decode, jpeg, i, reduce) for i, jpeg in enumerate(jpegs)]
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [f.result() for f in self._frames[index]]
+        return self._frames[index].result()
+
+    def __enter__(self) -> "DecodedFrames":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def decode_reduction(width: int, height: int, max_side: int = 1280) -> int:
     """1, 2 or 4: decode JPEGs whose long side reaches ``max_side`` at a fraction of their size.
     BlazePose sees every person through a 256x256 crop, so 640-1280 pixels are plenty."""

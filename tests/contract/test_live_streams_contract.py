@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 import pytest
 
+from services.pose2d.blazepose import box_iou
 from services.pose2d.keypoint_followers import BlazePoseFollower
 from services.pose2d.people import PeopleOptions, estimate_segment_people
 from hpe3d.v1 import common_pb2, lifter3d_pb2, lifter3d_pb2_grpc, pose2d_pb2, pose2d_pb2_grpc
@@ -117,17 +118,29 @@ def test_pose2d_stream_answers_each_frame_in_order_and_follows_both_people_as_se
                                       timestamps_s=[i / 30 for i in range(len(clip_jpegs))], jpeg=clip_jpegs)
     batch_poses = estimate_segment_people(segment, servicer.catalog.detector(), BlazePoseFollower(servicer.catalog.blazepose),
                                           PeopleOptions(max_persons=2))
-    apart = []
+    apart, overlaps = [], []
     for live, batch in zip(replies, batch_poses.frames):
-        batch_people = {p.track_id: from_proto(p.coco17) for p in batch.persons}
+        batch_people = {p.track_id: p for p in batch.persons}
         for p in live.poses.persons:
-            if p.track_id in batch_people:
-                distances = np.linalg.norm(from_proto(p.coco17)[:, :2] - batch_people[p.track_id][:, :2], axis=1)
+            if p.track_id not in batch_people:
+                continue
+            other = batch_people[p.track_id]
+            if p.track_id == 0:
+                distances = np.linalg.norm(from_proto(p.coco17)[:, :2] - from_proto(other.coco17)[:, :2], axis=1)
                 apart.append(float(np.median(distances)))
+            else:
+                boxes = [(b.x_min, b.y_min, b.x_max, b.y_max) for b in (p.box, other.box)]
+                overlaps.append(box_iou(*boxes))
+    # the main person, followed from the first frame by both: the joints in the same places (pixels of the
+    # 640x360 frames)
     assert len(apart) >= 24
-    # pixels of the 640x360 frames; the few frames apart are those where a person's boxes joined the
-    # stream a frame or two later than the segment's detector gave them (its first ROIs differ)
     assert np.median(apart) <= 2.0 and np.mean(np.array(apart) <= 5.0) >= 0.9, sorted(apart)[-6:]
+    # the second person, at the picture's edge, is lost and found again: the stream takes the detector's
+    # boxes a few frames later than the segment (when its thread has them), and the landmark model, started
+    # from other boxes, settles on that partly seen body over the next frames; the boxes still cover the
+    # same body
+    assert len(overlaps) >= 10
+    assert np.median(overlaps) >= 0.7 and min(overlaps) >= 0.5, sorted(overlaps)[:6]
 
 
 def test_pose2d_stream_state_is_per_stream(pose2d, clip_jpegs):

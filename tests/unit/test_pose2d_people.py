@@ -98,8 +98,25 @@ def test_a_person_hidden_for_a_second_keeps_their_id():
     walker = [min(centres(p), key=lambda t: centres(p)[t]) for p in out if len(p) == 2]
     assert set(walker) == {1} or set(walker) == {0}
     assert len({p.track_id for people in out for p in people}) == 2
-    # lost on frame 32: the detector looked again on that very frame
+    # lost on frame 32: the detector looked again on the next frame
     assert detector.frames > len(detection_frames(90, 30.0, 0.5))
+
+
+def test_after_a_loss_the_detector_runs_on_the_next_frame_and_its_period_restarts(monkeypatch):
+    """The walker of the test above is lost on frame 32: the detector runs on frame 33 (in its thread,
+    not holding up frame 32), then every 15 frames from there, so no 15 frames pass without a run."""
+    import services.pose2d.people as people
+    frames = [blob_frame([(250, 90, 16, 50)] + ([] if 32 <= f < 62 else [(40 + 2 * f, 90, 16, 50)])) for f in range(90)]
+    ran, detect = [], people.detect_persons
+
+    def recorded(images, *args):
+        ran.append(next(i for i, f in enumerate(frames) if f is images[0]))
+        return detect(images, *args)
+    monkeypatch.setattr(people, "detect_persons", recorded)
+    out, _, _ = run(frames)
+    assert ran == [0, 15, 30, 33, 48, 63, 78]
+    assert [len(p) for p in out[:32]] == [2] * 32 and [len(p) for p in out[32:63]] == [1] * 31
+    assert all(len(p) == 2 for p in out[63:])     # back on the first run after they reappear (frame 62)
 
 
 def test_max_persons_caps_the_persons_of_a_frame():
@@ -204,3 +221,11 @@ def test_on_a_photo_false_boxes_do_not_use_up_the_places_of_real_people():
     (people,) = track_people([frame], FalseFirst(), BlazePoseFollower(BlobModels(), refine_with_heatmap=False),
                              PeopleOptions(max_persons=1, tiles=False))
     assert len(people) == 1 and abs((people[0].found.box[0] + people[0].found.box[2]) / 2 - 200) < 4
+
+
+def test_a_segment_with_a_broken_jpeg_is_refused_naming_the_frame():
+    from services.common.errors import InvalidInput
+    segment = segment_of([blob_frame([(100, 90, 16, 50)])] * 5)
+    segment.jpeg[2] = b"not a jpeg"
+    with pytest.raises(InvalidInput, match="frame 2 of the segment is not a decodable JPEG"):
+        estimate_segment_people(segment, BlobDetector(), BlazePoseFollower(BlobModels()))
