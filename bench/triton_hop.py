@@ -25,7 +25,7 @@ compute_infer, compute_output -- compute_infer is the Python backend's stub runn
 PyTriton also handing the tensors on to the host process and back); what is left of the wall time
 for gRPC and the loopback socket; the backend's share (compute_infer less the model in process); and
 CPU ms per request of this process and of the host's processes (the host, tritonserver, backend
-stubs, PyTriton's proxy), and their sum less the model's CPU in process: what the hop itself costs. Then the threads of each host process, by name. Other work on the machine disturbs the
+stubs, PyTriton's proxy), and their sum less the model's CPU in process: what the hop itself costs. Then the threads and memory (PSS) of each host process, by name. Other work on the machine disturbs the
 wall times; the load average is printed beside them.
 """
 from __future__ import annotations
@@ -97,8 +97,8 @@ def server_stats(client, model: str) -> dict[str, float]:
     return out
 
 
-def process_threads(roots: list[int]) -> list[tuple[int, str, int]]:
-    """(pid, name, threads) of ``roots`` and their descendants."""
+def process_threads(roots: list[int]) -> list[tuple[int, str, int, float]]:
+    """(pid, name, threads, PSS in MiB) of ``roots`` and their descendants."""
     parent, info = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -119,8 +119,19 @@ def process_threads(roots: list[int]) -> list[tuple[int, str, int]]:
         if p in roots:
             label = name if "python" not in name else ("stub " + cmd.split()[-1][:40] if "stub" in cmd
                                                        else "python " + " ".join(cmd.split()[1:3])[:40])
-            out.append((pid, label, threads))
+            out.append((pid, label, threads, pss_mib(pid)))
     return out
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size of a process (shared pages divided among their users), MiB."""
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def measure(url: str, threads: int, requests: int, rounds: int, host_pids: list[int]) -> None:
@@ -250,9 +261,11 @@ def main() -> None:
             print(f"\n== host --server {server} --threads {threads} (ONNX Runtime intra-op threads, LiteRT threads "
                   f"per model), load average {os.getloadavg()[0]:.2f} ==")
             measure(url, threads, args.requests, args.rounds, [proc.pid])
-            print("\nthreads per host process:")
-            for pid, label, count in process_threads([proc.pid]):
-                print(f"  {pid:7d} {count:3d} threads  {label}")
+            print("\nthreads and memory (PSS) per host process, after the requests:")
+            listed = process_threads([proc.pid])
+            for pid, label, count, pss in listed:
+                print(f"  {pid:7d} {count:3d} threads {pss:6.0f} MiB  {label}")
+            print(f"  {len(listed)} processes, {sum(row[3] for row in listed):.0f} MiB PSS in all")
         finally:
             stop_host(proc)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
