@@ -214,11 +214,13 @@ def _server_ready(url: str) -> bool:
 def serve_tritonserver(plans: list[ModelPlan], args, started: float) -> int:
     """tritonserver on a serving repository in a temporary folder, until SIGTERM / SIGINT or its exit."""
     from services.triton.serving_repository import write_serving_repository
-    from services.triton.tritonserver_process import (TritonServerMissing, prepare_backends, server_command,
-                                                      server_env)
+    from services.triton.tritonserver_process import (LEFTOVER_PREFIX, TritonServerMissing, prepare_backends,
+                                                      remove_leftovers, server_command, server_env)
 
     libdir = ensure_libpython_first()
-    workdir = Path(tempfile.mkdtemp(prefix="hpe3d-triton-"))
+    for path in remove_leftovers(Path(tempfile.gettempdir())):
+        log.info("removed %s, left by a host that was killed", path)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{LEFTOVER_PREFIX}{os.getpid()}-"))
     proc = None
     stopping = False
 
@@ -240,6 +242,8 @@ def serve_tritonserver(plans: list[ModelPlan], args, started: float) -> int:
         command = server_command(repository, backends, args.host, args.grpc_port, args.http_port,
                                  args.metrics_port)
         proc = subprocess.Popen(command, env=server_env(), cwd=workdir, preexec_fn=_die_with_parent)
+        if stopping:             # the signal came while the server was being started
+            proc.terminate()
         local = "127.0.0.1" if args.host in ("0.0.0.0", "", "::") else args.host
         url = f"[{local}]:{args.grpc_port}" if ":" in local else f"{local}:{args.grpc_port}"
         ready = False

@@ -17,10 +17,15 @@ and the stub of this interpreter's version into a folder of our own; ``server_co
   prefix of its own so that several hosts on one machine do not share regions;
 * ``--grpc-restricted-protocol`` / ``--http-restricted-api``: the APIs in ``guarded_apis`` answer only
   a request carrying a random token that this process makes and never writes anywhere, i.e. nobody.
+
+A host killed with SIGKILL cannot clean up: its serving folder (``hpe3d-triton-<pid>-*`` in the temporary
+directory) and its stubs' shared-memory pools (``/dev/shm/hpe3d-triton-<pid>-*``) stay behind.
+``remove_leftovers`` deletes those of hosts that no longer run, when the next host starts.
 """
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -36,6 +41,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOKEN_HEADER = "triton-access-token"
 BACKEND_SHM_START_BYTES = 4 * 1024 * 1024
 BACKEND_SHM_GROWTH_BYTES = 1024 * 1024
+LEFTOVER_PREFIX = "hpe3d-triton-"      # + the host's pid + "-": its serving folder, its stubs' shm pools
 
 
 class TritonServerMissing(FileNotFoundError):
@@ -83,7 +89,7 @@ def server_command(repository: Path, backends: Path, host: str, grpc_port: int, 
     """The tritonserver command line serving ``repository`` (see the module's docstring)."""
     dist = distribution()
     token = token or secrets.token_urlsafe(32)
-    shm_prefix = shm_prefix or f"hpe3d-triton-{os.getpid()}-{secrets.token_hex(4)}"
+    shm_prefix = shm_prefix or f"{LEFTOVER_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     guard = f"{','.join(guarded_apis(host))}:{TOKEN_HEADER}={token}"
     return [str(dist / "bin" / "tritonserver"),
             f"--model-repository={repository}", f"--backend-directory={backends}",
@@ -96,7 +102,7 @@ def server_command(repository: Path, backends: Path, host: str, grpc_port: int, 
             f"--backend-config=python,shm-growth-byte-size={BACKEND_SHM_GROWTH_BYTES}",
             f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
             "--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false",   # no GPU here
-            "--exit-on-error=true", "--strict-readiness=true", "--exit-timeout-secs=20", "--log-verbose=0"]
+            "--exit-on-error=true", "--strict-readiness=true", "--exit-timeout-secs=10", "--log-verbose=0"]
 
 
 def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -108,3 +114,38 @@ def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
                                              + [p for p in current if p != str(libraries_dir())])
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(tmp_dir: Path, shm_dir: Path = Path("/dev/shm")) -> list[Path]:
+    """Delete the serving folders in ``tmp_dir`` and the shared-memory files in ``shm_dir`` of hosts that
+    no longer run (named ``hpe3d-triton-<pid>-...``); returns what was deleted."""
+    pattern = re.compile(rf"^{re.escape(LEFTOVER_PREFIX)}(\d+)-")
+    removed = []
+    for folder in (Path(tmp_dir), Path(shm_dir)):
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            match = pattern.match(entry.name)
+            if not match or _running(int(match.group(1))):
+                continue
+            try:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass            # another user's, or gone meanwhile
+    return removed

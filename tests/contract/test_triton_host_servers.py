@@ -182,3 +182,26 @@ def test_sigterm_stops_tritonserver_its_stubs_and_removes_the_serving_folder(rep
         time.sleep(0.2)
     assert not [p for p in children if alive(p)]
     assert not serving.exists()
+
+
+def test_a_host_killed_by_sigkill_takes_its_server_along_and_the_next_removes_its_leftovers(repository, tmp_path):
+    first = Host(repository, "127.0.0.1", "tritonserver", tmp_path / "first.log")
+    children = descendants(first.proc.pid)
+    server = next(p for p in children if "tritonserver" in open(f"/proc/{p}/cmdline").read())
+    serving = Path(os.readlink(f"/proc/{server}/cwd"))
+    pools = sorted(Path("/dev/shm").glob(f"hpe3d-triton-{first.proc.pid}-*"))
+    assert pools                                          # the stub's shared-memory pool
+    first.proc.kill()
+    first.proc.wait()
+    first.client.close()
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in children if alive(p)]          # tritonserver died with the host, its stub with it
+    assert serving.exists()                               # nobody could clean up
+    second = Host(repository, "127.0.0.1", "tritonserver", tmp_path / "second.log")
+    try:
+        assert not serving.exists() and not [p for p in pools if p.exists()]
+        assert f"removed {serving}" in second.log.read_text()
+    finally:
+        second.stop()

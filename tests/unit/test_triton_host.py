@@ -181,3 +181,29 @@ def test_tritonserver_guards_what_no_client_needs_and_shm_on_other_addresses():
     assert "--model-control-mode=none" in first
     prefixes = [a for a in first + second if "shm-region-prefix-name" in a]
     assert len(set(prefixes)) == 2
+
+
+def test_leftovers_of_killed_hosts_are_removed_and_no_others(tmp_path):
+    import subprocess
+    import sys
+
+    from services.triton.tritonserver_process import LEFTOVER_PREFIX, remove_leftovers
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    tmp, shm = tmp_path / "tmp", tmp_path / "shm"
+    for folder in (tmp, shm):
+        folder.mkdir()
+    dead_dir = tmp / f"{LEFTOVER_PREFIX}{gone.pid}-abc"
+    (dead_dir / "models").mkdir(parents=True)
+    dead_shm = shm / f"{LEFTOVER_PREFIX}{gone.pid}-1234abcd-0f42"
+    dead_shm.write_bytes(b"x")
+    mine = [tmp / f"{LEFTOVER_PREFIX}{os.getpid()}-xyz", shm / f"{LEFTOVER_PREFIX}{os.getpid()}-1-2"]
+    mine[0].mkdir()
+    mine[1].write_bytes(b"x")
+    others = [tmp / "hpe3d-triton-abc", shm / f"pytriton{gone.pid}-x", shm / f"psm_{gone.pid}"]
+    for path in others:
+        path.write_bytes(b"x")
+    assert sorted(remove_leftovers(tmp, shm)) == sorted([dead_dir, dead_shm])
+    assert not dead_dir.exists() and not dead_shm.exists()
+    assert all(p.exists() for p in mine + others)
