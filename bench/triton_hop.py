@@ -1,9 +1,12 @@
-"""Where the time of one Triton call goes: the pose2d stage's calls against the PyTriton host, split.
+"""Where the time of one Triton call goes: the pose2d stage's calls against the CPU Triton host, split.
 
-    .venv/bin/python bench/triton_hop.py [--threads 2,1] [--requests 20] [--rounds 3] [--url HOST:PORT]
+    .venv/bin/python bench/triton_hop.py [--servers tritonserver,pytriton] [--threads 2,1] [--requests 20]
+                                         [--rounds 3] [--url HOST:PORT]
 
-Starts the PyTriton host (``services/triton/host.py``) with ``--threads N`` for each N of ``--threads``
-(or uses the server at ``--url``), then times the two requests a followed person costs per frame:
+Starts the Triton host (``services/triton/host.py``) with ``--server S --threads N`` for each N of
+``--threads`` and each S of ``--servers`` in turn (``tritonserver``: our model inside the Python
+backend's stub; ``pytriton``: PyTriton, the model in the host process behind its proxy), or uses the
+server at ``--url``, then times the two requests a followed person costs per frame:
 ``blazepose_landmarks`` on one 256x256 crop with its heatmap (every frame) and ``person_detector`` on
 one 416x416 input (every 0.5 s of video), ``--rounds`` rounds of ``--requests`` calls in each way
 (the ways take turns, so load that comes and goes touches them alike; the best round's wall time is
@@ -18,16 +21,17 @@ For each transport it prints, per request: the client's wall time; the part of i
 request and unpacking the reply in this process (``InferInput.set_data_from_numpy`` / ``as_numpy``,
 measured beside the calls; shared memory: writing and copying the regions); Triton's own statistics
 (``get_inference_statistics``: the request's time in the server, split into queue, compute_input,
-compute_infer, compute_output -- with PyTriton, compute_infer is the Python backend stub handing the
-tensors to the host process and back, plus the model); what is left of the wall time for gRPC and
-the loopback socket; the proxy's share (compute_infer less the model in process); and CPU ms per
-request of this process and of the host's processes (tritonserver, backend stubs, the PyTriton
-proxy), and their sum less the model's CPU in process: what the hop itself costs. Then the threads of each host process, by name. Other work on the machine disturbs the
+compute_infer, compute_output -- compute_infer is the Python backend's stub running the model, with
+PyTriton also handing the tensors on to the host process and back); what is left of the wall time
+for gRPC and the loopback socket; the backend's share (compute_infer less the model in process); and
+CPU ms per request of this process and of the host's processes (the host, tritonserver, backend
+stubs, PyTriton's proxy), and their sum less the model's CPU in process: what the hop itself costs. Then the threads and memory (PSS) of each host process, by name. Other work on the machine disturbs the
 wall times; the load average is printed beside them.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -48,14 +52,15 @@ CASES = (  # model, input name, one request's input shape, outputs the pose2d st
 STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
-def start_host(threads: int) -> tuple[subprocess.Popen, str]:
+def start_host(threads: int, server: str) -> tuple[subprocess.Popen, str]:
     from hpe3d_cli.local_stack import _triton_ready, free_port
     from services.triton.host import ensure_libpython_first
 
     ports = [free_port() for _ in range(3)]
     ensure_libpython_first()
     proc = subprocess.Popen([sys.executable, "-m", "services.triton.host", "--grpc-port", str(ports[0]),
-                             "--http-port", str(ports[1]), "--metrics-port", str(ports[2]), "--threads", str(threads)],
+                             "--http-port", str(ports[1]), "--metrics-port", str(ports[2]), "--threads", str(threads),
+                             "--server", server],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'proto'}"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"127.0.0.1:{ports[0]}"
@@ -92,8 +97,8 @@ def server_stats(client, model: str) -> dict[str, float]:
     return out
 
 
-def process_threads(roots: list[int]) -> list[tuple[int, str, int]]:
-    """(pid, name, threads) of ``roots`` and their descendants."""
+def process_threads(roots: list[int]) -> list[tuple[int, str, int, float]]:
+    """(pid, name, threads, PSS in MiB) of ``roots`` and their descendants."""
     parent, info = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -114,8 +119,19 @@ def process_threads(roots: list[int]) -> list[tuple[int, str, int]]:
         if p in roots:
             label = name if "python" not in name else ("stub " + cmd.split()[-1][:40] if "stub" in cmd
                                                        else "python " + " ".join(cmd.split()[1:3])[:40])
-            out.append((pid, label, threads))
+            out.append((pid, label, threads, pss_mib(pid)))
     return out
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size of a process (shared pages divided among their users), MiB."""
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def measure(url: str, threads: int, requests: int, rounds: int, host_pids: list[int]) -> None:
@@ -162,14 +178,14 @@ def measure(url: str, threads: int, requests: int, rounds: int, host_pids: list[
         print(f"\n{model}: input {list(shape)} uint8 ({x.nbytes / 1e3:.0f} kB), outputs "
               f"{', '.join(names)}; model in process {wall['model']:.2f} ms wall, {cpu_me['model']:.2f} ms CPU")
         print(f"  {'':5s} {'wall':>6s} {'pack':>6s} {'server':>6s} {'queue':>6s} {'c_in':>6s} {'c_infer':>7s} "
-              f"{'c_out':>6s} {'grpc':>6s} {'proxy':>6s} {'cpu me':>6s} {'cpu host':>8s} {'cpu all':>7s}"
+              f"{'c_out':>6s} {'grpc':>6s} {'backend':>7s} {'cpu me':>6s} {'cpu host':>8s} {'cpu all':>7s}"
               "  (ms per request)")
         for t in ("grpc", "shm"):
             n = max(stats[t]["count"], 1)
             per = {k: v / n / 1e6 for k, v in stats[t].items() if k != "count"}
             print(f"  {t:5s} {wall[t]:6.2f} {pack[t]:6.2f} {per['request']:6.2f} {per['queue']:6.2f} "
                   f"{per['compute_input']:6.2f} {per['compute_infer']:7.2f} {per['compute_output']:6.2f} "
-                  f"{wall[t] - per['request'] - pack[t]:6.2f} {per['compute_infer'] - wall['model']:6.2f} "
+                  f"{wall[t] - per['request'] - pack[t]:6.2f} {per['compute_infer'] - wall['model']:7.2f} "
                   f"{cpu_me[t]:6.2f} {cpu_host[t]:8.2f} {cpu_me[t] + cpu_host[t]:7.2f}")
         print(f"  CPU of the hop (all processes less the model in process): grpc "
               f"{cpu_me['grpc'] + cpu_host['grpc'] - cpu_me['model']:.2f} ms, shm "
@@ -221,6 +237,8 @@ def shm_copy_time(tensors, model, input_name, x, names, requests) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", default="tritonserver,pytriton",
+                        help="host servers to try in turn, comma-separated (services/triton/host.py --server)")
     parser.add_argument("--threads", default="2,1", help="host threads per model to try, comma-separated")
     parser.add_argument("--requests", type=int, default=20, help="calls per round and transport")
     parser.add_argument("--rounds", type=int, default=3)
@@ -233,18 +251,21 @@ def main() -> None:
     print(f"Triton hop bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     print("columns: wall = client call; pack = building/reading the tensors in this process (in wall); "
           "server = Triton's request time = queue + c_in + c_infer + c_out; grpc = wall - server - pack; "
-          "proxy = c_infer - model in process; cpu = CPU ms per request of this process / of the host's processes")
+          "backend = c_infer - model in process; cpu = CPU ms per request of this process / of the host's processes")
     if args.url:
         measure(args.url, 2, args.requests, args.rounds, [])
         return
-    for threads in (int(t) for t in args.threads.split(",")):
-        proc, url = start_host(threads)
+    for threads, server in itertools.product((int(t) for t in args.threads.split(",")), args.servers.split(",")):
+        proc, url = start_host(threads, server)
         try:
-            print(f"\n== host --threads {threads} (ONNX Runtime intra-op threads, LiteRT threads per model) ==")
+            print(f"\n== host --server {server} --threads {threads} (ONNX Runtime intra-op threads, LiteRT threads "
+                  f"per model), load average {os.getloadavg()[0]:.2f} ==")
             measure(url, threads, args.requests, args.rounds, [proc.pid])
-            print("\nthreads per host process:")
-            for pid, label, count in process_threads([proc.pid]):
-                print(f"  {pid:7d} {count:3d} threads  {label}")
+            print("\nthreads and memory (PSS) per host process, after the requests:")
+            listed = process_threads([proc.pid])
+            for pid, label, count, pss in listed:
+                print(f"  {pid:7d} {count:3d} threads {pss:6.0f} MiB  {label}")
+            print(f"  {len(listed)} processes, {sum(row[3] for row in listed):.0f} MiB PSS in all")
         finally:
             stop_host(proc)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")

@@ -38,7 +38,8 @@ def store(s3_stack):
 
 @pytest.fixture(scope="session")
 def triton_stack(tmp_path_factory, s3_stack):
-    """A real Triton server (PyTriton) serving the BlazePose models, on free loopback ports."""
+    """A real Triton server (``services.triton.host``: tritonserver running our Python-backend model)
+    serving services/triton/repository (BlazePose, the person detector), on free loopback ports."""
     from hpe3d_cli.local_stack import LocalStack
     stack = LocalStack(workdir=tmp_path_factory.mktemp("triton"), components=("triton",))
     stack.start()

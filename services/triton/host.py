@@ -1,13 +1,13 @@
-"""A Triton Inference Server on the CPU (PyTriton) that serves Triton model repositories.
+"""A Triton Inference Server on the CPU that serves Triton model repositories.
 
     python -m services.triton.host [--repository DIR ...] --grpc-port 8001 --http-port 8000 --metrics-port 8002
 
 Every model folder of every ``--repository`` (default: ``services/triton/repository``, the BlazePose
-models, plus the comma-separated folders of ``HPE3D_TRITON_REPOSITORIES``, e.g. the one
-``hpe3d models export`` writes HRNet / SimpleBaseline into) is served
-under the name, tensors, max batch size and queue delay of its ``config.pbtxt`` -- the same file
-the official Triton image reads on GPU nodes, so the pose2d stage cannot tell which server it talks
-to. The config's platform decides what runs the model here:
+models and the person detector, plus the comma-separated folders of ``HPE3D_TRITON_REPOSITORIES``,
+e.g. the one ``hpe3d models export`` writes HRNet / SimpleBaseline into) is served under the name,
+tensors, max batch size and queue delay of its ``config.pbtxt`` -- the same file the official Triton
+image reads on GPU nodes, so the pose2d stage cannot tell which server it talks to. The config's
+platform decides what runs the model here:
 
 * ``platform: "onnxruntime_onnx"``: ``1/model.onnx`` (or ``default_model_filename``) in ONNX Runtime
   on the CPU (``onnx_runner.py``); the config's GPU instance group and TensorRT accelerator only
@@ -15,34 +15,45 @@ to. The config's platform decides what runs the model here:
 * ``backend: "python"`` with a ``tflite_file`` parameter (BlazePose): the LiteRT runner
   (``litert_runner.py``), the same code the official image's Python backend loads.
 
-PyTriton runs the real ``tritonserver`` binary, whose Python-backend stub links ``libpython3.11``.
-On machines where the dynamic loader would pick another build of that library than this
-interpreter's (e.g. Debian's beside pyenv's), model loading fails with
-``'_thread.RLock' object has no attribute '_recursion_count'``; this host therefore puts this
-interpreter's ``LIBDIR`` first on ``LD_LIBRARY_PATH`` before it starts the server (the server and
-the stub inherit it).
+Two servers can do it (``--server``, default ``HPE3D_TRITON_SERVER``, else ``tritonserver``):
+
+* ``tritonserver``: the ``tritonserver`` binary of the nvidia-pytriton wheel on a serving repository
+  written into a temporary folder (``serving_repository.py``: the source configs with the Python
+  backend), whose model (``python_model.py``) runs the runner inside the backend's stub process
+  (``tritonserver_process.py``): a request crosses one process boundary;
+* ``pytriton``: PyTriton, whose Python backend hands every request on from the stub to this
+  process through its proxy (ZeroMQ and shared memory of its own), where the runners are.
+
+Either way the server's Python-backend stub links ``libpython3.11``; on machines where the dynamic
+loader would pick another build of that library than this interpreter's (e.g. Debian's beside
+pyenv's), model loading fails with ``'_thread.RLock' object has no attribute '_recursion_count'``;
+this host therefore puts this interpreter's ``LIBDIR`` first on ``LD_LIBRARY_PATH`` before it starts
+the server (the server and the stub inherit it).
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.settings import Settings
-from services.triton.model_config import model_repository_dirs, numpy_dtype, parameters, read_config
+from services.triton.model_config import numpy_dtype
 from services.triton.repositories import REPOSITORY_DIR
+from services.triton.serving_repository import (LITERT, ONNX, ModelPlan, ModelUnservable, plan_model,
+                                                plan_repositories)
+from services.triton.tritonserver_process import guarded_apis
 
 log = logging.getLogger("services.triton.host")
-
-
-class ModelUnservable(ValueError):
-    """A model folder this host cannot run (a file is missing, or its platform is unknown here)."""
 
 
 @dataclass
@@ -68,54 +79,33 @@ def ensure_libpython_first() -> str:
 
 
 def load_model(folder: Path, num_threads: int = 2) -> HostedModel:
-    """The runner for one model folder, chosen by its config.pbtxt; raises ``ModelUnservable`` naming
-    the missing file or the unknown platform."""
+    """The runner for one model folder, chosen by its config.pbtxt (``plan_model``), loaded in this
+    process; raises ``ModelUnservable`` naming the missing file or the unknown platform."""
+    return build_model(plan_model(folder), num_threads)
+
+
+def build_model(plan: ModelPlan, num_threads: int = 2) -> HostedModel:
+    """The runner of a checked model folder, in this process (the PyTriton server, tools, tests)."""
     from google.protobuf import json_format
 
-    config = read_config(folder / "config.pbtxt")
-    if config.name and config.name != folder.name:
-        raise ModelUnservable(f"{folder}/config.pbtxt names the model {config.name!r}; Triton wants the folder name")
-    if not config.name:
-        config.name = folder.name
-    version_dir = folder / "1"
-    if config.platform == "onnxruntime_onnx" or config.backend == "onnxruntime":
-        from services.triton.onnx_runner import OnnxModel, OnnxModelMissing
-        model_file = version_dir / (config.default_model_filename or "model.onnx")
-        try:
-            runner = OnnxModel(model_file, num_threads)
-        except OnnxModelMissing as exc:
-            made_by = parameters(config).get("model_file_made_by")   # a model the set-up converts
-            raise ModelUnservable(f"{model_file} is missing: run `{made_by}`" if made_by else str(exc)) from exc
-    elif config.backend == "python" and "tflite_file" in parameters(config):
-        from services.triton.litert_runner import (LiteRTModel, ModelFileMissing, bindings_from_config,
-                                                   input_scaling, model_file)
-        as_json = json_format.MessageToDict(config, preserving_proto_field_name=True)
+    if plan.runner == ONNX:
+        from services.triton.onnx_runner import OnnxModel
+        runner = OnnxModel(plan.model_file, num_threads)
+    elif plan.runner == LITERT:
+        from services.triton.litert_runner import LiteRTModel, bindings_from_config, input_scaling
+        as_json = json_format.MessageToDict(plan.config, preserving_proto_field_name=True)
         inputs, outputs = bindings_from_config(as_json)
         scale, offset = input_scaling(as_json)
-        try:
-            runner = LiteRTModel(model_file(as_json, version_dir), inputs, outputs, num_threads=num_threads,
-                                 input_scale=scale, input_offset=offset)
-        except ModelFileMissing as exc:
-            raise ModelUnservable(f"{exc} (BlazePose: run `make models`)") from exc
+        runner = LiteRTModel(plan.model_file, inputs, outputs, num_threads=num_threads, input_scale=scale,
+                             input_offset=offset)
     else:
-        raise ModelUnservable(f"{folder}: platform {config.platform or config.backend!r} is not served on the CPU "
-                              "host (onnxruntime_onnx, or the python backend with a tflite_file)")
-    return HostedModel(folder, config, runner)
+        raise ModelUnservable(f"{plan.folder}: no runner {plan.runner!r}")
+    return HostedModel(plan.folder, plan.config, runner)
 
 
 def load_repositories(repositories: list[Path], num_threads: int = 2) -> list[HostedModel]:
-    """Every model of every repository, in order; a name seen twice is an error."""
-    models: dict[str, HostedModel] = {}
-    for repository in repositories:
-        if not Path(repository).is_dir():
-            raise ModelUnservable(f"model repository {repository} is not a folder")
-        for folder in model_repository_dirs(repository):
-            model = load_model(folder, num_threads)
-            if model.name in models:
-                raise ModelUnservable(f"model {model.name} is in both {models[model.name].folder.parent} "
-                                      f"and {repository}")
-            models[model.name] = model
-    return list(models.values())
+    """Every model of every repository, in order, loaded in this process; a name seen twice is an error."""
+    return [build_model(plan, num_threads) for plan in plan_repositories(repositories)]
 
 
 def default_repositories() -> list[Path]:
@@ -147,29 +137,21 @@ def _bind(triton, model: HostedModel) -> None:
                 config=ModelConfig(max_batch_size=config.max_batch_size, batcher=batcher), strict=True)
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-# What PyTriton guards with its own secret token (it loads the models through the repository API):
-# with the server reachable from this machine only, a client may also register system shared memory
-# (the pose2d stage's tensors, on the same host) and read the inference statistics (bench/triton_hop.py).
-LOCAL_OPEN_ENDPOINTS = ("shared-memory", "statistics")
-
-
 def security_config(bind_host: str):
-    """PyTriton's token-guarded endpoints for a server bound to ``bind_host``: all of its defaults,
-    less shared memory and statistics when only this machine reaches the server (a loopback
-    address); a server bound to another address keeps them guarded (shared memory only serves a
-    client on the same host anyway)."""
-    from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, TritonSecurityConfig
+    """PyTriton's token-guarded endpoints for a server bound to ``bind_host``: those of
+    ``tritonserver_process.guarded_apis`` (shared memory and statistics open to this machine only),
+    under PyTriton's own token, which it needs to load the models through the repository API."""
+    from pytriton.triton import TritonSecurityConfig
 
-    guarded = list(DEFAULT_PROTECTED_ENDPOINTS)
-    if bind_host in LOOPBACK_HOSTS:
-        guarded = [e for e in guarded if e not in LOCAL_OPEN_ENDPOINTS]
-    return TritonSecurityConfig(restricted_endpoints=guarded)
+    return TritonSecurityConfig(restricted_endpoints=guarded_apis(bind_host))
+
+
+SERVERS = ("tritonserver", "pytriton")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve Triton model repositories over Triton's protocol "
-                                                 "(PyTriton, CPU)")
+                                                 "(CPU)")
     parser.add_argument("--repository", action="append", type=Path,
                         help=f"model repository folder (repeatable; default {REPOSITORY_DIR} and the folders "
                              "of HPE3D_TRITON_REPOSITORIES)")
@@ -181,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                              "else 127.0.0.1: this machine only; 0.0.0.0 in a pod)")
     parser.add_argument("--threads", type=int, default=Settings.from_env().triton_model_threads,
                         help="CPU threads per model (default HPE3D_TRITON_MODEL_THREADS, else 2)")
+    parser.add_argument("--server", choices=SERVERS, default=os.environ.get("HPE3D_TRITON_SERVER") or SERVERS[0],
+                        help="tritonserver: our model inside the Python backend's stub; pytriton: PyTriton, "
+                             "the model in this process (default HPE3D_TRITON_SERVER, else tritonserver)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("HPE3D_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -188,14 +173,109 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     repositories = args.repository or default_repositories()
     try:
-        models = load_repositories(repositories, args.threads)
+        plans = plan_repositories(repositories)
     except (ModelUnservable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not models:
+    if not plans:
         print(f"error: no model folder (with a config.pbtxt) in {', '.join(map(str, repositories))}",
               file=sys.stderr)
         return 2
+    if args.server == "pytriton":
+        try:
+            models = [build_model(plan, args.threads) for plan in plans]
+        except (ModelUnservable, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return serve_pytriton(models, args, started)
+    return serve_tritonserver(plans, args, started)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: killed when the host dies, even by SIGKILL (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _server_ready(url: str) -> bool:
+    import tritonclient.grpc as tgrpc
+
+    client = tgrpc.InferenceServerClient(url)
+    try:
+        return client.is_server_ready()
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+    finally:
+        client.close()
+
+
+def serve_tritonserver(plans: list[ModelPlan], args, started: float) -> int:
+    """tritonserver on a serving repository in a temporary folder, until SIGTERM / SIGINT or its exit."""
+    from services.triton.serving_repository import write_serving_repository
+    from services.triton.tritonserver_process import (LEFTOVER_PREFIX, TritonServerMissing, prepare_backends,
+                                                      remove_leftovers, server_command, server_env)
+
+    libdir = ensure_libpython_first()
+    for path in remove_leftovers(Path(tempfile.gettempdir())):
+        log.info("removed %s, left by a host that was killed", path)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{LEFTOVER_PREFIX}{os.getpid()}-"))
+    proc = None
+    stopping = False
+
+    def on_signal(_signum, _frame):
+        nonlocal stopping
+        stopping = True
+        if proc is not None and proc.poll() is None:
+            proc.terminate()     # tritonserver finishes the requests in flight, unloads the models, exits
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        try:
+            repository = write_serving_repository(plans, workdir / "models", args.threads)
+            backends = prepare_backends(workdir)
+        except TritonServerMissing as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        command = server_command(repository, backends, args.host, args.grpc_port, args.http_port,
+                                 args.metrics_port)
+        proc = subprocess.Popen(command, env=server_env(), cwd=workdir, preexec_fn=_die_with_parent)
+        if stopping:             # the signal came while the server was being started
+            proc.terminate()
+        local = "127.0.0.1" if args.host in ("0.0.0.0", "", "::") else args.host
+        url = f"[{local}]:{args.grpc_port}" if ":" in local else f"{local}:{args.grpc_port}"
+        ready = False
+        while proc.poll() is None and not stopping:
+            if not ready and _server_ready(url):
+                ready = True
+                log.info("serving %s with tritonserver on grpc %s:%d, http %d, metrics %d (ready in %.1fs, "
+                         "LD_LIBRARY_PATH starts with %s)", ", ".join(p.name for p in plans), args.host,
+                         args.grpc_port, args.http_port, args.metrics_port, time.monotonic() - started, libdir)
+            try:
+                proc.wait(timeout=0.5 if not ready else 5)
+            except subprocess.TimeoutExpired:
+                pass
+        code = proc.wait()
+        if stopping:
+            return 0
+        print(f"error: tritonserver exited with code {code}" + ("" if ready else " before its models were ready "
+              "(its log above says why)"), file=sys.stderr)
+        return 1 if ready else 2
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def serve_pytriton(models: list[HostedModel], args, started: float) -> int:
+    """PyTriton with the runners in this process, until SIGTERM / SIGINT."""
     libdir = ensure_libpython_first()
 
     from pytriton.triton import Triton, TritonConfig
@@ -215,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         for model in models:
             _bind(triton, model)
         triton.run()
-        log.info("serving %s on grpc %s:%d, http %d, metrics %d (ready in %.1fs, LD_LIBRARY_PATH starts with %s)",
-                 ", ".join(m.name for m in models), args.host, args.grpc_port, args.http_port, args.metrics_port,
-                 time.monotonic() - started, libdir)
+        log.info("serving %s with PyTriton on grpc %s:%d, http %d, metrics %d (ready in %.1fs, "
+                 "LD_LIBRARY_PATH starts with %s)", ", ".join(m.name for m in models), args.host, args.grpc_port,
+                 args.http_port, args.metrics_port, time.monotonic() - started, libdir)
         triton.serve()
     except KeyboardInterrupt:
         triton.stop()
