@@ -5,7 +5,7 @@ LiteRT (``services/triton/repository``, the CPU repository) and ONNX Runtime on 
     .venv/bin/python bench/blazepose_runtimes.py [--threads 2] [--repeat 5] [--calls 5]
 
 Each model gets one image of its input size per call (random pixels: the work of these networks does not
-depend on the values), with the runners the PyTriton host builds (``repositories.load_runner``), in this
+depend on the values), with the runners the Triton host builds (``repositories.load_runner``), in this
 process, no server. Prints, per model and runtime, the fastest and the slowest of ``--repeat`` rounds, each
 round's figure the mean of ``--calls`` calls, and the load average, since other work on the machine slows
 these figures down.

@@ -6,7 +6,7 @@ MPII PCKh@0.5, for the stage's path and, beside it, the former BlazePose-detecto
 
 Each photo goes through the decoder's own code (``decode_segment``: EXIF, working size, JPEG) into a
 one-frame segment and then through the pose2d code the stage runs, with the models served by a real
-Triton host (the PyTriton host of the local stack, started and stopped here; ``--local`` runs the
+Triton host (the Triton host of the local stack, started and stopped here; ``--local`` runs the
 same model folders in this process instead):
 
 * ``people``     the stage's path (``people.estimate_segment_people``): the person detector (NanoDet,
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = load_photos()
     annotated = sum(len(p.persons) for p in photos) + sum(len(p.mpii) for p in photos if p.mpii)
     print(f"{len(photos)} photos, {annotated} annotated persons; max_persons {max_persons}, working size {working}, "
-          f"models {'in this process' if args.local else 'served by the PyTriton host'}", flush=True)
+          f"models {'in this process' if args.local else 'served by the Triton host'}", flush=True)
     segments = {p.path: photo_segment(p.path, working) for p in photos}
 
     with contextlib.ExitStack() as stack:

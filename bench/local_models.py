@@ -2,7 +2,7 @@
 ``local`` mode) and tests. Nothing deployed uses this module: the pose2d stage always calls Triton.
 
 Each model is built from its folder in a model repository (``config.pbtxt`` + weights) with the runner
-the PyTriton host uses (``services/triton``), and answers as the pose2d clients do
+the Triton host uses (``services/triton``), and answers as the pose2d clients do
 (``services/pose2d/client.py``, ``topdown_client.py``).
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ resized to ``--size`` first, then turned into one FrameSegment as the decoder st
 at the 640 px working size, source size = ``--size``): none of that is timed. Timed, per mode:
 
 * grpc    Estimate over gRPC to a real pose2d server process, reading the segment from SeaweedFS
-          (S3), calling the PyTriton host and storing its result in S3 (a new key each call): what a job
+          (S3), calling the Triton host and storing its result in S3 (a new key each call): what a job
           worker sees, S3 in and out.
 * direct  the stage's code (``people.estimate_segment_people``: person detector, BlazePose landmarks,
           tracker) in this process against the same Triton host (no gRPC, no S3), tensors as the

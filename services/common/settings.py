@@ -29,14 +29,17 @@ class Settings:
                                               # comma-separated: the models /readyz requires Triton to have
                                               # READY (default: those of the default pose model)
     triton_repositories: str = ""             # HPE3D_TRITON_REPOSITORIES, comma-separated model repositories
-                                              # the PyTriton host serves beside services/triton/repository
+                                              # the CPU Triton host serves beside services/triton/repository
                                               # (where `hpe3d models export` wrote HRNet / SimpleBaseline)
     triton_shared_memory: str = "auto"        # HPE3D_TRITON_SHARED_MEMORY, tensors between pose2d and Triton in
                                               # system shared memory: auto (when HPE3D_TRITON_URL is loopback),
                                               # on (try it for any address), off (in the gRPC messages)
-    triton_model_threads: int = 2             # HPE3D_TRITON_MODEL_THREADS, CPU threads each model of the PyTriton
+    triton_model_threads: int = 2             # HPE3D_TRITON_MODEL_THREADS, CPU threads each model of the CPU Triton
                                               # host runs on (ONNX Runtime intra-op, LiteRT); bench/triton_hop.py
                                               # measures the choice
+    triton_server: str = "tritonserver"       # HPE3D_TRITON_SERVER, what the CPU Triton host runs: tritonserver
+                                              # (our model in the Python backend's stub) or pytriton (the model in
+                                              # the host's process); bench/triton_hop.py compares them
     topdown_flip_test: bool = True            # HPE3D_TOPDOWN_FLIP_TEST: top-down models also see the mirrored
                                               # crops (averaged, as the official test; twice the model work)
     # Stage addresses (gRPC, host:port)

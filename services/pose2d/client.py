@@ -1,6 +1,6 @@
 """The two BlazePose models as the estimator sees them: batch of images in, raw outputs out.
 
-``TritonBlazePose`` calls a Triton Inference Server over gRPC (PyTriton on a laptop, the official
+``TritonBlazePose`` calls a Triton Inference Server over gRPC (the project's Triton host on a laptop, the official
 image on GPU nodes). Every tensor's name and shape comes from the config the server reports for
 the model (its ``config.pbtxt`` in ``services/triton/repository``), read into ``BlazePoseInfo``,
 which also checks that the images are UINT8 as sent. This client names only the Triton models

@@ -2,7 +2,7 @@
 heatmaps out. Everything about the model -- input name, dtype and size, output size, batch limit --
 comes from the config the server reports (the model's config.pbtxt), nothing from a table here.
 
-``TritonTopDown`` calls a Triton server over gRPC (PyTriton on a laptop, the official image on GPU
+``TritonTopDown`` calls a Triton server over gRPC (the project's Triton host on a laptop, the official image on GPU
 nodes); ``bench/local_models.py`` runs an exported model folder in a tool's own process with ONNX
 Runtime (benchmarks and tests without a server).
 """

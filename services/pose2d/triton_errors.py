@@ -7,8 +7,8 @@ Triton answers with gRPC status codes; sorted here into
   retries within its outage budget): the server cannot be reached (UNAVAILABLE, connection refused),
   a request timed out (DEADLINE_EXCEEDED), its queue is full (RESOURCE_EXHAUSTED), a model is still
   loading ("has no available versions", "is not ready"), and a model this client has already seen
-  served and that is now unknown: the server restarted and has not bound it yet (PyTriton binds
-  its models about a second after the port opens);
+  served and that is now unknown: the server restarted and has not bound it yet (a host binds
+  its models a second or more after the port opens);
 * **permanent errors**, reported at once: a model the server has never served to this client
   (``ModelNotServed`` -> FAILED_PRECONDITION: a model repository without it, a model not exported),
   and a request the server refuses (INVALID_ARGUMENT: wrong input name, shape, dtype or batch size;

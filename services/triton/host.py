@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                              "else 127.0.0.1: this machine only; 0.0.0.0 in a pod)")
     parser.add_argument("--threads", type=int, default=Settings.from_env().triton_model_threads,
                         help="CPU threads per model (default HPE3D_TRITON_MODEL_THREADS, else 2)")
-    parser.add_argument("--server", choices=SERVERS, default=os.environ.get("HPE3D_TRITON_SERVER") or SERVERS[0],
+    parser.add_argument("--server", choices=SERVERS, default=Settings.from_env().triton_server,
                         help="tritonserver: our model inside the Python backend's stub; pytriton: PyTriton, "
                              "the model in this process (default HPE3D_TRITON_SERVER, else tritonserver)")
     args = parser.parse_args(argv)
