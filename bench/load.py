@@ -30,23 +30,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
 
+from bench.processes import children_by_parent, descendants  # noqa: E402
 from hpe3d_cli.local_stack import LocalStack, parse_replicas  # noqa: E402
 
 DEFAULT_CLIP = ROOT / "tests" / "data" / "two_people_office_24f.mp4"
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    parent = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            out.setdefault(parent, []).append(int(entry))
-    return out
 
 
 def _memory_kib(pid: int) -> tuple[int, int]:
@@ -79,14 +67,10 @@ class MemorySampler(threading.Thread):
         self.samples = 0
 
     def sample(self) -> None:
-        children = _children()
+        children = children_by_parent()
         total_rss = total_pss = 0
         for name, root in self.parts.items():
-            pids, todo = [], [root]
-            while todo:
-                pid = todo.pop()
-                pids.append(pid)
-                todo += children.get(pid, [])
+            pids = [root, *descendants(root, children)]
             part_pss = 0
             for pid in pids:
                 rss, pss = _memory_kib(pid)

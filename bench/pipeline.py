@@ -38,6 +38,7 @@ from services.common.grpc_server import channel  # noqa: E402
 from services.common.job_scope import job_metadata  # noqa: E402
 from services.common.storage import ObjectStore  # noqa: E402
 from bench.clips import resized_copy  # noqa: E402
+from bench.processes import descendants  # noqa: E402
 
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "video" / "two_people_office.avi"
 
@@ -98,28 +99,10 @@ def bench_stages(stack: LocalStack, video: Path) -> dict[str, float]:
     return timings
 
 
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    parent = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, todo = [], list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
-
-
 def stack_cpu_s() -> float:
     """User + system CPU seconds used so far by every process below this one (the local stack)."""
     total = 0
-    for pid in _descendants(os.getpid()):
+    for pid in descendants(os.getpid()):
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()

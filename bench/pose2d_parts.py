@@ -37,7 +37,8 @@ PARTS = (
 
 @contextmanager
 def timed_parts():
-    """Wraps ``PARTS`` for the duration; yields (seconds, calls) by (thread, label)."""
+    """Wraps ``PARTS`` for the duration; yields (seconds, calls) by (thread, label) and the wrapper, for
+    timing more callables the same way."""
     seconds: dict[tuple[str, str], float] = defaultdict(float)
     calls: Counter = Counter()
 
@@ -56,7 +57,7 @@ def timed_parts():
     try:
         for (owner, name, label), (_, _, function) in zip(PARTS, originals):
             setattr(owner, name, wrap(function, label))
-        yield seconds, calls
+        yield seconds, calls, wrap
     finally:
         for owner, name, function in originals:
             setattr(owner, name, function)
@@ -69,22 +70,11 @@ def print_parts(segment_msg, detector, blazepose, options, heatmap: bool = True)
     from services.pose2d.keypoint_followers import BlazePoseFollower
 
     people.estimate_segment_people(segment_msg, detector, BlazePoseFollower(blazepose, heatmap), options)
-    with timed_parts() as (seconds, calls):
-        def timed(label, function):
-            def call(*args, **kwargs):
-                started = time.perf_counter()
-                try:
-                    return function(*args, **kwargs)
-                finally:
-                    key = (threading.current_thread().name.split("_")[0], label)
-                    seconds[key] += time.perf_counter() - started
-                    calls[key] += 1
-            return call
-
+    with timed_parts() as (seconds, calls, wrap):
         result = Future.result
-        blazepose.landmarks = timed("landmark model calls", blazepose.landmarks)
-        detector.infer = timed("detector model calls", detector.infer)
-        Future.result = timed("waits for the detector or a decoded frame", result)
+        blazepose.landmarks = wrap(blazepose.landmarks, "landmark model calls")
+        detector.infer = wrap(detector.infer, "detector model calls")
+        Future.result = wrap(result, "waits for the detector or a decoded frame")
         follower = BlazePoseFollower(blazepose, heatmap)
         started = time.perf_counter()
         try:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.common.pids import is_running
+
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "on", "off")
@@ -57,19 +59,9 @@ _swept = threading.Lock()                # sweep_stale_regions runs once per pro
 _swept_done = False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stale(name: str) -> bool:
     parts = name.split("_")
-    return len(parts) > 2 and parts[0] == "hpe3d" and parts[1].isdigit() and not _pid_alive(int(parts[1]))
+    return len(parts) > 2 and parts[0] == "hpe3d" and parts[1].isdigit() and not is_running(int(parts[1]))
 
 
 def sweep_stale_regions(client) -> list[str]:

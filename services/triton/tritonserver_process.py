@@ -32,6 +32,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from services.common.pids import is_running
+
 # Triton's API groups that no client of this host needs: loading models, tracing, log settings.
 ALWAYS_GUARDED = ("model-repository", "trace", "logging")
 # Open to a client on this machine only (a server bound to a loopback address): system shared memory
@@ -116,16 +118,6 @@ def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_leftovers(tmp_dir: Path, shm_dir: Path = Path("/dev/shm")) -> list[Path]:
     """Delete the serving folders in ``tmp_dir`` and the shared-memory files in ``shm_dir`` of hosts that
     no longer run (named ``hpe3d-triton-<pid>-...``); returns what was deleted."""
@@ -138,7 +130,7 @@ def remove_leftovers(tmp_dir: Path, shm_dir: Path = Path("/dev/shm")) -> list[Pa
             continue
         for entry in entries:
             match = pattern.match(entry.name)
-            if not match or _running(int(match.group(1))):
+            if not match or is_running(int(match.group(1))):
                 continue
             try:
                 if entry.is_dir() and not entry.is_symlink():

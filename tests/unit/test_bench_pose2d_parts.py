@@ -25,6 +25,6 @@ def test_parts_are_timed_and_the_code_restored(capsys):
     assert "landmarks" not in vars(models) and "infer" not in vars(detector)
     # what the stage computes does not change while timed
     plain = estimate_segment_people(segment, BlobDetector(), BlazePoseFollower(BlobModels(), False))
-    with timed_parts() as (seconds, calls):
+    with timed_parts() as (seconds, calls, _):
         timed = estimate_segment_people(segment, BlobDetector(), BlazePoseFollower(BlobModels(), False))
     assert timed == plain and calls[("MainThread", "tracker")] == 20
