@@ -223,7 +223,8 @@ def fit_floor_normal(points: np.ndarray, up: np.ndarray, iterations: int = 3,
     of the points alone).
 
     The normal is parametrised by two small tilts of ``up`` and solved by linearised least squares
-    (a few rounds); points more than three noise levels off the plane are dropped after the first round.
+    (a few rounds); points more than three noise levels off the plane, and path frames more than three
+    noise levels off their path's median height, are dropped after the first round.
     """
     n = _unit(np.asarray(up, dtype=np.float64))
     paths = [np.asarray(q, dtype=np.float64) for q in (level or []) if len(q) >= 2]
@@ -251,6 +252,9 @@ def fit_floor_normal(points: np.ndarray, up: np.ndarray, iterations: int = 3,
             keep = np.abs(resid) < 3 * FLOOR_NOISE_M
             if keep.sum() < 3:
                 keep[:] = True
+        if it == 0 and paths:   # a crouch, a sit or a jump: frames whose pelvis is not at the path's height
+            paths = [q[np.abs(q @ n - np.median(q @ n)) < 3 * PELVIS_LEVEL_NOISE_M] for q in paths]
+            paths = [q for q in paths if len(q) >= 2]
     return n
 
 
