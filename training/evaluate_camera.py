@@ -35,14 +35,20 @@ Printed per clip:
   first frames are the same view); the median against the still run with the prior; and the same distance in
   each run's first-frame camera axes (its own floor estimate undone: what is left is the placement; the rest
   of the world difference is the two floor estimates'), beside each run's camera pitch and height;
-* with ``--true-camera``: the same pelvis distance and foot sliding when the moving run is lifted with the
-  virtual camera's exact motion and focal length, against the still run with the true focal length (what the
+* per person of the still run, the first-frame camera-axes difference split into depth (along the line of
+  sight) and lateral (across it), median cm;
+* with ``--true-camera``: the same pelvis distance, split and foot sliding when the moving run is lifted with
+  the virtual camera's exact motion and focal length, against the still run with the true focal length (what the
   2D of the moving view costs, with nothing of the camera estimate);
 * foot sliding of the runs: mean horizontal motion per frame (cm) of the lower ankle while it is within
   5 cm of its resting height in two consecutive frames in which the 2D saw it (the virtual views crop the
-  clip, and a zooming view crops more: an ankle outside the picture is the lifter's guess, in every run).
+  clip, and a zooming view crops more: an ankle outside the picture is the lifter's guess, in every run);
+  again over only the person-frames matched in both runs, so neither counts a person or frame the other lacks.
 
-    python -m training.evaluate_camera [--clip PATH ...] [--pan 10] [--tilt 5] [--roll 3] [--zoom 1.3]
+``--seed S`` draws the virtual camera's sequence from ``S`` within the limits of ``--pan``, ``--tilt``,
+``--roll`` and ``--zoom`` (:meth:`VirtualCamera.drawn`) instead of the fixed one.
+
+    python -m training.evaluate_camera [--clip PATH ...] [--pan 10] [--tilt 5] [--roll 3] [--zoom 1.3] [--seed S]
 """
 from __future__ import annotations
 
@@ -268,9 +274,9 @@ def moving_to_still(camera: VirtualCamera, t: int, focal_px: float, width: int, 
 
 def _frame_people(poses: common_pb2.Poses3D, frames: int, camera_axes: bool = False
                   ) -> list[list[tuple[np.ndarray, np.ndarray, int]]]:
-    """Per frame, each lifted person's (COCO-17 2D ``[17, 3]``, world pelvis ``[3]``, track number); with ``camera_axes``
-    the pelvis in the first frame's camera axes instead (the world turned and shifted back by the run's own
-    floor estimate: what is left is the placement before the floor)."""
+    """Per frame, each lifted person's (COCO-17 2D ``[17, 3]``, world pelvis ``[3]``, track number); with
+    ``camera_axes`` the pelvis in the first frame's camera axes instead (the world turned and shifted back by
+    the run's own floor estimate: what is left is the placement before the floor)."""
     out: list[list[tuple[np.ndarray, np.ndarray, int]]] = [[] for _ in range(frames)]
     first = rotation_from_quaternion(from_proto(poses.camera.rotations).reshape(-1, 4)[:1])[0]
     centre = np.array([0.0, poses.camera.height_m, 0.0])
@@ -351,8 +357,10 @@ def depth_and_lateral_cm(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, 
         diff = np.array([m.moving - m.still for m in rows])
         depth = np.sum(diff * sight, axis=1)
         lateral = np.linalg.norm(diff - depth[:, None] * sight, axis=1)
-        out[int(track)] = {"frames": len(rows), "distance_m": float(np.median([np.linalg.norm(m.still) for m in rows])),
-                           "depth_cm": 100 * float(np.median(depth)), "depth_abs_cm": 100 * float(np.median(np.abs(depth))),
+        out[int(track)] = {"frames": len(rows),
+                           "distance_m": float(np.median([np.linalg.norm(m.still) for m in rows])),
+                           "depth_cm": 100 * float(np.median(depth)),
+                           "depth_abs_cm": 100 * float(np.median(np.abs(depth))),
                            "lateral_cm": 100 * float(np.median(lateral))}
     return out
 
@@ -596,8 +604,8 @@ def main(argv: list[str] | None = None) -> None:
     sequence = (f"drawn from seed {args.seed} within pan +-{args.pan:g} deg, tilt +-{args.tilt:g} deg, roll "
                 f"+-{args.roll:g} deg, zoom to {args.zoom:g}x (per clip below)" if args.seed else
                 f"pan +-{args.pan:g} deg, tilt +-{args.tilt:g} deg, roll to {args.roll:g} deg, zoom to {args.zoom:g}x")
-    print(f"Virtual camera: {sequence}; clip given a {args.src_fov:g} deg field of view, output {args.out_fov:g} deg at its first "
-          f"frame; decoder, 2D ({args.pose2d} path), camera motion and lifter functions in this process")
+    print(f"Virtual camera: {sequence}; clip given a {args.src_fov:g} deg field of view, output {args.out_fov:g} deg "
+          f"at its first frame; decoder, 2D ({args.pose2d} path), camera motion and lifter functions in this process")
     for r in results:
         print_figures(r)
     if args.json:
