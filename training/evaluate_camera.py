@@ -35,14 +35,20 @@ Printed per clip:
   first frames are the same view); the median against the still run with the prior; and the same distance in
   each run's first-frame camera axes (its own floor estimate undone: what is left is the placement; the rest
   of the world difference is the two floor estimates'), beside each run's camera pitch and height;
-* with ``--true-camera``: the same pelvis distance and foot sliding when the moving run is lifted with the
-  virtual camera's exact motion and focal length, against the still run with the true focal length (what the
+* per person of the still run, the first-frame camera-axes difference split into depth (along the line of
+  sight) and lateral (across it), median cm;
+* with ``--true-camera``: the same pelvis distance, split and foot sliding when the moving run is lifted with
+  the virtual camera's exact motion and focal length, against the still run with the true focal length (what the
   2D of the moving view costs, with nothing of the camera estimate);
 * foot sliding of the runs: mean horizontal motion per frame (cm) of the lower ankle while it is within
   5 cm of its resting height in two consecutive frames in which the 2D saw it (the virtual views crop the
-  clip, and a zooming view crops more: an ankle outside the picture is the lifter's guess, in every run).
+  clip, and a zooming view crops more: an ankle outside the picture is the lifter's guess, in every run);
+  again over only the person-frames matched in both runs, so neither counts a person or frame the other lacks.
 
-    python -m training.evaluate_camera [--clip PATH ...] [--pan 10] [--tilt 5] [--roll 3] [--zoom 1.3]
+``--seed S`` draws the virtual camera's sequence from ``S`` within the limits of ``--pan``, ``--tilt``,
+``--roll`` and ``--zoom`` (:meth:`VirtualCamera.drawn`) instead of the fixed one.
+
+    python -m training.evaluate_camera [--clip PATH ...] [--pan 10] [--tilt 5] [--roll 3] [--zoom 1.3] [--seed S]
 """
 from __future__ import annotations
 
@@ -103,6 +109,25 @@ class VirtualCamera:
         steadily to ``zoom``; all start at 0 (and zoom 1), so the first frame is the still view."""
         s = np.arange(frames) / max(frames - 1, 1)
         return cls(pan * np.sin(2 * np.pi * s), tilt * np.sin(4 * np.pi * s), roll * s, 1 + (zoom - 1) * s)
+
+    @classmethod
+    def drawn(cls, frames: int, seed: int, pan: float, tilt: float, roll: float, zoom: float) -> "VirtualCamera":
+        """A sequence drawn from ``seed`` within the limits of :meth:`sequence`: pan and tilt swings of a random
+        direction, amplitude (half to all of ``pan`` / ``tilt`` degrees) and pace (0.5-1.5 periods over the clip
+        for the pan, 1-2 for the tilt), a roll growing steadily to a random angle within +-``roll`` and a zoom
+        growing steadily to a random factor from 30 % to all of the way to ``zoom``; all start at 0 (and
+        zoom 1), so the first frame is the still view."""
+        rng = np.random.default_rng(seed)
+        s = np.arange(frames) / max(frames - 1, 1)
+        pan_deg, tilt_deg = (rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.0) * a for a in (pan, tilt))
+        pan_periods, tilt_periods = rng.uniform(0.5, 1.5), rng.uniform(1.0, 2.0)
+        return cls(pan_deg * np.sin(2 * np.pi * pan_periods * s), tilt_deg * np.sin(2 * np.pi * tilt_periods * s),
+                   rng.uniform(-1.0, 1.0) * roll * s, 1 + (zoom - 1) * rng.uniform(0.3, 1.0) * s)
+
+    def describe(self) -> str:
+        """The sequence in words: the range of each motion."""
+        return (f"pan {self.pan.min():+.1f} to {self.pan.max():+.1f} deg, tilt {self.tilt.min():+.1f} to "
+                f"{self.tilt.max():+.1f} deg, roll to {self.roll[-1]:+.1f} deg, zoom to {self.zoom[-1]:.2f}x")
 
     @classmethod
     def still(cls, frames: int) -> "VirtualCamera":
@@ -248,11 +273,11 @@ def moving_to_still(camera: VirtualCamera, t: int, focal_px: float, width: int, 
 
 
 def _frame_people(poses: common_pb2.Poses3D, frames: int, camera_axes: bool = False
-                  ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-    """Per frame, each lifted person's (COCO-17 2D ``[17, 3]``, world pelvis ``[3]``); with ``camera_axes``
-    the pelvis in the first frame's camera axes instead (the world turned and shifted back by the run's own
-    floor estimate: what is left is the placement before the floor)."""
-    out: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(frames)]
+                  ) -> list[list[tuple[np.ndarray, np.ndarray, int]]]:
+    """Per frame, each lifted person's (COCO-17 2D ``[17, 3]``, world pelvis ``[3]``, track number); with
+    ``camera_axes`` the pelvis in the first frame's camera axes instead (the world turned and shifted back by
+    the run's own floor estimate: what is left is the placement before the floor)."""
+    out: list[list[tuple[np.ndarray, np.ndarray, int]]] = [[] for _ in range(frames)]
     first = rotation_from_quaternion(from_proto(poses.camera.rotations).reshape(-1, 4)[:1])[0]
     centre = np.array([0.0, poses.camera.height_m, 0.0])
     for t in lifted(poses):
@@ -260,28 +285,41 @@ def _frame_people(poses: common_pb2.Poses3D, frames: int, camera_axes: bool = Fa
         pelvis = (pelvis - centre) @ first if camera_axes else pelvis
         keypoints = from_proto(t.keypoints2d).reshape(-1, 17, 3)
         for i in range(min(len(pelvis), frames - t.first_frame)):
-            out[t.first_frame + i].append((keypoints[i], pelvis[i]))
+            out[t.first_frame + i].append((keypoints[i], pelvis[i], t.track_id))
     return out
 
 
-def path_distances_cm(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, camera: VirtualCamera,
-                      focal_px: float, size: tuple[int, int], camera_axes: bool = False) -> tuple[np.ndarray, int]:
-    """Per frame and person of the moving run, the distance (cm) between their world pelvis and the same
-    person's in the still run, and how many person-frames the moving run lifted. The same person: in that
-    frame, the still run's person on whose 2D joints the moving run's 2D joints land, mapped into the still
-    view by the known virtual camera (:func:`moving_to_still`; :data:`MATCH_SHARE`; each still person taken
-    once, closest first), so that the two runs' track numbers need not agree. ``camera_axes``: both pelvises
-    in their run's first-frame camera axes (:func:`_frame_people`)."""
+@dataclass(frozen=True)
+class MatchedPelvis:
+    """One person-frame of the moving run and the same person's in the still run: frame, both runs' track
+    numbers, and both pelvises (world, or the first frame's camera axes)."""
+
+    frame: int
+    moving_track: int
+    still_track: int
+    moving: np.ndarray
+    still: np.ndarray
+
+
+def matched_pelvises(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, camera: VirtualCamera,
+                     focal_px: float, size: tuple[int, int], camera_axes: bool = False
+                     ) -> tuple[list[MatchedPelvis], int]:
+    """Per frame and person of the moving run, the same person's pelvis in the still run, and how many
+    person-frames the moving run lifted. The same person: in that frame, the still run's person on whose 2D
+    joints the moving run's 2D joints land, mapped into the still view by the known virtual camera
+    (:func:`moving_to_still`; :data:`MATCH_SHARE`; each still person taken once, closest first), so that the
+    two runs' track numbers need not agree. ``camera_axes``: both pelvises in their run's first-frame camera
+    axes (:func:`_frame_people`)."""
     frames = len(camera.zoom)
-    distances, lifted_frames = [], 0
+    matches, lifted_frames = [], 0
     for t, (ours, theirs) in enumerate(zip(_frame_people(moving, frames, camera_axes),
                                            _frame_people(still, frames, camera_axes))):
         lifted_frames += len(ours)
         mapping = moving_to_still(camera, t, focal_px, *size)
         pairs = []
-        for i, (kp, _) in enumerate(ours):
+        for i, (kp, _, _) in enumerate(ours):
             mapped = apply_homography(mapping, kp[:, :2])
-            for j, (other, _) in enumerate(theirs):
+            for j, (other, _, _) in enumerate(theirs):
                 both = (kp[:, 2] >= _JOINT_SCORE) & (other[:, 2] >= _JOINT_SCORE)
                 seen = other[other[:, 2] >= _JOINT_SCORE, 1]
                 if both.sum() < 4 or len(seen) < 2:
@@ -294,27 +332,76 @@ def path_distances_cm(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, cam
             if i not in used_i and j not in used_j:
                 used_i.add(i)
                 used_j.add(j)
-                distances.append(100 * float(np.linalg.norm(ours[i][1] - theirs[j][1])))
-    return np.array(distances), lifted_frames
+                matches.append(MatchedPelvis(t, ours[i][2], theirs[j][2], ours[i][1], theirs[j][1]))
+    return matches, lifted_frames
 
 
-def foot_sliding_cm(poses: common_pb2.Poses3D, fps: float) -> tuple[float, int]:
+def path_distances_cm(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, camera: VirtualCamera,
+                      focal_px: float, size: tuple[int, int], camera_axes: bool = False) -> tuple[np.ndarray, int]:
+    """Per matched person-frame (:func:`matched_pelvises`), the distance (cm) between the moving run's pelvis
+    and the still run's, and how many person-frames the moving run lifted."""
+    matches, lifted_frames = matched_pelvises(moving, still, camera, focal_px, size, camera_axes)
+    return np.array([100 * float(np.linalg.norm(m.moving - m.still)) for m in matches]), lifted_frames
+
+
+def depth_and_lateral_cm(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, camera: VirtualCamera,
+                         focal_px: float, size: tuple[int, int]) -> dict[int, dict]:
+    """The first-frame camera-axes pelvis difference (moving minus still) of every matched person-frame split
+    into depth (along the still pelvis's line of sight from the camera) and lateral (across it), per person
+    of the still run: frames, still distance (m), median signed and absolute depth (cm), median lateral (cm)."""
+    matches, _ = matched_pelvises(moving, still, camera, focal_px, size, camera_axes=True)
+    out = {}
+    for track in sorted({m.still_track for m in matches}):
+        rows = [m for m in matches if m.still_track == track]
+        sight = np.array([m.still / np.linalg.norm(m.still) for m in rows])
+        diff = np.array([m.moving - m.still for m in rows])
+        depth = np.sum(diff * sight, axis=1)
+        lateral = np.linalg.norm(diff - depth[:, None] * sight, axis=1)
+        out[int(track)] = {"frames": len(rows),
+                           "distance_m": float(np.median([np.linalg.norm(m.still) for m in rows])),
+                           "depth_cm": 100 * float(np.median(depth)),
+                           "depth_abs_cm": 100 * float(np.median(np.abs(depth))),
+                           "lateral_cm": 100 * float(np.median(lateral))}
+    return out
+
+
+def foot_sliding_cm(poses: common_pb2.Poses3D, fps: float, frames_of: dict[int, set[int]] | None = None
+                    ) -> tuple[float, int]:
     """Mean horizontal motion per frame (cm) of the lower ankle while it rests (within 5 cm of
     ``ANKLE_HEIGHT_M``) in two consecutive frames in which the 2D saw it (:func:`services.lifter3d.world.
     ankles_seen`: an ankle outside the picture is guessed by the lifter, and its motion says nothing of the
-    placement), over all tracks; and how many frame pairs that counted."""
+    placement), over all tracks; and how many frame pairs that counted. ``frames_of``: only these video
+    frames of each track (track number -> frames; both frames of a pair)."""
     steps = []
     for t in lifted(poses):
+        if frames_of is not None and t.track_id not in frames_of:
+            continue
         ankles = from_proto(t.world).reshape(-1, 17, 3)[:, _ANKLES].astype(np.float64)
         seen = ankles_seen(coco17_to_h36m17(from_proto(t.keypoints2d).reshape(-1, 17, 3)), fps)
         lower = np.argmin(ankles[..., 1], axis=1)
         for k in range(2):
             rest = (lower == k) & (ankles[:, k, 1] < ANKLE_HEIGHT_M + 0.05) & seen[:, k]
+            if frames_of is not None:
+                rest &= np.isin(t.first_frame + np.arange(len(rest)), list(frames_of[t.track_id]))
             both = rest[1:] & rest[:-1]
             moved = np.linalg.norm(np.diff(ankles[:, k, [0, 2]], axis=0), axis=1)
             steps.append(moved[both])
     steps = np.concatenate(steps) if steps else np.zeros(0)
     return (float(100 * steps.mean()) if len(steps) else float("nan")), len(steps)
+
+
+def matched_sliding_cm(moving: common_pb2.Poses3D, still: common_pb2.Poses3D, camera: VirtualCamera,
+                       focal_px: float, size: tuple[int, int], fps: float) -> dict[str, tuple[float, int]]:
+    """Foot sliding (:func:`foot_sliding_cm`) of both runs over the same persons and frames only: the
+    person-frames matched between them (:func:`matched_pelvises`), so that neither run counts a person or a
+    frame the other did not lift."""
+    matches, _ = matched_pelvises(moving, still, camera, focal_px, size)
+    frames_of: dict[str, dict[int, set[int]]] = {"moving": {}, "still": {}}
+    for m in matches:
+        frames_of["moving"].setdefault(m.moving_track, set()).add(m.frame)
+        frames_of["still"].setdefault(m.still_track, set()).add(m.frame)
+    return {"moving": foot_sliding_cm(moving, fps, frames_of["moving"]),
+            "still": foot_sliding_cm(still, fps, frames_of["still"])}
 
 
 def rotation_errors_deg(poses: common_pb2.Poses3D, camera: VirtualCamera) -> tuple[np.ndarray, np.ndarray]:
@@ -337,7 +424,7 @@ def evaluate_clip(clip: Path, args, estimate, lifter, workdir: Path) -> dict:
     frames = frames[:args.frames] if args.frames else frames
     h, w = frames[0].shape[:2]
     out_size = (round(w * args.out_scale / 2) * 2, round(h * args.out_scale / 2) * 2)
-    moving_camera = VirtualCamera.sequence(len(frames), fps, args.pan, args.tilt, args.roll, args.zoom)
+    moving_camera = moving_sequence(len(frames), fps, args)
     stages = {}
     for name, camera in (("moving", moving_camera), ("still", VirtualCamera.still(len(frames)))):
         path = workdir / f"{clip.stem}_{name}.mp4"
@@ -345,6 +432,14 @@ def evaluate_clip(clip: Path, args, estimate, lifter, workdir: Path) -> dict:
         stages[name] = run_stages(path, estimate)
     return compare_runs(clip.name, stages["moving"], stages["still"], moving_camera, fps, lifter, args.out_fov,
                         out_size, args.true_camera)
+
+
+def moving_sequence(frames: int, fps: float, args) -> VirtualCamera:
+    """The moving virtual camera the options ask for: :meth:`VirtualCamera.sequence`, or with ``--seed`` one
+    drawn within the same limits (:meth:`VirtualCamera.drawn`)."""
+    if args.seed:
+        return VirtualCamera.drawn(frames, args.seed, args.pan, args.tilt, args.roll, args.zoom)
+    return VirtualCamera.sequence(frames, fps, args.pan, args.tilt, args.roll, args.zoom)
 
 
 def true_motion(camera: VirtualCamera, focal_px: float, width: int, height: int) -> common_pb2.CameraMotion:
@@ -393,7 +488,7 @@ def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutp
                 "p95": float(np.percentile(d, 95)) if len(d) else None}
 
     return {
-        "clip": name, "frames": frames, "size": f"{out_size[0]}x{out_size[1]}",
+        "clip": name, "frames": frames, "size": f"{out_size[0]}x{out_size[1]}", "sequence": moving_camera.describe(),
         "true_focal_px": true_focal,
         "focal_px": {"moving": moving.camera.focal_px, "still": still.camera.focal_px,
                      "still_prior": still_prior.camera.focal_px},
@@ -406,14 +501,25 @@ def compare_runs(name: str, moving_stages: StageOutputs, still_stages: StageOutp
         "pelvis_path_cm_still_prior": spread(prior_distances),
         "person_frames": {"moving": moving_frames, "matched": len(distances)},
         "pelvis_camera_axes_cm": spread(axes_distances),
+        "depth_and_lateral": depth_and_lateral_cm(moving, still, *view),
         "floor": {k: {"pitch_deg": p.camera.pitch_deg, "height_m": p.camera.height_m}
                   for k, p in (("moving", moving), ("still", still))},
         "tracks": {"moving": len(lifted(moving)), "still": len(lifted(still))},
         "foot_sliding_cm_per_frame": {k: foot_sliding_cm(p, fps)[0] for k, p in runs.items()},
         "foot_sliding_frames": {k: foot_sliding_cm(p, fps)[1] for k, p in runs.items()},
+        "foot_sliding_matched": matched_sliding_cm(moving, still, *view, fps),
         "camera_ms_per_frame": 1000 * moving_stages.seconds["camera"] / frames,
         "true_camera": ({"pelvis_path_cm": spread(path_distances_cm(runs["moving_true_camera"],
-                                                                    runs["still_true_focal"], *view)[0])}
+                                                                    runs["still_true_focal"], *view)[0]),
+                         "pelvis_camera_axes_cm": spread(path_distances_cm(runs["moving_true_camera"],
+                                                                           runs["still_true_focal"], *view,
+                                                                           camera_axes=True)[0]),
+                         "depth_and_lateral": depth_and_lateral_cm(runs["moving_true_camera"],
+                                                                   runs["still_true_focal"], *view),
+                         "foot_sliding_matched": matched_sliding_cm(runs["moving_true_camera"],
+                                                                    runs["still_true_focal"], *view, fps),
+                         "floor": {k: {"pitch_deg": runs[k].camera.pitch_deg, "height_m": runs[k].camera.height_m}
+                                   for k in ("moving_true_camera", "still_true_focal")}}
                         if true_camera else None),
         "warnings": list(moving.warnings),
         "seconds": {k: {s: round(v, 2) for s, v in r.seconds.items()}
@@ -428,6 +534,7 @@ def print_figures(r: dict) -> None:
     print(f"{r['clip']} ({r['frames']} frames, {r['size']}): camera rotation error median {e['median']:.2f} deg, "
           f"p95 {e['p95']:.2f}, max {e['max']:.2f}; zoom error median {r['zoom_error_pct']['median']:.1f} %; "
           f"frames {r['camera_quality']}; camera motion {r['camera_ms_per_frame']:.1f} ms/frame")
+    print(f"  virtual camera: {r['sequence']}")
     print(f"  focal length: true {r['true_focal_px']:.0f} px, moving run {f['moving']:.0f} px "
           f"({'prior' if r['focal_from_prior']['moving'] else 'from the turns'}); the still run is lifted with "
           f"the same, and again with the prior ({f['still_prior']:.0f} px)")
@@ -441,15 +548,24 @@ def print_figures(r: dict) -> None:
           f"{_cm(a['median'])}, p95 {_cm(a['p95'])}; floor: camera pitch {fl['moving']['pitch_deg']:.1f} deg, "
           f"height {fl['moving']['height_m']:.2f} m moving, {fl['still']['pitch_deg']:.1f} deg, "
           f"{fl['still']['height_m']:.2f} m still")
+    _print_depth_and_lateral(r["depth_and_lateral"])
     n = r["foot_sliding_frames"]
     print(f"  foot sliding of ankles seen in 2D: {s['moving']:.2f} cm/frame moving ({n['moving']} frame pairs), "
           f"{s['still']:.2f} still ({n['still']}; {s['still_prior']:.2f} with the prior)")
+    _print_matched_sliding(r["foot_sliding_matched"])
     if r["true_camera"]:
         t, n = r["true_camera"]["pelvis_path_cm"], r["foot_sliding_frames"]
         print(f"  with the virtual camera's exact motion and focal length: pelvis path vs the still run (true "
               f"focal length) median {_cm(t['median'])}, p95 {_cm(t['p95'])}; foot sliding "
               f"{s['moving_true_camera']:.2f} cm/frame moving ({n['moving_true_camera']}), "
               f"{s['still_true_focal']:.2f} still ({n['still_true_focal']})")
+        a, fl = r["true_camera"]["pelvis_camera_axes_cm"], r["true_camera"]["floor"]
+        print(f"    in the first frame's camera axes: median {_cm(a['median'])}, p95 {_cm(a['p95'])}; floor: camera "
+              f"pitch {fl['moving_true_camera']['pitch_deg']:.1f} deg, height "
+              f"{fl['moving_true_camera']['height_m']:.2f} m moving, {fl['still_true_focal']['pitch_deg']:.1f} deg, "
+              f"{fl['still_true_focal']['height_m']:.2f} m still")
+        _print_depth_and_lateral(r["true_camera"]["depth_and_lateral"], "  ")
+        _print_matched_sliding(r["true_camera"]["foot_sliding_matched"], "  ")
     for warning in r["warnings"]:
         print(f"  warning: {warning}")
 
@@ -462,6 +578,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tilt", type=float, default=5.0, help="tilt amplitude, degrees")
     parser.add_argument("--roll", type=float, default=3.0, help="roll at the end, degrees")
     parser.add_argument("--zoom", type=float, default=1.3, help="zoom at the end (1 = none)")
+    parser.add_argument("--seed", type=int, default=0, help="draw the sequence from this seed within the limits "
+                        "of --pan, --tilt, --roll and --zoom (random direction, amplitude and pace); 0: the fixed one")
     parser.add_argument("--src-fov", type=float, default=90.0, help="field of view given to the clip, degrees")
     parser.add_argument("--out-fov", type=float, default=PRIOR_FOV_DEG,
                         help="field of view of the virtual camera at its first frame, degrees")
@@ -483,13 +601,29 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="hpe3d-camera-") as tmp:
         for clip in clips:
             results.append(evaluate_clip(clip, args, estimate, lifter, Path(tmp)))
-    print(f"Virtual camera: pan +-{args.pan:g} deg, tilt +-{args.tilt:g} deg, roll to {args.roll:g} deg, zoom to "
-          f"{args.zoom:g}x; clip given a {args.src_fov:g} deg field of view, output {args.out_fov:g} deg at its first "
-          f"frame; decoder, 2D ({args.pose2d} path), camera motion and lifter functions in this process")
+    sequence = (f"drawn from seed {args.seed} within pan +-{args.pan:g} deg, tilt +-{args.tilt:g} deg, roll "
+                f"+-{args.roll:g} deg, zoom to {args.zoom:g}x (per clip below)" if args.seed else
+                f"pan +-{args.pan:g} deg, tilt +-{args.tilt:g} deg, roll to {args.roll:g} deg, zoom to {args.zoom:g}x")
+    print(f"Virtual camera: {sequence}; clip given a {args.src_fov:g} deg field of view, output {args.out_fov:g} deg "
+          f"at its first frame; decoder, 2D ({args.pose2d} path), camera motion and lifter functions in this process")
     for r in results:
         print_figures(r)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+
+
+def _print_depth_and_lateral(people: dict[int, dict], indent: str = "") -> None:
+    """The per-person split of :func:`depth_and_lateral_cm`, one line."""
+    parts = [f"person {track} ({p['frames']} frames, {p['distance_m']:.1f} m away): depth {p['depth_cm']:+.1f} "
+             f"(|{p['depth_abs_cm']:.1f}|), lateral {p['lateral_cm']:.1f}" for track, p in people.items()]
+    print(f"  {indent}first-frame camera axes, moving minus still, median cm per person of the still run: "
+          + ("; ".join(parts) or "-"))
+
+
+def _print_matched_sliding(sliding: dict[str, tuple[float, int]], indent: str = "") -> None:
+    (moving, moving_pairs), (still, still_pairs) = sliding["moving"], sliding["still"]
+    print(f"  {indent}the same, on the person-frames both runs lifted (matched): {moving:.2f} cm/frame moving "
+          f"({moving_pairs} frame pairs), {still:.2f} still ({still_pairs})")
 
 
 def _cm(value: float | None) -> str:

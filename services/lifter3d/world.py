@@ -17,8 +17,11 @@ Steps (:func:`place_in_world`):
 3. the floor: its normal starts from the people's mean up direction (ankles to thorax, in the frames where the
    2D saw both ankles: the lifter's guess of feet outside the picture leans the body) and is refined by the
    plane through the seen ankles of slow, low feet of all persons (a person whose feet were never seen adds
-   none; a least-squares fit with a 5 degree prior towards the body's up, so feet that lie on one line, e.g. a
-   straight walk, cannot tip the floor); the camera height follows from those ankles' heights;
+   none) and by every person's pelvis path, whose height above the floor is taken as constant (each person at
+   their own height; the pelvis is placed from the whole body's 2D, so it is there when the feet are outside
+   the picture, and a camera that turns and zooms sees the same paths as a still one); a least-squares fit
+   with a 5 degree prior towards the body's up, so feet and paths that lie on one line, e.g. a straight walk,
+   cannot tip the floor sideways; the camera height follows from those ankles' heights;
 4. camera -> world rotation and shift; foot contacts from ankle height and speed
    (:func:`~services.lifter3d.contacts.detect_contacts`; only for ankles seen in 2D: a foot outside the
    picture is never planted); the body is shifted so planted feet do not slide
@@ -44,6 +47,11 @@ SMOOTH_SIGMA_S = (0.1, 0.3)
 FLOOR_PRIOR_RAD = np.deg2rad(5.0)
 #: Expected scatter of planted ankles around the floor plane, metres.
 FLOOR_NOISE_M = 0.05
+#: Expected scatter of a person's pelvis height above the floor along their path, metres (the gait's bob,
+#: and the depth error along a line of sight that slopes down to the pelvis).
+PELVIS_LEVEL_NOISE_M = 0.10
+#: A person's pelvis path counts towards the floor from this many frames on.
+MIN_LEVEL_FRAMES = 10
 #: 2D score from which an ankle counts as seen (the threshold below which the lifter fills joints in) ...
 SEEN_SCORE = 0.3
 #: ... and the longest run of frames below it that still counts as seen, seconds (a short miss is filled in
@@ -206,34 +214,47 @@ def _ground_points(absolute: list[np.ndarray], seen: list[np.ndarray], up: np.nd
     return points if len(points) >= 3 else np.concatenate(lowers)
 
 
-def fit_floor_normal(points: np.ndarray, up: np.ndarray, iterations: int = 3) -> np.ndarray:
+def fit_floor_normal(points: np.ndarray, up: np.ndarray, iterations: int = 3,
+                     level: list[np.ndarray] | None = None) -> np.ndarray:
     """Normal of the plane through ``points [N, 3]`` (camera frame), with a gaussian prior of
     :data:`FLOOR_PRIOR_RAD` around ``up``; the scatter of the points is taken as :data:`FLOOR_NOISE_M`.
+    ``level``: paths ``[F, 3]`` (camera frame; a person's pelvis) that keep their own constant height above
+    the plane, with a scatter of :data:`PELVIS_LEVEL_NOISE_M` (None or empty: none; the result is then that
+    of the points alone).
 
     The normal is parametrised by two small tilts of ``up`` and solved by linearised least squares
-    (a few rounds); points more than three noise levels off the plane are dropped after the first round.
+    (a few rounds); points more than three noise levels off the plane, and path frames more than three
+    noise levels off their path's median height, are dropped after the first round.
     """
     n = _unit(np.asarray(up, dtype=np.float64))
-    if len(points) < 3:
+    paths = [np.asarray(q, dtype=np.float64) for q in (level or []) if len(q) >= 2]
+    if len(points) < 3 and not paths:
         return n
     keep = np.ones(len(points), dtype=bool)
     for it in range(iterations):
         e1 = _unit(np.cross(n, [0.0, 0.0, 1.0]) if abs(n[2]) < 0.9 else np.cross(n, [1.0, 0.0, 0.0]))
         e2 = np.cross(n, e1)
-        p = points[keep]
+        p = points[keep] if len(points) >= 3 else np.zeros((0, 3))
         # height of each point along the tilted normal n + a e1 + b e2 ~ p.n + a p.e1 + b p.e2 = c
         design = np.stack([p @ e1, p @ e2, -np.ones(len(p))], axis=1)
         target = -(p @ n)
+        if paths:   # each path about its own mean height, weighted by its scatter against the points'
+            centred = np.concatenate([q - q.mean(axis=0) for q in paths]) * (FLOOR_NOISE_M / PELVIS_LEVEL_NOISE_M)
+            design = np.concatenate([design, np.stack([centred @ e1, centred @ e2, np.zeros(len(centred))], axis=1)])
+            target = np.concatenate([target, -(centred @ n)])
         reg = np.diag([(FLOOR_NOISE_M / FLOOR_PRIOR_RAD) ** 2] * 2 + [0.0])
         # the prior pulls towards `up`: express it relative to the current n
         prior = np.array([(up - n) @ e1, (up - n) @ e2, 0.0])
         sol = np.linalg.solve(design.T @ design + reg + 1e-9 * np.eye(3), design.T @ target + reg @ prior)
         n = _unit(n + sol[0] * e1 + sol[1] * e2)
-        if it == 0:
+        if it == 0 and len(points) >= 3:
             resid = points @ n - np.median(points[keep] @ n)
             keep = np.abs(resid) < 3 * FLOOR_NOISE_M
             if keep.sum() < 3:
                 keep[:] = True
+        if it == 0 and paths:   # a crouch, a sit or a jump: frames whose pelvis is not at the path's height
+            paths = [q[np.abs(q @ n - np.median(q @ n)) < 3 * PELVIS_LEVEL_NOISE_M] for q in paths]
+            paths = [q for q in paths if len(q) >= 2]
     return n
 
 
@@ -291,7 +312,7 @@ def place_in_world(tracks: list[TrackInput], width: float, height: float, focal_
     up = body_up(turned, seen)
     up = -up if up[1] > 0 else up  # camera y points down: the body's up has a negative y
     ground = _ground_points(absolute, seen, up, fps)
-    normal = fit_floor_normal(ground, up)
+    normal = fit_floor_normal(ground, up, level=[a[:, 0] for a in absolute if len(a) >= MIN_LEVEL_FRAMES])
     camera = camera_from_floor(normal, ground, focal, from_prior)
     camera.path = camera_path
     placed = []

@@ -10,7 +10,7 @@ import pytest
 from services.common.skeletons import H36M17
 from services.lifter3d.camera import fit_root_translation, focal_prior, project
 from services.lifter3d.contacts import ANKLE_HEIGHT_M, clean_runs, detect_contacts, pin_planted_feet
-from services.lifter3d.world import TrackInput, ankles_seen, place_in_world, smooth_trajectory
+from services.lifter3d.world import TrackInput, ankles_seen, fit_floor_normal, place_in_world, smooth_trajectory
 
 J = H36M17.index
 FPS = 30.0
@@ -237,3 +237,18 @@ def test_contacts_follow_a_floor_that_drifts_in_height():
     assert (got & planted).sum() / planted.sum() > 0.8
     assert (got[100:] & planted[100:]).sum() / planted[100:].sum() > 0.8  # also where the floor is 0.2 m up
     assert (got & ~planted).sum() / got.sum() < 0.2
+
+
+def test_level_pelvis_paths_set_the_floor_where_no_foot_is_seen():
+    # no ankle on the floor at all and a body up 8 degrees off: two people walking in depth keep their pelvis at
+    # their own height, which tilts the floor normal back to the truth; without the paths it stays at the prior
+    rot, centre = camera(12.0, 1.5)
+    truth = rot @ np.array([0.0, 1.0, 0.0])    # the world's up in camera coordinates
+    a, _ = walker(90, start=(-0.8, -2.0), heading=np.pi / 2)     # away from the camera
+    b, _ = walker(90, start=(0.8, -6.0), heading=-np.pi / 2)     # towards it
+    paths = [(w[:, J("pelvis")] + [0.0, 0.1 * k, 0.0] - centre) @ rot.T for k, w in enumerate((a, b))]
+    tilt = rot @ np.array([0.0, np.cos(np.deg2rad(8.0)), np.sin(np.deg2rad(8.0))])
+    angle = lambda n: np.degrees(np.arccos(np.clip(n @ truth, -1, 1)))  # noqa: E731
+    assert angle(fit_floor_normal(np.zeros((0, 3)), tilt)) == pytest.approx(8.0, abs=0.01)
+    assert angle(fit_floor_normal(np.zeros((0, 3)), tilt, level=paths)) < 0.5
+
