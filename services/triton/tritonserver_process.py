@@ -16,7 +16,8 @@ and the stub of this interpreter's version into a folder of our own; ``server_co
   (the backend's default of 64 MiB per stub would fill a container's 64 MiB ``/dev/shm``), under a
   prefix of its own so that several hosts on one machine do not share regions;
 * ``--grpc-restricted-protocol`` / ``--http-restricted-api``: the APIs in ``guarded_apis`` answer only
-  a request carrying a random token that this process makes and never writes anywhere, i.e. nobody.
+  a request carrying a random token that this process makes and uses nowhere, i.e. nobody on another
+  machine (the token is on the server's command line, which processes of the same machine or pod can read).
 
 A host killed with SIGKILL cannot clean up: its serving folder (``hpe3d-triton-<pid>-*`` in the temporary
 directory) and its stubs' shared-memory pools (``/dev/shm/hpe3d-triton-<pid>-*``) stay behind.
