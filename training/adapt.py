@@ -8,8 +8,12 @@ where the 2D says nothing (BatchNorm statistics stay frozen at the starting ones
 
 * **anchor**: the squared Euclidean distance of the weights from the starting weights (the L2-SP pull towards
   the start of Li et al. 2018, "Explicit inductive bias for transfer learning");
-* **distillation**: the mean joint distance between the network's output and the frozen starting network's on
-  the same windows, in units of the mean limb length.
+* **distillation**: the network's output held to the frozen starting network's on the same windows, either as
+  the mean joint distance in units of the mean limb length (``distill_on="joints"``), or as the mean distance
+  between the unit directions of every bone (``distill_on="bone_directions"``): the starting network's sense of
+  where each bone points in depth is kept, and the bones' lengths -- the proportions, which the user's 2D shows
+  across many views -- are left to the reprojection and skeleton terms (a domain whose people have wider hips or
+  shoulders than the training set's is otherwise pulled back to the training set's proportions).
 
 The metric size of people cannot be read from 2D, so the scale term holds the mean limb length the *starting*
 network gives on the user's tracks (measured before the first step): adaptation does not make people bigger or
@@ -76,6 +80,7 @@ class AdaptSettings:
     lr_final: float = 1e-5
     anchor: float = 0.01
     distill: float = 1.5
+    distill_on: str = "joints"  # "joints" or "bone_directions" (see the module doc)
     # no 2D prior by default: the flow learnt the training data's 2D proportions, which a new domain need not share
     losses: LossWeights = field(default_factory=lambda: LossWeights(prior=0.0))
     turn_about_body: bool = True
@@ -145,6 +150,24 @@ def measure_2d(model: TemporalLifterBase, tracks: list[Track2D]) -> dict:
     return {k: v / frames for k, v in sums.items()}
 
 
+def bone_directions(rel: torch.Tensor) -> torch.Tensor:
+    """``[..., 17, 3]`` Human3.6M joints -> ``[..., 16, 3]`` unit vectors of the bones in ``H36M17.bones``."""
+    parents, children = zip(*H36M17.bones)
+    d = rel[..., list(children), :] - rel[..., list(parents), :]
+    return d / torch.linalg.vector_norm(d, dim=-1, keepdim=True).clamp(min=1e-6)
+
+
+def distillation(lifted: torch.Tensor, teacher: torch.Tensor, limb_length: float, on: str) -> torch.Tensor:
+    """The distillation term (module doc): root-relative ``lifted`` against the starting network's ``teacher``
+    output, as joint distance over ``limb_length`` (``on="joints"``) or bone-direction distance
+    (``on="bone_directions"``, between 0 and 2; 0.1 is about 6 degrees)."""
+    if on == "joints":
+        return torch.linalg.vector_norm(lifted - teacher, dim=-1).mean() / limb_length
+    if on == "bone_directions":
+        return torch.linalg.vector_norm(bone_directions(lifted) - bone_directions(teacher), dim=-1).mean()
+    raise ValueError(f"distill_on must be 'joints' or 'bone_directions', not {on!r}")
+
+
 def _fingerprint(start: Path, tracks: list[Track2D], settings: AdaptSettings) -> str:
     h = hashlib.sha256(Path(start).read_bytes())
     for t in tracks:
@@ -167,6 +190,7 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
     tracks = [t for t in tracks if len(t.screen) >= MIN_TRACK_FRAMES]
     if not tracks:
         raise ValueError(f"no track of at least {MIN_TRACK_FRAMES} frames to adapt on")
+    distillation(torch.zeros(1, 17, 3), torch.zeros(1, 17, 3), 1.0, settings.distill_on)  # refuse a bad name early
     t0 = time.time()
     model = load_lifter(start_weights)
     ckpt = torch.load(start_weights, map_location="cpu", weights_only=True)
@@ -227,7 +251,7 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
             with torch.no_grad():
                 teacher_out = teacher(x)
                 teacher_out = teacher_out - teacher_out[:, :, :1]
-            distill = torch.linalg.vector_norm(terms["lifted"] - teacher_out, dim=-1).mean() / limb
+            distill = distillation(terms["lifted"], teacher_out, limb, settings.distill_on)
             anchor = sum((p - p0).square().sum() for p, p0 in zip(model.parameters(), start_params))
             total = terms["total"] + settings.distill * distill + settings.anchor * anchor
             opt.zero_grad(set_to_none=True)
@@ -285,7 +309,7 @@ distillation from the starting network on the same windows. Loads with `hpe3d li
 ## Settings
 
 {s['steps']} steps of {s['batch']} windows ({s['frames_out']} + 52 frames each), learning rate {s['lr']:g} -> \
-{s['lr_final']:g} (cosine), anchor weight {s['anchor']:g}, distillation weight {s['distill']:g}, loss weights \
+{s['lr_final']:g} (cosine), anchor weight {s['anchor']:g}, distillation weight {s['distill']:g} on {s.get('distill_on', 'joints')}, loss weights \
 {json.dumps(s['losses'])}, virtual turns about {turns}, seed {s['seed']}. Steps done: {report.steps_done}; \
 {report.seconds:.0f} s on this machine. Mean limb length held at {report.limb_length_m * 100:.1f} cm (the starting
 network's on these tracks: 2D cannot tell a person's size).

@@ -12,8 +12,8 @@ network output; all 17 joints, root-aligned, millimetres). CMU: the 17 held-out 
 :func:`training.cmu.load_cmu` (never adapted on; their cameras use the evaluation seed, the adaptation files
 another). Bandai: the 122 validation takes. "change" is the adapted lifter's MPJPE against the supervised one's.
 
-Each figure is kept under ``--cache`` keyed by the weights file's SHA-256, the data set, the 2D condition and the
-seed, so a later run with the same files prints the same figures without measuring again (``--cache ''``
+Each figure is kept under ``--cache`` keyed by the weights file's SHA-256, the data set (name and a digest of its
+joints), the 2D condition and the seed, so a later run with the same files prints the same figures without measuring again (``--cache ''``
 measures everything).
 """
 from __future__ import annotations
@@ -34,10 +34,20 @@ TWO_D_ONLY_WEIGHTS = DEFAULT_WEIGHTS.with_name("gastnet_2d_only_27f.pt")
 DEFAULT_CACHE = Path(__file__).resolve().parent / "runs" / "evaluation_cache"
 
 
+def data_digest(data: MocapData) -> str:
+    """A short digest of a data set's joints and split: a figure measured on other data is not reused."""
+    h = hashlib.sha256(data.h36m17.tobytes())
+    h.update(data.lengths.tobytes())
+    h.update(data.validation.tobytes())
+    return h.hexdigest()[:12]
+
+
 def measured(path: Path, set_name: str, data, noisy: bool, cache: Path | None) -> dict:
-    """:func:`training.evaluate.evaluate` of the weights at ``path``, from ``cache`` when measured before."""
+    """:func:`training.evaluate.evaluate` of the weights at ``path``, from ``cache`` when measured before (on the
+    same weights, the same data, 2D condition and seed)."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    key = f"{digest}_{set_name.replace(' ', '-')}_{'noisy' if noisy else 'clean'}_{EVAL_SEED}.json"
+    key = (f"{digest}_{set_name.replace(' ', '-')}_{data_digest(data)}_{'noisy' if noisy else 'clean'}_"
+           f"{EVAL_SEED}.json")
     if cache is not None and (cache / key).exists():
         return json.loads((cache / key).read_text())
     result = evaluate(load_lifter(path), data, noisy=noisy, seed=EVAL_SEED)
