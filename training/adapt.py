@@ -3,8 +3,8 @@
 Starting from a lifter's weights (by default the shipped supervised file), the network is fine-tuned on windows
 of the user's 2D tracks with the 2D-only losses of :mod:`training.unsupervised_losses` (reprojection, the
 rotation cycle turning each track about its own vertical, bone symmetry and constancy; the 2D pose prior is
-available with a weight but off by default) plus two terms that keep what the supervised training taught
-where the 2D says nothing (BatchNorm statistics stay frozen at the starting ones throughout):
+available with a weight but off by default, and can first be fitted to the user's own 2D, ``prior_fit_steps``)
+plus two terms that keep what the supervised training taught where the 2D says nothing (BatchNorm statistics stay frozen at the starting ones throughout):
 
 * **anchor**: the squared Euclidean distance of the weights from the starting weights (the L2-SP pull towards
   the start of Li et al. 2018, "Explicit inductive bias for transfer learning");
@@ -43,7 +43,7 @@ from services.lifter3d.keypoints2d import fill_low_confidence, normalize_screen,
 from services.lifter3d.lift import load_lifter
 from services.lifter3d.model import TemporalLifterBase
 from training.interrupt import restore, save_on_signal
-from training.pose_flow import DEFAULT_FLOW, load_flow
+from training.pose_flow import DEFAULT_FLOW, fit_to_poses, load_flow
 from training.unsupervised_losses import (LIMB_BONES, LossWeights, bone_lengths, bone_variation,
                                           reprojection_error, self_supervised_losses, symmetry_error)
 
@@ -84,6 +84,8 @@ class AdaptSettings:
     # no 2D prior by default: the flow learnt the training data's 2D proportions, which a new domain need not share
     losses: LossWeights = field(default_factory=lambda: LossWeights(prior=0.0))
     turn_about_body: bool = True
+    # with a prior weight: fit the 2D prior to the user's own 2D for this many steps first (0 = the shipped flow)
+    prior_fit_steps: int = 0
     seed: int = 0
 
 
@@ -150,6 +152,15 @@ def measure_2d(model: TemporalLifterBase, tracks: list[Track2D]) -> dict:
     return {k: v / frames for k, v in sums.items()}
 
 
+def prior_on_user_2d(flow, tracks: list[Track2D], steps: int, seed: int):
+    """The 2D pose prior fitted further to every frame of ``tracks`` and their mirror images
+    (:func:`training.pose_flow.fit_to_poses`): the turned projections of the cycle must then look like the
+    user's 2D rather than the training set's."""
+    frames = np.concatenate([t.screen for t in tracks])
+    mirrored = frames[:, H36M17.flip_permutation] * np.array([-1.0, 1.0], dtype=np.float32)
+    return fit_to_poses(flow, torch.from_numpy(np.concatenate([frames, mirrored])), steps, seed=seed)
+
+
 def bone_directions(rel: torch.Tensor) -> torch.Tensor:
     """``[..., 17, 3]`` Human3.6M joints -> ``[..., 16, 3]`` unit vectors of the bones in ``H36M17.bones``."""
     parents, children = zip(*H36M17.bones)
@@ -202,6 +213,10 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
         p.requires_grad_(False)
     start_params = [p.detach().clone() for p in model.parameters()]
     prior = load_flow(prior_path) if settings.losses.prior > 0 else None
+    if prior is not None and settings.prior_fit_steps > 0:
+        prior = prior_on_user_2d(prior, tracks, settings.prior_fit_steps, settings.seed)
+        progress(f"2D prior fitted to the {sum(len(t.screen) for t in tracks)} frames of the inputs "
+                 f"({settings.prior_fit_steps} steps)")
     before = measure_2d(model, tracks)
     limb = before["limb_length_m"]
     rf = model.receptive_field()
@@ -290,6 +305,8 @@ def write_card(report: AdaptReport, path: Path) -> None:
     """The adapted weights' model card (Markdown)."""
     s = report.settings
     turns = "each track's own vertical" if s["turn_about_body"] else "the camera's y axis"
+    prior_note = (f" (the 2D prior fitted to these inputs' 2D for {s['prior_fit_steps']} steps first)"
+                  if s.get("prior_fit_steps") and s["losses"]["prior"] > 0 else "")
     rows = "\n".join(f"| {k} | {report.before[k]:.4f} | {report.after[k]:.4f} |" for k in report.before)
     sources = "\n".join(f"* `{src}`" for src in report.sources)
     path.write_text(f"""# Adapted lifter: {Path(report.out).name}
@@ -310,7 +327,7 @@ distillation from the starting network on the same windows. Loads with `hpe3d li
 
 {s['steps']} steps of {s['batch']} windows ({s['frames_out']} + 52 frames each), learning rate {s['lr']:g} -> \
 {s['lr_final']:g} (cosine), anchor weight {s['anchor']:g}, distillation weight {s['distill']:g} on {s.get('distill_on', 'joints')}, loss weights \
-{json.dumps(s['losses'])}, virtual turns about {turns}, seed {s['seed']}. Steps done: {report.steps_done}; \
+{json.dumps(s['losses'])}{prior_note}, virtual turns about {turns}, seed {s['seed']}. Steps done: {report.steps_done}; \
 {report.seconds:.0f} s on this machine. Mean limb length held at {report.limb_length_m * 100:.1f} cm (the starting
 network's on these tracks: 2D cannot tell a person's size).
 
