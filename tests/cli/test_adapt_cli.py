@@ -80,3 +80,18 @@ def test_bad_inputs_are_refused_with_a_reason(tmp_path, capsys):
     _poses_json(short, frames=10)
     assert main(["adapt", str(short), "-o", str(tmp_path / "w.pt")]) == 2
     assert "no track of at least 27 frames" in capsys.readouterr().out
+
+
+def test_the_distillation_target_prior_fit_and_final_rate_are_options(tmp_path, capsys):
+    src, out = tmp_path / "clip.poses.json", tmp_path / "mine.pt"
+    _poses_json(src)
+    assert main(["adapt", str(src), "-o", str(out), "--steps", "2", "--batch", "2", "--distill-on",
+                 "bone_directions", "--prior-weight", "0.1", "--prior-fit-steps", "2", "--lr-final", "2e-5"]) == 0
+    assert "2D prior fitted to the 40 frames of the inputs (2 steps)" in capsys.readouterr().out
+    settings = torch.load(out, map_location="cpu", weights_only=True)["adapt_settings"]
+    assert settings["distill_on"] == "bone_directions" and settings["prior_fit_steps"] == 2
+    assert settings["lr_final"] == 2e-5 and settings["losses"]["prior"] == 0.1
+    card = card_path(out).read_text()
+    assert "on bone_directions" in card and "fitted to these inputs' 2D for 2 steps" in card
+    with pytest.raises(SystemExit):
+        main(["adapt", str(src), "-o", str(out), "--distill-on", "bones"])
