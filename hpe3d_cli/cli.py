@@ -216,7 +216,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         say(f"error: {exc}")
         return EXIT_USAGE
     given = {k: getattr(args, k) for k in ("steps", "batch", "lr", "lr_final", "anchor", "distill", "distill_on",
-                                           "prior_fit_steps", "seed")}
+                                           "prior_fit_steps", "limb_length_m", "seed")}
     settings = AdaptSettings(**{k: v for k, v in given.items() if v is not None})
     if args.prior_weight is not None:
         settings.losses.prior = args.prior_weight
@@ -343,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--prior-weight", type=float, help="weight of the 2D pose prior term (0: left out)")
     adapt.add_argument("--prior-fit-steps", type=int,
                        help="with --prior-weight: fit the 2D prior to the inputs' own 2D for this many steps first")
+    adapt.add_argument("--limb-length-m", type=float,
+                       help="the people's mean limb length in metres (upper arm, forearm, thigh, shank), where you "
+                            "know it; 2D cannot tell it (default: the starting lifter's own on your inputs)")
     adapt.add_argument("--seed", type=int, help="random seed")
     adapt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     adapt.add_argument("--upload", metavar="NAME", help="then upload the weights and their card to the gateway "

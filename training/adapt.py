@@ -17,7 +17,9 @@ plus two terms that keep what the supervised training taught where the 2D says n
 
 The metric size of people cannot be read from 2D, so the scale term holds the mean limb length the *starting*
 network gives on the user's tracks (measured before the first step): adaptation does not make people bigger or
-smaller.
+smaller -- unless the user knows their people's size and gives it (``limb_length_m``, the mean of the eight limb
+bones in metres); then the scale term holds that, and the joint distillation holds the starting network's pose
+resized to it.
 
 Resumable: the whole state goes to ``<out>.adapt-state.pt`` every ``checkpoint_s`` seconds and on SIGINT/SIGTERM,
 and a later call with the same output, inputs and settings continues from it (other inputs or settings start
@@ -86,6 +88,9 @@ class AdaptSettings:
     turn_about_body: bool = True
     # with a prior weight: fit the 2D prior to the user's own 2D for this many steps first (0 = the shipped flow)
     prior_fit_steps: int = 0
+    # the people's mean limb length in metres where the user knows it (e.g. from their stature); None = the starting
+    # network's own on the inputs (2D cannot tell it)
+    limb_length_m: float | None = None
     seed: int = 0
 
 
@@ -218,7 +223,10 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
         progress(f"2D prior fitted to the {sum(len(t.screen) for t in tracks)} frames of the inputs "
                  f"({settings.prior_fit_steps} steps)")
     before = measure_2d(model, tracks)
-    limb = before["limb_length_m"]
+    start_limb = before["limb_length_m"]
+    limb = settings.limb_length_m if settings.limb_length_m else start_limb
+    if limb <= 0:
+        raise ValueError(f"the mean limb length must be positive, not {limb}")
     rf = model.receptive_field()
     drawer = WindowDrawer(tracks, settings.frames_out + 2 * (rf - 1))
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
@@ -265,7 +273,8 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
                                            turn_about_body=settings.turn_about_body)
             with torch.no_grad():
                 teacher_out = teacher(x)
-                teacher_out = teacher_out - teacher_out[:, :, :1]
+                # at the size being held: the starting network's pose, resized to a given limb length
+                teacher_out = (teacher_out - teacher_out[:, :, :1]) * (limb / start_limb)
             distill = distillation(terms["lifted"], teacher_out, limb, settings.distill_on)
             anchor = sum((p - p0).square().sum() for p, p0 in zip(model.parameters(), start_params))
             total = terms["total"] + settings.distill * distill + settings.anchor * anchor
@@ -307,6 +316,8 @@ def write_card(report: AdaptReport, path: Path) -> None:
     turns = "each track's own vertical" if s["turn_about_body"] else "the camera's y axis"
     prior_note = (f" (the 2D prior fitted to these inputs' 2D for {s['prior_fit_steps']} steps first)"
                   if s.get("prior_fit_steps") and s["losses"]["prior"] > 0 else "")
+    size_note = ("given by the user: 2D cannot tell a person's size" if s.get("limb_length_m") else
+                 "the starting network's on these tracks: 2D cannot tell a person's size")
     rows = "\n".join(f"| {k} | {report.before[k]:.4f} | {report.after[k]:.4f} |" for k in report.before)
     sources = "\n".join(f"* `{src}`" for src in report.sources)
     path.write_text(f"""# Adapted lifter: {Path(report.out).name}
@@ -328,8 +339,7 @@ distillation from the starting network on the same windows. Loads with `hpe3d li
 {s['steps']} steps of {s['batch']} windows ({s['frames_out']} + 52 frames each), learning rate {s['lr']:g} -> \
 {s['lr_final']:g} (cosine), anchor weight {s['anchor']:g}, distillation weight {s['distill']:g} on {s.get('distill_on', 'joints')}, loss weights \
 {json.dumps(s['losses'])}{prior_note}, virtual turns about {turns}, seed {s['seed']}. Steps done: {report.steps_done}; \
-{report.seconds:.0f} s on this machine. Mean limb length held at {report.limb_length_m * 100:.1f} cm (the starting
-network's on these tracks: 2D cannot tell a person's size).
+{report.seconds:.0f} s on this machine. Mean limb length held at {report.limb_length_m * 100:.1f} cm ({size_note}).
 
 ## Measured on the same tracks (2D only: there is no 3D truth for them)
 

@@ -95,3 +95,22 @@ def test_the_distillation_target_prior_fit_and_final_rate_are_options(tmp_path, 
     assert "on bone_directions" in card and "fitted to these inputs' 2D for 2 steps" in card
     with pytest.raises(SystemExit):
         main(["adapt", str(src), "-o", str(out), "--distill-on", "bones"])
+
+
+def test_a_given_limb_length_is_held_instead_of_the_starting_networks(tmp_path):
+    """The people's size, where the user knows it: the adapted network's limbs move towards it (with a learning
+    rate large enough to show in a few steps) and end well above where the same run without it leaves them."""
+    src = tmp_path / "clip.poses.json"
+    _poses_json(src)
+    doc = json.loads(src.read_text())
+    kp = np.array([f["persons"][0]["keypoints_2d"] for f in doc["frames"]], np.float32)
+    tracks = [track_from_pixels(str(src), 1, kp, doc["video"]["width"], doc["video"]["height"])]
+    common = dict(steps=15, batch=2, lr=1e-3, lr_final=1e-3)
+    kept = adapt(DEFAULT_WEIGHTS, tracks, tmp_path / "kept.pt", AdaptSettings(**common), progress=lambda _: None)
+    start = kept.before["limb_length_m"]
+    given = adapt(DEFAULT_WEIGHTS, tracks, tmp_path / "given.pt", AdaptSettings(**common, limb_length_m=1.3 * start),
+                  progress=lambda _: None)
+    assert given.limb_length_m == pytest.approx(1.3 * start)
+    assert given.after["limb_length_m"] > kept.after["limb_length_m"] + 0.1 * start
+    assert "given by the user" in card_path(tmp_path / "given.pt").read_text()
+    assert "given by the user" not in card_path(tmp_path / "kept.pt").read_text()
