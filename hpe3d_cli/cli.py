@@ -216,15 +216,19 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         say(f"error: {exc}")
         return EXIT_USAGE
     given = {k: getattr(args, k) for k in ("steps", "batch", "lr", "lr_final", "anchor", "distill", "distill_on",
-                                           "prior_fit_steps", "limb_length_m", "seed")}
+                                           "prior_fit_steps", "limb_length_m", "rehearse", "seed")}
     settings = AdaptSettings(**{k: v for k, v in given.items() if v is not None})
     if args.prior_weight is not None:
         settings.losses.prior = args.prior_weight
     say(f"adapting {args.weights or DEFAULT_WEIGHTS} on {len(tracks)} tracks, "
         f"{sum(len(t.screen) for t in tracks)} frames")
     try:
+        rehearsal = None
+        if settings.rehearse > 0:
+            from training.adapt import training_2d_windows
+            rehearsal = training_2d_windows()
         report = adapt(args.weights or DEFAULT_WEIGHTS, tracks, args.output, settings, progress=say,
-                       threads=args.threads)
+                       threads=args.threads, rehearsal=rehearsal)
     except (FileNotFoundError, ValueError) as exc:
         say(f"error: {exc}")
         return EXIT_USAGE
@@ -346,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--limb-length-m", type=float,
                        help="the people's mean limb length in metres (upper arm, forearm, thigh, shank), where you "
                             "know it; 2D cannot tell it (default: the starting lifter's own on your inputs)")
+    adapt.add_argument("--rehearse", type=float,
+                       help="weight of holding the starting lifter's output on its own training data's 2D "
+                            "(needs the training mocap beside the checkout; default 0: off)")
     adapt.add_argument("--seed", type=int, help="random seed")
     adapt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     adapt.add_argument("--upload", metavar="NAME", help="then upload the weights and their card to the gateway "

@@ -91,6 +91,8 @@ class AdaptSettings:
     # the people's mean limb length in metres where the user knows it (e.g. from their stature); None = the starting
     # network's own on the inputs (2D cannot tell it)
     limb_length_m: float | None = None
+    # weight of the distillation on windows of the training set's own 2D (rehearsal; needs that data, 0 = off)
+    rehearse: float = 0.0
     seed: int = 0
 
 
@@ -195,8 +197,13 @@ def _fingerprint(start: Path, tracks: list[Track2D], settings: AdaptSettings) ->
 
 def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: AdaptSettings = AdaptSettings(),
           prior_path: Path = DEFAULT_FLOW, progress: Callable[[str], None] = print, checkpoint_s: float = 120.0,
-          threads: int = 1) -> AdaptReport:
+          threads: int = 1, rehearsal: Callable[[np.random.Generator, int, int], np.ndarray] | None = None
+          ) -> AdaptReport:
     """Fine-tune ``start_weights`` on ``tracks`` and write ``out`` plus its card; see the module doc.
+
+    ``rehearsal(rng, batch, frames)`` gives ``[batch, frames, 17, 2]`` model inputs of the data the starting network
+    was trained on (:func:`training_2d_windows`); with ``settings.rehearse > 0`` the network's output on them is held
+    to the starting network's at its own size, weighted by ``settings.rehearse``.
 
     Raises:
         ValueError: when no track is long enough to learn from.
@@ -207,6 +214,8 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
     if not tracks:
         raise ValueError(f"no track of at least {MIN_TRACK_FRAMES} frames to adapt on")
     distillation(torch.zeros(1, 17, 3), torch.zeros(1, 17, 3), 1.0, settings.distill_on)  # refuse a bad name early
+    if settings.rehearse > 0 and rehearsal is None:
+        raise ValueError("rehearse needs windows of the training set's 2D (rehearsal=training_2d_windows())")
     t0 = time.time()
     model = load_lifter(start_weights)
     ckpt = torch.load(start_weights, map_location="cpu", weights_only=True)
@@ -278,13 +287,23 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
             distill = distillation(terms["lifted"], teacher_out, limb, settings.distill_on)
             anchor = sum((p - p0).square().sum() for p, p0 in zip(model.parameters(), start_params))
             total = terms["total"] + settings.distill * distill + settings.anchor * anchor
+            rehearsed = torch.zeros(())
+            if settings.rehearse > 0:
+                xr = torch.from_numpy(rehearsal(rng, settings.batch, x.shape[1]))
+                with torch.no_grad():
+                    teacher_r = teacher(xr)
+                lifted_r = model(xr)
+                rehearsed = distillation(lifted_r - lifted_r[:, :, :1], teacher_r - teacher_r[:, :, :1], start_limb,
+                                         "joints")
+                total = total + settings.rehearse * rehearsed
             opt.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             step += 1
             last = {k: float(v.detach()) for k, v in terms.items() if k != "lifted"}
-            last.update(distill=float(distill.detach()), anchor=float(anchor.detach()), total=float(total.detach()))
+            last.update(distill=float(distill.detach()), anchor=float(anchor.detach()), total=float(total.detach()),
+                        rehearse=float(rehearsed.detach()))
             if step % 10 == 0 or step == settings.steps:
                 progress(f"step {step}/{settings.steps}: loss {last['total']:.4f} (reprojection "
                          f"{last['reprojection']:.4f}, 3D consistency {last['consistency_3d']:.4f}, distillation "
@@ -305,6 +324,23 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
     return report
 
 
+def training_2d_windows(noisy_frac: float = 0.6) -> Callable[[np.random.Generator, int, int], np.ndarray]:
+    """Rehearsal windows for :func:`adapt`: random windows of the Bandai training takes (never the validation
+    takes) seen only through their 2D, drawn as the supervised trainer draws them (virtual cameras, bone scaling,
+    flips, detector-like noise in ``noisy_frac`` of the batches). Needs the training mocap beside the checkout."""
+    from training.dataset import MocapData, WindowSampler, make_batch
+
+    data = MocapData.load()
+    samplers: dict[int, WindowSampler] = {}
+
+    def draw(rng: np.random.Generator, batch: int, frames: int) -> np.ndarray:
+        sampler = samplers.setdefault(frames, WindowSampler(data, data.takes(validation=False), frames))
+        coco, h36 = sampler.sample(rng, batch)
+        return make_batch(rng, coco, h36, noisy=bool(rng.random() < noisy_frac), augment=True).inputs
+
+    return draw
+
+
 def card_path(weights: Path) -> Path:
     """Where the card of adapted weights goes: ``<stem>.card.md`` beside them."""
     return weights.with_name(weights.stem + ".card.md")
@@ -316,6 +352,8 @@ def write_card(report: AdaptReport, path: Path) -> None:
     turns = "each track's own vertical" if s["turn_about_body"] else "the camera's y axis"
     prior_note = (f" (the 2D prior fitted to these inputs' 2D for {s['prior_fit_steps']} steps first)"
                   if s.get("prior_fit_steps") and s["losses"]["prior"] > 0 else "")
+    rehearse_note = (f", rehearsal on the starting network's own training 2D at weight {s['rehearse']:g}"
+                     if s.get("rehearse") else "")
     size_note = ("given by the user: 2D cannot tell a person's size" if s.get("limb_length_m") else
                  "the starting network's on these tracks: 2D cannot tell a person's size")
     rows = "\n".join(f"| {k} | {report.before[k]:.4f} | {report.after[k]:.4f} |" for k in report.before)
@@ -338,7 +376,7 @@ distillation from the starting network on the same windows. Loads with `hpe3d li
 
 {s['steps']} steps of {s['batch']} windows ({s['frames_out']} + 52 frames each), learning rate {s['lr']:g} -> \
 {s['lr_final']:g} (cosine), anchor weight {s['anchor']:g}, distillation weight {s['distill']:g} on {s.get('distill_on', 'joints')}, loss weights \
-{json.dumps(s['losses'])}{prior_note}, virtual turns about {turns}, seed {s['seed']}. Steps done: {report.steps_done}; \
+{json.dumps(s['losses'])}{prior_note}{rehearse_note}, virtual turns about {turns}, seed {s['seed']}. Steps done: {report.steps_done}; \
 {report.seconds:.0f} s on this machine. Mean limb length held at {report.limb_length_m * 100:.1f} cm ({size_note}).
 
 ## Measured on the same tracks (2D only: there is no 3D truth for them)

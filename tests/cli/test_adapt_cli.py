@@ -114,3 +114,24 @@ def test_a_given_limb_length_is_held_instead_of_the_starting_networks(tmp_path):
     assert given.after["limb_length_m"] > kept.after["limb_length_m"] + 0.1 * start
     assert "given by the user" in card_path(tmp_path / "given.pt").read_text()
     assert "given by the user" not in card_path(tmp_path / "kept.pt").read_text()
+
+
+def test_rehearsal_holds_the_output_on_the_training_2d_and_needs_its_windows(tmp_path):
+    src = tmp_path / "clip.poses.json"
+    _poses_json(src)
+    doc = json.loads(src.read_text())
+    kp = np.array([f["persons"][0]["keypoints_2d"] for f in doc["frames"]], np.float32)
+    tracks = [track_from_pixels(str(src), 1, kp, doc["video"]["width"], doc["video"]["height"])]
+    with pytest.raises(ValueError, match="rehearse needs"):
+        adapt(DEFAULT_WEIGHTS, tracks, tmp_path / "r.pt", AdaptSettings(steps=2, batch=2, rehearse=1.0))
+    drawn = []
+
+    def windows(rng, batch, frames):  # stand-in for training_2d_windows: the track's own 2D, shifted
+        drawn.append((batch, frames))
+        return np.repeat(tracks[0].screen[None, :1] + 0.05, batch, 0).repeat(frames, 1)
+
+    lines = []
+    report = adapt(DEFAULT_WEIGHTS, tracks, tmp_path / "r.pt", AdaptSettings(steps=2, batch=2, rehearse=1.0),
+                   progress=lines.append, rehearsal=windows)
+    assert drawn == [(2, 60), (2, 60)] and report.last_losses["rehearse"] >= 0
+    assert "rehearsal on the starting network's own training 2D at weight 1" in card_path(tmp_path / "r.pt").read_text()
