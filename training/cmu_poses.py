@@ -8,8 +8,9 @@ frames at 30 fps); each clip gets its own virtual camera drawn as in training (:
 and its COCO-17 joints are projected to pixels, then given detector-like noise
 (:func:`training.dataset.add_detector_noise`; ``--clean`` leaves it out). One poses.json per clip, one person
 (track 0), no 3D. It also prints the adaptation takes' mean limb length from their 3D: the one number a user who
-knows their people's size would give ``hpe3d adapt --limb-length-m`` (the files carry no 3D). Seeded (``--seed``, take and clip), so the files are reproducible; the seed differs from the
-evaluation's, so no camera is shared with the held-out measurement.
+knows their people's size would give ``hpe3d adapt --limb-length-m`` (the files carry no 3D). Seeded (``--seed``,
+take and clip), so the files are reproducible; the seed differs from the evaluation's, so no camera is shared with
+the held-out measurement.
 """
 from __future__ import annotations
 
