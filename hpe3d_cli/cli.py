@@ -215,15 +215,20 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     except AdaptInputError as exc:
         say(f"error: {exc}")
         return EXIT_USAGE
-    given = {k: getattr(args, k) for k in ("steps", "batch", "lr", "anchor", "distill", "seed")}
+    given = {k: getattr(args, k) for k in ("steps", "batch", "lr", "lr_final", "anchor", "distill", "distill_on",
+                                           "prior_fit_steps", "limb_length_m", "rehearse", "seed")}
     settings = AdaptSettings(**{k: v for k, v in given.items() if v is not None})
     if args.prior_weight is not None:
         settings.losses.prior = args.prior_weight
     say(f"adapting {args.weights or DEFAULT_WEIGHTS} on {len(tracks)} tracks, "
         f"{sum(len(t.screen) for t in tracks)} frames")
     try:
+        rehearsal = None
+        if settings.rehearse > 0:
+            from training.adapt import training_2d_windows
+            rehearsal = training_2d_windows()
         report = adapt(args.weights or DEFAULT_WEIGHTS, tracks, args.output, settings, progress=say,
-                       threads=args.threads)
+                       threads=args.threads, rehearsal=rehearsal)
     except (FileNotFoundError, ValueError) as exc:
         say(f"error: {exc}")
         return EXIT_USAGE
@@ -338,9 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--steps", type=int, help="optimiser steps")
     adapt.add_argument("--batch", type=int, help="windows per step")
     adapt.add_argument("--lr", type=float, help="initial learning rate")
+    adapt.add_argument("--lr-final", type=float, help="learning rate at the last step (cosine schedule)")
     adapt.add_argument("--anchor", type=float, help="weight of the pull towards the starting weights")
     adapt.add_argument("--distill", type=float, help="weight of the distillation from the starting network")
+    adapt.add_argument("--distill-on", choices=("joints", "bone_directions"),
+                       help="what the distillation holds: joint positions, or only the bones' directions")
     adapt.add_argument("--prior-weight", type=float, help="weight of the 2D pose prior term (0: left out)")
+    adapt.add_argument("--prior-fit-steps", type=int,
+                       help="with --prior-weight: fit the 2D prior to the inputs' own 2D for this many steps first")
+    adapt.add_argument("--limb-length-m", type=float,
+                       help="the people's mean limb length in metres (upper arm, forearm, thigh, shank), where you "
+                            "know it; 2D cannot tell it (default: the starting lifter's own on your inputs)")
+    adapt.add_argument("--rehearse", type=float,
+                       help="weight of holding the starting lifter's output on its own training data's 2D "
+                            "(needs the training mocap beside the checkout; default 0: off)")
     adapt.add_argument("--seed", type=int, help="random seed")
     adapt.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     adapt.add_argument("--upload", metavar="NAME", help="then upload the weights and their card to the gateway "

@@ -3,17 +3,23 @@
 Starting from a lifter's weights (by default the shipped supervised file), the network is fine-tuned on windows
 of the user's 2D tracks with the 2D-only losses of :mod:`training.unsupervised_losses` (reprojection, the
 rotation cycle turning each track about its own vertical, bone symmetry and constancy; the 2D pose prior is
-available with a weight but off by default) plus two terms that keep what the supervised training taught
-where the 2D says nothing (BatchNorm statistics stay frozen at the starting ones throughout):
+available with a weight but off by default, and can first be fitted to the user's own 2D, ``prior_fit_steps``)
+plus two terms that keep what the supervised training taught where the 2D says nothing (BatchNorm statistics stay frozen at the starting ones throughout):
 
 * **anchor**: the squared Euclidean distance of the weights from the starting weights (the L2-SP pull towards
   the start of Li et al. 2018, "Explicit inductive bias for transfer learning");
-* **distillation**: the mean joint distance between the network's output and the frozen starting network's on
-  the same windows, in units of the mean limb length.
+* **distillation**: the network's output held to the frozen starting network's on the same windows, either as
+  the mean joint distance in units of the mean limb length (``distill_on="joints"``), or as the mean distance
+  between the unit directions of every bone (``distill_on="bone_directions"``): the starting network's sense of
+  where each bone points in depth is kept, and the bones' lengths -- the proportions, which the user's 2D shows
+  across many views -- are left to the reprojection and skeleton terms (a domain whose people have wider hips or
+  shoulders than the training set's is otherwise pulled back to the training set's proportions).
 
 The metric size of people cannot be read from 2D, so the scale term holds the mean limb length the *starting*
 network gives on the user's tracks (measured before the first step): adaptation does not make people bigger or
-smaller.
+smaller -- unless the user knows their people's size and gives it (``limb_length_m``, the mean of the eight limb
+bones in metres); then the scale term holds that, and the joint distillation holds the starting network's pose
+resized to it.
 
 Resumable: the whole state goes to ``<out>.adapt-state.pt`` every ``checkpoint_s`` seconds and on SIGINT/SIGTERM,
 and a later call with the same output, inputs and settings continues from it (other inputs or settings start
@@ -39,7 +45,7 @@ from services.lifter3d.keypoints2d import fill_low_confidence, normalize_screen,
 from services.lifter3d.lift import load_lifter
 from services.lifter3d.model import TemporalLifterBase
 from training.interrupt import restore, save_on_signal
-from training.pose_flow import DEFAULT_FLOW, load_flow
+from training.pose_flow import DEFAULT_FLOW, fit_to_poses, load_flow
 from training.unsupervised_losses import (LIMB_BONES, LossWeights, bone_lengths, bone_variation,
                                           reprojection_error, self_supervised_losses, symmetry_error)
 
@@ -76,9 +82,17 @@ class AdaptSettings:
     lr_final: float = 1e-5
     anchor: float = 0.01
     distill: float = 1.5
+    distill_on: str = "joints"  # "joints" or "bone_directions" (see the module doc)
     # no 2D prior by default: the flow learnt the training data's 2D proportions, which a new domain need not share
     losses: LossWeights = field(default_factory=lambda: LossWeights(prior=0.0))
     turn_about_body: bool = True
+    # with a prior weight: fit the 2D prior to the user's own 2D for this many steps first (0 = the shipped flow)
+    prior_fit_steps: int = 0
+    # the people's mean limb length in metres where the user knows it (e.g. from their stature); None = the starting
+    # network's own on the inputs (2D cannot tell it)
+    limb_length_m: float | None = None
+    # weight of the distillation on windows of the training set's own 2D (rehearsal; needs that data, 0 = off)
+    rehearse: float = 0.0
     seed: int = 0
 
 
@@ -145,6 +159,33 @@ def measure_2d(model: TemporalLifterBase, tracks: list[Track2D]) -> dict:
     return {k: v / frames for k, v in sums.items()}
 
 
+def prior_on_user_2d(flow, tracks: list[Track2D], steps: int, seed: int):
+    """The 2D pose prior fitted further to every frame of ``tracks`` and their mirror images
+    (:func:`training.pose_flow.fit_to_poses`): the turned projections of the cycle must then look like the
+    user's 2D rather than the training set's."""
+    frames = np.concatenate([t.screen for t in tracks])
+    mirrored = frames[:, H36M17.flip_permutation] * np.array([-1.0, 1.0], dtype=np.float32)
+    return fit_to_poses(flow, torch.from_numpy(np.concatenate([frames, mirrored])), steps, seed=seed)
+
+
+def bone_directions(rel: torch.Tensor) -> torch.Tensor:
+    """``[..., 17, 3]`` Human3.6M joints -> ``[..., 16, 3]`` unit vectors of the bones in ``H36M17.bones``."""
+    parents, children = zip(*H36M17.bones)
+    d = rel[..., list(children), :] - rel[..., list(parents), :]
+    return d / torch.linalg.vector_norm(d, dim=-1, keepdim=True).clamp(min=1e-6)
+
+
+def distillation(lifted: torch.Tensor, teacher: torch.Tensor, limb_length: float, on: str) -> torch.Tensor:
+    """The distillation term (module doc): root-relative ``lifted`` against the starting network's ``teacher``
+    output, as joint distance over ``limb_length`` (``on="joints"``) or bone-direction distance
+    (``on="bone_directions"``, between 0 and 2; 0.1 is about 6 degrees)."""
+    if on == "joints":
+        return torch.linalg.vector_norm(lifted - teacher, dim=-1).mean() / limb_length
+    if on == "bone_directions":
+        return torch.linalg.vector_norm(bone_directions(lifted) - bone_directions(teacher), dim=-1).mean()
+    raise ValueError(f"distill_on must be 'joints' or 'bone_directions', not {on!r}")
+
+
 def _fingerprint(start: Path, tracks: list[Track2D], settings: AdaptSettings) -> str:
     h = hashlib.sha256(Path(start).read_bytes())
     for t in tracks:
@@ -156,8 +197,13 @@ def _fingerprint(start: Path, tracks: list[Track2D], settings: AdaptSettings) ->
 
 def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: AdaptSettings = AdaptSettings(),
           prior_path: Path = DEFAULT_FLOW, progress: Callable[[str], None] = print, checkpoint_s: float = 120.0,
-          threads: int = 1) -> AdaptReport:
+          threads: int = 1, rehearsal: Callable[[np.random.Generator, int, int], np.ndarray] | None = None
+          ) -> AdaptReport:
     """Fine-tune ``start_weights`` on ``tracks`` and write ``out`` plus its card; see the module doc.
+
+    ``rehearsal(rng, batch, frames)`` gives ``[batch, frames, 17, 2]`` model inputs of the data the starting network
+    was trained on (:func:`training_2d_windows`); with ``settings.rehearse > 0`` the network's output on them is held
+    to the starting network's at its own size, weighted by ``settings.rehearse``.
 
     Raises:
         ValueError: when no track is long enough to learn from.
@@ -167,6 +213,9 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
     tracks = [t for t in tracks if len(t.screen) >= MIN_TRACK_FRAMES]
     if not tracks:
         raise ValueError(f"no track of at least {MIN_TRACK_FRAMES} frames to adapt on")
+    distillation(torch.zeros(1, 17, 3), torch.zeros(1, 17, 3), 1.0, settings.distill_on)  # refuse a bad name early
+    if settings.rehearse > 0 and rehearsal is None:
+        raise ValueError("rehearse needs windows of the training set's 2D (rehearsal=training_2d_windows())")
     t0 = time.time()
     model = load_lifter(start_weights)
     ckpt = torch.load(start_weights, map_location="cpu", weights_only=True)
@@ -178,8 +227,15 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
         p.requires_grad_(False)
     start_params = [p.detach().clone() for p in model.parameters()]
     prior = load_flow(prior_path) if settings.losses.prior > 0 else None
+    if prior is not None and settings.prior_fit_steps > 0:
+        prior = prior_on_user_2d(prior, tracks, settings.prior_fit_steps, settings.seed)
+        progress(f"2D prior fitted to the {sum(len(t.screen) for t in tracks)} frames of the inputs "
+                 f"({settings.prior_fit_steps} steps)")
     before = measure_2d(model, tracks)
-    limb = before["limb_length_m"]
+    start_limb = before["limb_length_m"]
+    limb = settings.limb_length_m if settings.limb_length_m else start_limb
+    if limb <= 0:
+        raise ValueError(f"the mean limb length must be positive, not {limb}")
     rf = model.receptive_field()
     drawer = WindowDrawer(tracks, settings.frames_out + 2 * (rf - 1))
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
@@ -226,17 +282,28 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
                                            turn_about_body=settings.turn_about_body)
             with torch.no_grad():
                 teacher_out = teacher(x)
-                teacher_out = teacher_out - teacher_out[:, :, :1]
-            distill = torch.linalg.vector_norm(terms["lifted"] - teacher_out, dim=-1).mean() / limb
+                # at the size being held: the starting network's pose, resized to a given limb length
+                teacher_out = (teacher_out - teacher_out[:, :, :1]) * (limb / start_limb)
+            distill = distillation(terms["lifted"], teacher_out, limb, settings.distill_on)
             anchor = sum((p - p0).square().sum() for p, p0 in zip(model.parameters(), start_params))
             total = terms["total"] + settings.distill * distill + settings.anchor * anchor
+            rehearsed = torch.zeros(())
+            if settings.rehearse > 0:
+                xr = torch.from_numpy(rehearsal(rng, settings.batch, x.shape[1]))
+                with torch.no_grad():
+                    teacher_r = teacher(xr)
+                lifted_r = model(xr)
+                rehearsed = distillation(lifted_r - lifted_r[:, :, :1], teacher_r - teacher_r[:, :, :1], start_limb,
+                                         "joints")
+                total = total + settings.rehearse * rehearsed
             opt.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             step += 1
             last = {k: float(v.detach()) for k, v in terms.items() if k != "lifted"}
-            last.update(distill=float(distill.detach()), anchor=float(anchor.detach()), total=float(total.detach()))
+            last.update(distill=float(distill.detach()), anchor=float(anchor.detach()), total=float(total.detach()),
+                        rehearse=float(rehearsed.detach()))
             if step % 10 == 0 or step == settings.steps:
                 progress(f"step {step}/{settings.steps}: loss {last['total']:.4f} (reprojection "
                          f"{last['reprojection']:.4f}, 3D consistency {last['consistency_3d']:.4f}, distillation "
@@ -257,6 +324,23 @@ def adapt(start_weights: Path, tracks: list[Track2D], out: Path, settings: Adapt
     return report
 
 
+def training_2d_windows(noisy_frac: float = 0.6) -> Callable[[np.random.Generator, int, int], np.ndarray]:
+    """Rehearsal windows for :func:`adapt`: random windows of the Bandai training takes (never the validation
+    takes) seen only through their 2D, drawn as the supervised trainer draws them (virtual cameras, bone scaling,
+    flips, detector-like noise in ``noisy_frac`` of the batches). Needs the training mocap beside the checkout."""
+    from training.dataset import MocapData, WindowSampler, make_batch
+
+    data = MocapData.load()
+    samplers: dict[int, WindowSampler] = {}
+
+    def draw(rng: np.random.Generator, batch: int, frames: int) -> np.ndarray:
+        sampler = samplers.setdefault(frames, WindowSampler(data, data.takes(validation=False), frames))
+        coco, h36 = sampler.sample(rng, batch)
+        return make_batch(rng, coco, h36, noisy=bool(rng.random() < noisy_frac), augment=True).inputs
+
+    return draw
+
+
 def card_path(weights: Path) -> Path:
     """Where the card of adapted weights goes: ``<stem>.card.md`` beside them."""
     return weights.with_name(weights.stem + ".card.md")
@@ -266,6 +350,12 @@ def write_card(report: AdaptReport, path: Path) -> None:
     """The adapted weights' model card (Markdown)."""
     s = report.settings
     turns = "each track's own vertical" if s["turn_about_body"] else "the camera's y axis"
+    prior_note = (f" (the 2D prior fitted to these inputs' 2D for {s['prior_fit_steps']} steps first)"
+                  if s.get("prior_fit_steps") and s["losses"]["prior"] > 0 else "")
+    rehearse_note = (f", rehearsal on the starting network's own training 2D at weight {s['rehearse']:g}"
+                     if s.get("rehearse") else "")
+    size_note = ("given by the user: 2D cannot tell a person's size" if s.get("limb_length_m") else
+                 "the starting network's on these tracks: 2D cannot tell a person's size")
     rows = "\n".join(f"| {k} | {report.before[k]:.4f} | {report.after[k]:.4f} |" for k in report.before)
     sources = "\n".join(f"* `{src}`" for src in report.sources)
     path.write_text(f"""# Adapted lifter: {Path(report.out).name}
@@ -285,10 +375,9 @@ distillation from the starting network on the same windows. Loads with `hpe3d li
 ## Settings
 
 {s['steps']} steps of {s['batch']} windows ({s['frames_out']} + 52 frames each), learning rate {s['lr']:g} -> \
-{s['lr_final']:g} (cosine), anchor weight {s['anchor']:g}, distillation weight {s['distill']:g}, loss weights \
-{json.dumps(s['losses'])}, virtual turns about {turns}, seed {s['seed']}. Steps done: {report.steps_done}; \
-{report.seconds:.0f} s on this machine. Mean limb length held at {report.limb_length_m * 100:.1f} cm (the starting
-network's on these tracks: 2D cannot tell a person's size).
+{s['lr_final']:g} (cosine), anchor weight {s['anchor']:g}, distillation weight {s['distill']:g} on {s.get('distill_on', 'joints')}, loss weights \
+{json.dumps(s['losses'])}{prior_note}{rehearse_note}, virtual turns about {turns}, seed {s['seed']}. Steps done: {report.steps_done}; \
+{report.seconds:.0f} s on this machine. Mean limb length held at {report.limb_length_m * 100:.1f} cm ({size_note}).
 
 ## Measured on the same tracks (2D only: there is no 3D truth for them)
 

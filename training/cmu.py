@@ -3,8 +3,10 @@ joints: a motion domain the Bandai-Namco takes do not cover, for adapting and me
 
 The archive holds 61 BVH takes of CMU subjects 1, 2, 3, 5, 6 and 7 converted to a character rig (joints
 ``CC_Base_*``, some takes under an extra ``RL_BoneRoot``), in centimetres at 60 frames per second. After forward
-kinematics (:func:`training.mocap.forward_kinematics`) every take stands with +Y up (checked per take: the
-loader refuses a take whose median ankles-to-head direction is not within 37 degrees of +Y).
+kinematics (:func:`training.mocap.forward_kinematics`, plus the root's rest offset, :func:`root_rest_offset_m`)
+every take stands with +Y up on a floor at y = 0, as the Bandai takes do and as the virtual cameras of
+:func:`training.dataset.sample_cameras` assume (checked per take: the loader refuses a take whose median
+ankles-to-head direction is not within 37 degrees of +Y).
 
 Mapping table, CMU rig -> our joints (one rule per joint; face points as for Bandai, see below):
 
@@ -54,11 +56,11 @@ import numpy as np
 
 from services.common.skeletons import COCO17, H36M17
 from training.dataset import CACHE_DIR, SHARED_MOCAP, MocapData
-from training.mocap import HEAD_POINTS, Bvh, forward_kinematics, load_bvh
+from training.mocap import CM, HEAD_POINTS, Bvh, forward_kinematics, load_bvh
 
 ARCHIVE = "cmu-subjects-001-007.tar.xz"
 EXTRACT_DIR = CACHE_DIR.parent / "cmu"
-CACHE_FILE = "cmu_joints_v1.npz"
+CACHE_FILE = "cmu_joints_v2.npz"  # v2: the root's rest offset added (floor at y = 0)
 SOURCE_FPS = 60.0
 TARGET_FPS = 30.0
 JUMP_M = 0.10  # mean per-joint displacement between consecutive frames that marks a leading rest frame
@@ -100,6 +102,21 @@ def leading_rest_frames(positions: np.ndarray, jump_m: float = JUMP_M) -> int:
     return n
 
 
+def root_rest_offset_m(bvh: Bvh) -> np.ndarray:
+    """The root's rest OFFSET in metres, which this conversion's root position channels are relative to.
+
+    :func:`training.mocap.forward_kinematics` reads a root's position channels as its place in the world (the
+    Bandai files' convention). In the takes rooted at ``CC_Base_Hip`` the root's OFFSET puts the hips about 105 cm
+    above the floor and the position channels hold only the displacement from there (a few centimetres of bounce
+    in a walk), so read alone they put the hips at the floor and the feet a metre below it. Adding the OFFSET back
+    stands every take on a floor at y = 0 like the Bandai takes (checked by ``tests/training/test_cmu_mocap.py``);
+    for the takes rooted at ``RL_BoneRoot`` the OFFSET is zero and nothing moves."""
+    root = bvh.parents.index(-1)
+    if not any(c.endswith("position") for c in bvh.channels[root]):
+        return np.zeros(3)
+    return np.asarray(bvh.offsets[root], dtype=np.float64) * CM
+
+
 def cmu_joints(bvh: Bvh) -> dict[str, np.ndarray]:
     """``{"coco17": [F, 17, 3], "h36m17": [F, 17, 3]}`` metres, +Y up, at the file's own frame rate, leading
     rest frames dropped. Raises ``ValueError`` when a joint of the table is missing or the take is not +Y up."""
@@ -107,6 +124,7 @@ def cmu_joints(bvh: Bvh) -> dict[str, np.ndarray]:
     if missing:
         raise ValueError(f"not a CMU character-rig BVH: joints {missing} are missing")
     pos, rot = forward_kinematics(bvh)
+    pos = pos + root_rest_offset_m(bvh)
     drop = leading_rest_frames(pos)
     pos, rot = pos[drop:], rot[drop:]
     get = {k: pos[:, bvh.index(v)] for k, v in BODY.items()}

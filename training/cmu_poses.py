@@ -7,8 +7,10 @@ Every adaptation take (:func:`training.cmu.load_cmu`, ``validation == False``) i
 frames at 30 fps); each clip gets its own virtual camera drawn as in training (:func:`training.dataset.sample_cameras`)
 and its COCO-17 joints are projected to pixels, then given detector-like noise
 (:func:`training.dataset.add_detector_noise`; ``--clean`` leaves it out). One poses.json per clip, one person
-(track 0), no 3D. Seeded (``--seed``, take and clip), so the files are reproducible; the seed differs from the
-evaluation's, so no camera is shared with the held-out measurement.
+(track 0), no 3D. It also prints the adaptation takes' mean limb length from their 3D: the one number a user who
+knows their people's size would give ``hpe3d adapt --limb-length-m`` (the files carry no 3D). Seeded (``--seed``,
+take and clip), so the files are reproducible; the seed differs from the evaluation's, so no camera is shared with
+the held-out measurement.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from services.common.skeletons import COCO17, H36M17
+from services.lifter3d.model import LIMB_BONES
 from training.cmu import load_cmu
 from training.dataset import NoiseConfig, add_detector_noise, sample_cameras
 from training.evaluate import CLIP_FRAMES
@@ -45,6 +48,13 @@ def clip_document(coco_world: np.ndarray, h36m_world: np.ndarray, rng: np.random
     }
 
 
+def mean_limb_length_m(h36m: np.ndarray) -> float:
+    """Mean length (metres) of the eight limb bones (:data:`services.lifter3d.model.LIMB_BONES`) over ``[N, 17, 3]``
+    Human3.6M joints."""
+    parents, children = zip(*(H36M17.bones[b] for b in LIMB_BONES))
+    return float(np.linalg.norm(h36m[:, list(children)] - h36m[:, list(parents)], axis=-1).mean())
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="folder for the poses.json files")
@@ -64,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
             doc = clip_document(data.take(i, "coco17")[sl], data.take(i, "h36m17")[sl], rng, not args.clean)
             (args.out / f"{data.names[i]}_clip{c:02d}.poses.json").write_text(json.dumps(doc, separators=(",", ":")))
             written += 1
+    h36m = np.concatenate([data.take(i, "h36m17") for i in data.takes(validation=False)])
+    print(f"their people's mean limb length (3D, for `hpe3d adapt --limb-length-m`): "
+          f"{mean_limb_length_m(h36m):.3f} m")
     print(f"wrote {written} poses.json files ({'clean' if args.clean else 'noisy'} 2D) of "
           f"{len(data.takes(validation=False))} adaptation takes to {args.out}")
 

@@ -93,6 +93,25 @@ def clip_errors(model: TemporalLifterBase, inputs: np.ndarray, targets: np.ndarr
             mpjpe(scale_align(pred, targets), targets) * 1000)
 
 
+def evaluation_clips(data: MocapData, takes: np.ndarray | None = None, noisy: bool = False, seed: int = EVAL_SEED,
+                     clip: int = CLIP_FRAMES):
+    """The clips :func:`evaluate` scores, as ``(take index, batch)`` pairs (``batch`` from
+    :func:`training.dataset.make_batch`, one clip): each take (default: all validation takes) cut into consecutive
+    clips of ``clip`` frames, each filmed by its own virtual camera drawn from ``(seed, take, clip)``."""
+    takes = data.takes(validation=True) if takes is None else takes
+    for i in takes:
+        n = int(data.lengths[i])
+        for c, start in enumerate(range(0, n, clip)):
+            sl = slice(start, min(n, start + clip))
+            coco = data.take(i, "coco17")[None, sl].astype(np.float64)
+            h36 = data.take(i, "h36m17")[None, sl]
+            # the camera depends only on (seed, take, clip): clean and noisy runs, and all models, share it
+            points = np.concatenate([coco, h36[:, :, [H36M17.index(j) for j in ("spine", "thorax", "head_top")]]], 2)
+            cams = sample_cameras(np.random.default_rng([seed, int(i), c]), points)
+            rng = np.random.default_rng([seed, int(i), c, 1])
+            yield i, make_batch(rng, coco, h36, noisy=noisy, augment=False, cams=cams)
+
+
 def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | None = None, noisy: bool = False,
              seed: int = EVAL_SEED, device: str = "cpu", clip: int = CLIP_FRAMES, fix_bones: bool = False) -> dict:
     """MPJPE / P-MPJPE / N-MPJPE (mm) of ``model`` on ``takes`` (default: all validation takes).
@@ -105,26 +124,15 @@ def evaluate(model: TemporalLifterBase, data: MocapData, takes: np.ndarray | Non
     scale per frame, :func:`scale_align`); frames weight the means. ``fix_bones`` scores the output of
     :func:`services.lifter3d.lift.fix_bone_lengths` (per clip) instead of the raw network output.
     """
-    takes = data.takes(validation=True) if takes is None else takes
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0, 0.0])
-    for i in takes:
-        n = int(data.lengths[i])
-        for c, start in enumerate(range(0, n, clip)):
-            sl = slice(start, min(n, start + clip))
-            coco = data.take(i, "coco17")[None, sl].astype(np.float64)
-            h36 = data.take(i, "h36m17")[None, sl]
-            # the camera depends only on (seed, take, clip): clean and noisy runs, and all models, share it
-            points = np.concatenate([coco, h36[:, :, [H36M17.index(j) for j in ("spine", "thorax", "head_top")]]], 2)
-            cams = sample_cameras(np.random.default_rng([seed, int(i), c]), points)
-            rng = np.random.default_rng([seed, int(i), c, 1])
-            batch = make_batch(rng, coco, h36, noisy=noisy, augment=False, cams=cams)
-            e, pe, ne = clip_errors(model, batch.inputs, batch.targets[0], device, fix_bones)
-            action = f"{data.datasets[i]}/{data.actions[i]}"
-            for key in (action, "overall"):
-                sums[key][0] += e.sum()
-                sums[key][1] += pe.sum()
-                sums[key][2] += len(e)
-                sums[key][3] += ne.sum()
+    for i, batch in evaluation_clips(data, takes, noisy, seed, clip):
+        e, pe, ne = clip_errors(model, batch.inputs, batch.targets[0], device, fix_bones)
+        action = f"{data.datasets[i]}/{data.actions[i]}"
+        for key in (action, "overall"):
+            sums[key][0] += e.sum()
+            sums[key][1] += pe.sum()
+            sums[key][2] += len(e)
+            sums[key][3] += ne.sum()
     table = {k: {"mpjpe": v[0] / v[2], "p_mpjpe": v[1] / v[2], "n_mpjpe": v[3] / v[2], "frames": v[2]}
              for k, v in sums.items()}
     overall = table.pop("overall")

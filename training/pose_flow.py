@@ -38,6 +38,11 @@ DEFAULT_FLOW = Path(__file__).resolve().parent / "weights" / "pose_flow_2d.pt"
 TRAIN_NOISE = 0.01  # sigma of the noise added to canonical poses in training (units of the pose's RMS size)
 
 
+def _pose_size(uv: torch.Tensor) -> torch.Tensor:
+    """RMS joint distance from the root of 2D poses ``[..., 17, 2]``, ``[..., 1, 1]``."""
+    return (uv - uv[..., :1, :]).square().sum(-1).mean(-1).sqrt()[..., None, None]
+
+
 def canonical_2d(uv: torch.Tensor) -> torch.Tensor:
     """``[..., 17, 2]`` -> ``[..., 26]``: the :data:`FREE_JOINTS` relative to the root, divided by the RMS
     distance of all joints from the root."""
@@ -117,6 +122,31 @@ def load_flow(path: str | Path, device: str = "cpu") -> PoseFlow:
     for p in flow.parameters():
         p.requires_grad_(False)
     return flow.to(device).eval()
+
+
+def fit_to_poses(flow: PoseFlow, poses: torch.Tensor, steps: int, batch: int = 512, lr: float = 3e-4,
+                 seed: int = 0) -> PoseFlow:
+    """A copy of ``flow`` fitted further to the 2D poses ``poses [N, 17, 2]`` (a user's own 2D: the prior then
+    says what *their* 2D looks like, not what the training set's did), then frozen; the standardisation is the
+    original's. Seeded: the same inputs give the same flow."""
+    import copy
+
+    fitted = copy.deepcopy(flow).train()
+    for p in fitted.parameters():
+        p.requires_grad_(True)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(fitted.parameters(), lr=lr)
+    for _ in range(steps):
+        pick = torch.randint(0, len(poses), (batch,), generator=gen)
+        loss = fitted.nll(poses[pick] + TRAIN_NOISE * torch.randn(
+            (batch, 17, 2), generator=gen) * _pose_size(poses[pick]), noise=0.0).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(fitted.parameters(), 5.0)
+        opt.step()
+    for p in fitted.parameters():
+        p.requires_grad_(False)
+    return fitted.eval()
 
 
 def sample_poses(rng: np.random.Generator, sampler, batch: int, noisy_frac: float = 0.5) -> np.ndarray:

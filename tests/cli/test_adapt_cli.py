@@ -80,3 +80,58 @@ def test_bad_inputs_are_refused_with_a_reason(tmp_path, capsys):
     _poses_json(short, frames=10)
     assert main(["adapt", str(short), "-o", str(tmp_path / "w.pt")]) == 2
     assert "no track of at least 27 frames" in capsys.readouterr().out
+
+
+def test_the_distillation_target_prior_fit_and_final_rate_are_options(tmp_path, capsys):
+    src, out = tmp_path / "clip.poses.json", tmp_path / "mine.pt"
+    _poses_json(src)
+    assert main(["adapt", str(src), "-o", str(out), "--steps", "2", "--batch", "2", "--distill-on",
+                 "bone_directions", "--prior-weight", "0.1", "--prior-fit-steps", "2", "--lr-final", "2e-5"]) == 0
+    assert "2D prior fitted to the 40 frames of the inputs (2 steps)" in capsys.readouterr().out
+    settings = torch.load(out, map_location="cpu", weights_only=True)["adapt_settings"]
+    assert settings["distill_on"] == "bone_directions" and settings["prior_fit_steps"] == 2
+    assert settings["lr_final"] == 2e-5 and settings["losses"]["prior"] == 0.1
+    card = card_path(out).read_text()
+    assert "on bone_directions" in card and "fitted to these inputs' 2D for 2 steps" in card
+    with pytest.raises(SystemExit):
+        main(["adapt", str(src), "-o", str(out), "--distill-on", "bones"])
+
+
+def test_a_given_limb_length_is_held_instead_of_the_starting_networks(tmp_path):
+    """The people's size, where the user knows it: the adapted network's limbs move towards it (with a learning
+    rate large enough to show in a few steps) and end well above where the same run without it leaves them."""
+    src = tmp_path / "clip.poses.json"
+    _poses_json(src)
+    doc = json.loads(src.read_text())
+    kp = np.array([f["persons"][0]["keypoints_2d"] for f in doc["frames"]], np.float32)
+    tracks = [track_from_pixels(str(src), 1, kp, doc["video"]["width"], doc["video"]["height"])]
+    common = dict(steps=15, batch=2, lr=1e-3, lr_final=1e-3)
+    kept = adapt(DEFAULT_WEIGHTS, tracks, tmp_path / "kept.pt", AdaptSettings(**common), progress=lambda _: None)
+    start = kept.before["limb_length_m"]
+    given = adapt(DEFAULT_WEIGHTS, tracks, tmp_path / "given.pt", AdaptSettings(**common, limb_length_m=1.3 * start),
+                  progress=lambda _: None)
+    assert given.limb_length_m == pytest.approx(1.3 * start)
+    assert given.after["limb_length_m"] > kept.after["limb_length_m"] + 0.1 * start
+    assert "given by the user" in card_path(tmp_path / "given.pt").read_text()
+    assert "given by the user" not in card_path(tmp_path / "kept.pt").read_text()
+
+
+def test_rehearsal_holds_the_output_on_the_training_2d_and_needs_its_windows(tmp_path):
+    src = tmp_path / "clip.poses.json"
+    _poses_json(src)
+    doc = json.loads(src.read_text())
+    kp = np.array([f["persons"][0]["keypoints_2d"] for f in doc["frames"]], np.float32)
+    tracks = [track_from_pixels(str(src), 1, kp, doc["video"]["width"], doc["video"]["height"])]
+    with pytest.raises(ValueError, match="rehearse needs"):
+        adapt(DEFAULT_WEIGHTS, tracks, tmp_path / "r.pt", AdaptSettings(steps=2, batch=2, rehearse=1.0))
+    drawn = []
+
+    def windows(rng, batch, frames):  # stand-in for training_2d_windows: the track's own 2D, shifted
+        drawn.append((batch, frames))
+        return np.repeat(tracks[0].screen[None, :1] + 0.05, batch, 0).repeat(frames, 1)
+
+    lines = []
+    report = adapt(DEFAULT_WEIGHTS, tracks, tmp_path / "r.pt", AdaptSettings(steps=2, batch=2, rehearse=1.0),
+                   progress=lines.append, rehearsal=windows)
+    assert drawn == [(2, 60), (2, 60)] and report.last_losses["rehearse"] >= 0
+    assert "rehearsal on the starting network's own training 2D at weight 1" in card_path(tmp_path / "r.pt").read_text()

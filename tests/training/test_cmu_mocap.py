@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 
 from services.common.skeletons import COCO17, H36M17
-from training.cmu import (FACE_FROM_EYES, cmu_joints, is_held_out, leading_rest_frames, take_joints_30fps)
-from training.mocap import HEAD_POINTS, forward_kinematics, load_bvh
+from training.cmu import (FACE_FROM_EYES, cmu_joints, is_held_out, leading_rest_frames, root_rest_offset_m,
+                          take_joints_30fps)
+from training.mocap import HEAD_POINTS, forward_kinematics, load_bvh, parse_bvh
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "cmu_007_03_9f.bvh"
 
@@ -58,3 +59,34 @@ def test_split_holds_out_every_fourth_take_of_each_subject_from_the_second():
     by_subject = {s: sorted(n for n in names if n.startswith(s)) for s in ("005", "003")}
     held = [n for n in names if is_held_out(n, by_subject[n[:3]])]
     assert held == ["005_02", "005_06", "005_10", "005_14", "005_18", "003_02"]
+
+
+def test_the_take_stands_on_a_floor_at_zero_like_the_bandai_takes():
+    # the root's position channels are displacements from its rest OFFSET (hips 105 cm up): read alone they put
+    # the feet a metre below the floor, and the virtual cameras (heights above y = 0) look down on the person
+    bvh = load_bvh(FIXTURE)
+    assert np.allclose(root_rest_offset_m(bvh), [0.0, 1.05214226, 0.0], atol=1e-6)
+    h36 = take_joints_30fps(FIXTURE)["h36m17"]
+    h = H36M17.index
+    lowest_ankle = h36[:, [h("left_ankle"), h("right_ankle")], 1].min()
+    assert 0.03 < lowest_ankle < 0.2  # the ankle joint a few centimetres above the sole, as in the Bandai takes
+    assert 0.85 < h36[:, h("pelvis"), 1].mean() < 1.2
+
+
+def test_a_root_without_a_rest_offset_is_not_moved():
+    text = """HIERARCHY
+ROOT RL_BoneRoot
+{
+    OFFSET 0 0 0
+    CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation
+    End Site
+    {
+        OFFSET 0 10 0
+    }
+}
+MOTION
+Frames: 1
+Frame Time: 0.0166667
+1 2 3 0 0 0
+"""
+    assert np.allclose(root_rest_offset_m(parse_bvh(text)), 0.0)
