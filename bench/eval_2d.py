@@ -98,8 +98,8 @@ class Photo:
 
 def load_photos() -> list[Photo]:
     photos = []
-    for set_name, (annotations, folder) in COCO_SETS.items():
-        data = json.loads((EVAL2D / annotations).read_text())
+    for set_name, (annotation_file, folder) in COCO_SETS.items():
+        data = json.loads((EVAL2D / annotation_file).read_text())
         mapping = SET_TO_COCO[set_name]
         for im in data["images"]:
             persons = []
