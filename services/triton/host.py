@@ -49,8 +49,7 @@ from pathlib import Path
 from services.common.settings import Settings
 from services.triton.model_config import numpy_dtype
 from services.triton.repositories import REPOSITORY_DIR
-from services.triton.serving_repository import (LITERT, ONNX, ModelPlan, ModelUnservable, plan_model,
-                                                plan_repositories)
+from services.triton.serving_repository import ModelPlan, ModelUnservable, plan_model, plan_repositories
 from services.triton.tritonserver_process import guarded_apis
 
 log = logging.getLogger("services.triton.host")
@@ -88,19 +87,10 @@ def build_model(plan: ModelPlan, num_threads: int = 2) -> HostedModel:
     """The runner of a checked model folder, in this process (the PyTriton server, tools, tests)."""
     from google.protobuf import json_format
 
-    if plan.runner == ONNX:
-        from services.triton.onnx_runner import OnnxModel
-        runner = OnnxModel(plan.model_file, num_threads)
-    elif plan.runner == LITERT:
-        from services.triton.litert_runner import LiteRTModel, bindings_from_config, input_scaling
-        as_json = json_format.MessageToDict(plan.config, preserving_proto_field_name=True)
-        inputs, outputs = bindings_from_config(as_json)
-        scale, offset = input_scaling(as_json)
-        runner = LiteRTModel(plan.model_file, inputs, outputs, num_threads=num_threads, input_scale=scale,
-                             input_offset=offset)
-    else:
-        raise ModelUnservable(f"{plan.folder}: no runner {plan.runner!r}")
-    return HostedModel(plan.folder, plan.config, runner)
+    from services.triton.python_model import make_runner
+
+    as_json = json_format.MessageToDict(plan.config, preserving_proto_field_name=True)
+    return HostedModel(plan.folder, plan.config, make_runner(plan.runner, plan.model_file, as_json, num_threads))
 
 
 def load_repositories(repositories: list[Path], num_threads: int = 2) -> list[HostedModel]:

@@ -118,7 +118,8 @@ class LiteRTModel:
 
 
 # -- Triton Python backend ---------------------------------------------------------------------------
-def _parameters(config: dict) -> dict[str, str]:
+def string_parameters(config: dict) -> dict[str, str]:
+    """A model config's ``parameters`` (as Triton hands it, JSON) as ``{key: string_value}``."""
     return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
 
 
@@ -128,7 +129,7 @@ _DTYPES = {"TYPE_FP32": "float32", "TYPE_UINT8": "uint8"}
 def bindings_from_config(config: dict) -> tuple[list[Binding], list[Binding]]:
     """Inputs and outputs of a Triton model config (as JSON), bound to .tflite tensors by the
     ``tflite_tensors`` parameter: ``"image=input_1,regressors=Identity,..."``."""
-    mapping = dict(item.split("=", 1) for item in _parameters(config)["tflite_tensors"].replace(" ", "").split(","))
+    mapping = dict(item.split("=", 1) for item in string_parameters(config)["tflite_tensors"].replace(" ", "").split(","))
 
     def bind(tensors) -> list[Binding]:
         return [Binding(t["name"], mapping[t["name"]], tuple(int(d) for d in t["dims"]),
@@ -138,14 +139,14 @@ def bindings_from_config(config: dict) -> tuple[list[Binding], list[Binding]]:
 
 def input_scaling(config: dict) -> tuple[float, float]:
     """(``input_scale``, ``input_offset``) parameters: the .tflite input = wire value x scale + offset."""
-    params = _parameters(config)
+    params = string_parameters(config)
     return float(params.get("input_scale") or 1.0), float(params.get("input_offset") or 0.0)
 
 
 def model_file(config: dict, version_dir: Path) -> Path:
     """The .tflite file named by the ``tflite_file`` parameter: next to model.py (where the upload
     puts it), else in $HPE3D_BLAZEPOSE_DIR, else where `make models` puts it in a checkout."""
-    name = _parameters(config)["tflite_file"]
+    name = string_parameters(config)["tflite_file"]
     candidates = [version_dir / name]
     if os.environ.get("HPE3D_BLAZEPOSE_DIR"):
         candidates.append(Path(os.environ["HPE3D_BLAZEPOSE_DIR"]) / name)
@@ -161,7 +162,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         version_dir = Path(args["model_repository"]) / args.get("model_version", "1")
         inputs, outputs = bindings_from_config(config)
-        threads = int(_parameters(config).get("num_threads") or DEFAULT_THREADS)
+        threads = int(string_parameters(config).get("num_threads") or DEFAULT_THREADS)
         scale, offset = input_scaling(config)
         self.runner = LiteRTModel(model_file(config, version_dir), inputs, outputs, num_threads=threads,
                                   input_scale=scale, input_offset=offset)

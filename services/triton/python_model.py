@@ -25,25 +25,32 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]      # services/triton/python
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+ONNX, LITERT = "onnx", "litert"        # the runners (``hpe3d_runner``)
 
-def _parameters(config: dict) -> dict[str, str]:
-    return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+
+def make_runner(kind: str, model_file: Path, config: dict, num_threads: int):
+    """Our runner of ``kind`` (``onnx`` or ``litert``) for ``model_file``; ``config`` the model's config as
+    JSON (LiteRT reads its tensor bindings and input scaling there). The one place both hosts build a runner:
+    this stub and the PyTriton host (``host.build_model``)."""
+    if kind == ONNX:
+        from services.triton.onnx_runner import OnnxModel
+        return OnnxModel(model_file, num_threads)
+    if kind == LITERT:
+        from services.triton.litert_runner import LiteRTModel, bindings_from_config, input_scaling
+        inputs, outputs = bindings_from_config(config)
+        scale, offset = input_scaling(config)
+        return LiteRTModel(model_file, inputs, outputs, num_threads=num_threads, input_scale=scale,
+                           input_offset=offset)
+    raise ValueError(f"unknown runner {kind!r} ({ONNX} or {LITERT})")
 
 
 def build_runner(config: dict, version_dir: Path):
     """The runner a serving config asks for (``config`` as Triton hands it: JSON)."""
-    params = _parameters(config)
-    path = version_dir / params["hpe3d_model_file"]
-    threads = int(params.get("num_threads") or 2)
-    if params["hpe3d_runner"] == "onnx":
-        from services.triton.onnx_runner import OnnxModel
-        return OnnxModel(path, threads)
-    if params["hpe3d_runner"] == "litert":
-        from services.triton.litert_runner import LiteRTModel, bindings_from_config, input_scaling
-        inputs, outputs = bindings_from_config(config)
-        scale, offset = input_scaling(config)
-        return LiteRTModel(path, inputs, outputs, num_threads=threads, input_scale=scale, input_offset=offset)
-    raise ValueError(f"unknown hpe3d_runner {params['hpe3d_runner']!r} (onnx or litert)")
+    from services.triton.litert_runner import string_parameters
+
+    params = string_parameters(config)
+    return make_runner(params["hpe3d_runner"], version_dir / params["hpe3d_model_file"], config,
+                       int(params.get("num_threads") or 2))
 
 
 def run_batched(runner, requests: list[tuple[dict[str, np.ndarray], tuple[str, ...] | None]]):

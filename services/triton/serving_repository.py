@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.triton.model_config import model_repository_dirs, parameters, read_config
+from services.triton.python_model import LITERT, ONNX
 
 PYTHON_MODEL = Path(__file__).resolve().parent / "python_model.py"
-ONNX, LITERT = "onnx", "litert"
 
 
 class ModelUnservable(ValueError):
