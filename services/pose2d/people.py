@@ -88,12 +88,6 @@ def detection_step(fps: float, every_s: float) -> int:
     return max(1, int(every_s * fps + 1e-6))
 
 
-def detection_frames(frame_count: int, fps: float, every_s: float) -> list[int]:
-    """The frames of a segment the detector runs on while nobody is lost: the first, then every
-    ``every_s`` seconds."""
-    return list(range(0, frame_count, detection_step(fps, every_s)))
-
-
 class PeopleFollower:
     """Runs steps 1-3 of the module docstring over consecutive frames (``update``)."""
 

@@ -12,7 +12,7 @@ import pytest
 from hpe3d.v1 import common_pb2
 from services.common.arrays import from_proto
 from services.pose2d.keypoint_followers import BlazePoseFollower
-from services.pose2d.people import (PeopleOptions, detection_frames, estimate_segment_people, segment_fps,
+from services.pose2d.people import (PeopleOptions, detection_step, estimate_segment_people, segment_fps,
                                     track_people)
 from services.pose2d.person_detector import DetectorInfo
 from services.triton.repositories import REPOSITORY_DIR, missing_model_files
@@ -66,9 +66,9 @@ def centres(frame_people):
 
 
 def test_detector_every_half_second():
-    assert detection_frames(128, 30.0, 0.5) == list(range(0, 128, 15))
-    assert detection_frames(10, 25.0, 0.5) == [0]
-    assert detection_frames(3, 2.0, 0.5) == [0, 1, 2]
+    assert detection_step(30.0, 0.5) == 15
+    assert detection_step(25.0, 0.5) == 12
+    assert detection_step(2.0, 0.5) == 1
     assert segment_fps([i / 25 for i in range(10)]) == pytest.approx(25)
     assert segment_fps([0.0]) == 30.0
 
@@ -83,7 +83,7 @@ def test_a_newcomer_is_picked_up_within_half_a_second_and_both_keep_their_ids():
     assert all(sorted(centres(p)) == [0, 1] for p in out[first_seen:])
     assert all(centres(p)[0] < 200 < centres(p)[1] for p in out[first_seen:])
     # the detector ran on its schedule only (every 15th frame), not on every frame
-    assert detector.frames == len(detection_frames(60, 30.0, 0.5))
+    assert detector.frames == len(range(0, 60, detection_step(30.0, 0.5)))
 
 
 def test_a_person_hidden_for_a_second_keeps_their_id():
@@ -99,7 +99,7 @@ def test_a_person_hidden_for_a_second_keeps_their_id():
     assert set(walker) == {1} or set(walker) == {0}
     assert len({p.track_id for people in out for p in people}) == 2
     # lost on frame 32: the detector looked again on the next frame
-    assert detector.frames > len(detection_frames(90, 30.0, 0.5))
+    assert detector.frames > len(range(0, 90, detection_step(30.0, 0.5)))
 
 
 def test_after_a_loss_the_detector_runs_on_the_next_frame_and_its_period_restarts(monkeypatch):
