@@ -207,7 +207,6 @@ def serve_tritonserver(plans: list[ModelPlan], args, started: float) -> int:
     from services.triton.tritonserver_process import (LEFTOVER_PREFIX, TritonServerMissing, prepare_backends,
                                                       remove_leftovers, server_command, server_env)
 
-    libdir = ensure_libpython_first()
     for path in remove_leftovers(Path(tempfile.gettempdir())):
         log.info("removed %s, left by a host that was killed", path)
     workdir = Path(tempfile.mkdtemp(prefix=f"{LEFTOVER_PREFIX}{os.getpid()}-"))
@@ -231,7 +230,8 @@ def serve_tritonserver(plans: list[ModelPlan], args, started: float) -> int:
             return 2
         command = server_command(repository, backends, args.host, args.grpc_port, args.http_port,
                                  args.metrics_port)
-        proc = subprocess.Popen(command, env=server_env(), cwd=workdir, preexec_fn=_die_with_parent)
+        env = server_env()          # this interpreter's LIBDIR first on LD_LIBRARY_PATH (the module's docstring)
+        proc = subprocess.Popen(command, env=env, cwd=workdir, preexec_fn=_die_with_parent)
         if stopping:             # the signal came while the server was being started
             proc.terminate()
         local = "127.0.0.1" if args.host in ("0.0.0.0", "", "::") else args.host
@@ -242,7 +242,8 @@ def serve_tritonserver(plans: list[ModelPlan], args, started: float) -> int:
                 ready = True
                 log.info("serving %s with tritonserver on grpc %s:%d, http %d, metrics %d (ready in %.1fs, "
                          "LD_LIBRARY_PATH starts with %s)", ", ".join(p.name for p in plans), args.host,
-                         args.grpc_port, args.http_port, args.metrics_port, time.monotonic() - started, libdir)
+                         args.grpc_port, args.http_port, args.metrics_port, time.monotonic() - started,
+                         env["LD_LIBRARY_PATH"].split(os.pathsep)[0])
             try:
                 proc.wait(timeout=0.5 if not ready else 5)
             except subprocess.TimeoutExpired:
